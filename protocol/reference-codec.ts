@@ -1,0 +1,28 @@
+/**
+ * The URB header through the user's chosen libraries (binary-parser to read, smart-buffer to
+ * write). The decoders and encoder use the hand path in urb-header.ts instead because it is
+ * measurably faster on the per-URB hot path; bench/codec.ts runs both side by side and the
+ * tests check they produce identical results.
+ */
+import { SmartBuffer } from "smart-buffer";
+import { urbHeaderLayout, type RawUrbHeader } from "./layouts.js";
+
+export function parseUrbHeaderWithBinaryParser(buf: Buffer): RawUrbHeader {
+  return urbHeaderLayout.parse(buf) as RawUrbHeader;
+}
+
+export function writeUrbHeaderWithSmartBuffer(h: RawUrbHeader): Buffer {
+  const sb = SmartBuffer.fromSize(48);
+  sb.writeUInt32BE(h.command >>> 0);
+  sb.writeUInt32BE(h.seqnum >>> 0);
+  sb.writeUInt32BE(h.devid >>> 0);
+  sb.writeUInt32BE(h.direction >>> 0);
+  sb.writeUInt32BE(h.ep >>> 0);
+  sb.writeUInt32BE(h.transferFlags >>> 0);
+  sb.writeInt32BE(h.transferBufferLength | 0);
+  sb.writeInt32BE(h.startFrame | 0);
+  sb.writeInt32BE(h.numberOfPackets | 0);
+  sb.writeInt32BE(h.interval | 0);
+  sb.writeBuffer(h.setup.subarray(0, 8));
+  return sb.toBuffer();
+}
