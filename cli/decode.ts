@@ -63,8 +63,13 @@ export const decodeCommand: Command = {
         process.stderr.write(`usbip-qrexec: decode: ${item.from} stream ${file}: malformed at byte ${e.offset}: ${e.rule} (${e.code})\n`);
         return ExitCode.PROTOCOL;
       }
-      const r = summarize(item.message, item.from, item.offset, item.type === "message" && item.from === "server" ? item.matched : undefined);
-      out += fmt(r) + "\n";
+      const r = summarize(item.message, item.from, item.offset, item.from === "server" ? item.matched : undefined);
+      out += fmt(r);
+      if (format === "text" && item.message.kind === "OP_REP_DEVLIST") {
+        const devs = item.message.devices;
+        out += `${devs.length} device${devs.length === 1 ? "" : "s"}` + devs.map((d) => `; ${d.busid} ${hex4(d.idVendor)}:${hex4(d.idProduct)} ${d.bNumInterfaces} interfaces`).join("");
+      }
+      out += "\n";
       if (out.length > 1 << 16) {
         await writeOut(out);
         out = "";
@@ -84,6 +89,8 @@ async function readInput(path: string): Promise<Buffer> {
   }
 }
 
+const hex4 = (n: number) => n.toString(16).padStart(4, "0");
+
 function textHeader(): string {
   return `${"kind".padEnd(14)} ${"from".padEnd(6)} ${"offset".padStart(9)} ${"seqnum".padStart(8)} ${"dir".padEnd(3)} ${"ep".padStart(2)} ${"length".padStart(8)} ${"actual".padStart(8)} ${"status".padEnd(12)} details`;
 }
@@ -99,5 +106,5 @@ function textLine(r: MessageRecord): string {
   if (r.transferFlags !== undefined && r.transferFlags !== 0) details.push(`flags 0x${r.transferFlags.toString(16)}`);
   if (r.numberOfPackets) details.push(`iso ${r.numberOfPackets}`);
   if (r.payloadBytes) details.push(`payload ${r.payloadBytes}`);
-  return `${r.kind.padEnd(14)} ${r.from.padEnd(6)} ${n(r.offset, 9)} ${n(r.seqnum, 8)} ${(r.direction ?? "-").padEnd(3)} ${n(r.ep, 2)} ${n(r.transferBufferLength, 8)} ${n(r.actualLength, 8)} ${status.padEnd(12)} ${details.join(", ")}`.trimEnd();
+  return `${r.kind.padEnd(14)} ${r.from.padEnd(6)} ${n(r.offset, 9)} ${n(r.seqnum, 8)} ${(r.direction ?? "-").padEnd(3)} ${n(r.ep, 2)} ${n(r.transferBufferLength, 8)} ${n(r.actualLength, 8)} ${status.padEnd(12)} ${details.join(", ")}`;
 }

@@ -1,0 +1,62 @@
+#!/usr/bin/env node
+// The project's test command (`npm test`, after the build): runs every suite, shows their
+// output, and ends with the line CI reads: "N passed, M failed" (", K skipped" when any).
+//   suites: unit/property/integration tests (ava, TAP), then the real-kernel VM suite
+//   (test/vm, when present). USBIP_TEST_SUITES=unit or =vm runs only one of them.
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const only = process.env.USBIP_TEST_SUITES?.split(",").map((s) => s.trim());
+const totals = { passed: 0, failed: 0, skipped: 0 };
+
+/** Run a command that prints TAP; echo it and count "ok"/"not ok" lines. */
+function runTap(name, cmd, args) {
+  return new Promise((resolve) => {
+    process.stdout.write(`\n=== ${name} ===\n`);
+    const child = spawn(cmd, args, { cwd: root, stdio: ["ignore", "pipe", "inherit"] });
+    let buf = "";
+    let counted = 0;
+    let failedHere = 0;
+    const onLine = (line) => {
+      process.stdout.write(line + "\n");
+      const m = /^(not ok|ok)\b.*?(# (SKIP|TODO)\b.*)?$/i.exec(line);
+      if (!m) return;
+      counted++;
+      if (m[3]) totals.skipped++;
+      else if (m[1] === "ok") totals.passed++;
+      else {
+        totals.failed++;
+        failedHere++;
+      }
+    };
+    child.stdout.on("data", (b) => {
+      buf += b.toString();
+      let i;
+      while ((i = buf.indexOf("\n")) >= 0) {
+        onLine(buf.slice(0, i));
+        buf = buf.slice(i + 1);
+      }
+    });
+    child.on("close", (code, signal) => {
+      if (buf) onLine(buf);
+      // a suite that dies without reporting a failing test still counts as a failure
+      if ((code !== 0 || signal) && failedHere === 0) {
+        process.stdout.write(`not ok - ${name} exited with ${signal ?? code} after ${counted} results\n`);
+        totals.failed++;
+      }
+      resolve();
+    });
+  });
+}
+
+const want = (s) => only === undefined || only.includes(s);
+if (want("unit")) await runTap("unit, property and integration tests (ava)", process.execPath, [path.join(root, "node_modules/ava/entrypoints/cli.mjs"), "--tap"]);
+const vm = path.join(root, "dist/test/vm/run.js");
+if (want("vm") && existsSync(vm)) await runTap("real-kernel VM suite (test/vm)", process.execPath, [vm]);
+
+const skipped = totals.skipped ? `, ${totals.skipped} skipped` : "";
+process.stdout.write(`\n${totals.passed} passed, ${totals.failed} failed${skipped}\n`);
+process.exitCode = totals.failed > 0 ? 1 : 0;
