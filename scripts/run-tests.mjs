@@ -54,6 +54,9 @@ function runTap(name, cmd, args) {
 
 const want = (s) => only === undefined || only.includes(s);
 if (want("unit")) await runTap("unit, property and integration tests (ava)", process.execPath, [path.join(root, "node_modules/ava/entrypoints/cli.mjs"), "--tap"]);
+// A short fuzz run (npm run fuzz gives it 60 s): 10 s in CI, 5 s on a developer machine.
+const fuzzSeconds = process.env.FUZZ_SECONDS ?? (process.env.CI ? "10" : "5");
+if (want("fuzz")) await runTap(`fuzz (${fuzzSeconds} s)`, process.execPath, [path.join(root, "dist/fuzz/run.js"), "--seconds", fuzzSeconds]);
 const vm = path.join(root, "dist/test/vm/run.js");
 if (want("vm") && existsSync(vm)) await runTap("real-kernel VM suite (test/vm)", process.execPath, [vm]);
 
