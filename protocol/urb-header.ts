@@ -23,6 +23,14 @@ export function s32(b: Buffer, p: number): number {
   return (b[p]! << 24) | (b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!;
 }
 
+/** Store a u32 big-endian at b[p] (any JS number; taken modulo 2^32). */
+function put(b: Buffer, p: number, v: number): void {
+  b[p] = v >>> 24;
+  b[p + 1] = v >>> 16;
+  b[p + 2] = v >>> 8;
+  b[p + 3] = v;
+}
+
 /** Write the 20-byte basic header plus five u32/s32 words, then 8 bytes `tail` (or zeros). */
 export function writeUrbHeader(
   command: number,
@@ -38,17 +46,19 @@ export function writeUrbHeader(
   tail: Buffer | undefined,
 ): Buffer {
   const h = Buffer.allocUnsafe(URB_HEADER_SIZE);
-  h.writeUInt32BE(command >>> 0, 0);
-  h.writeUInt32BE(seqnum >>> 0, 4);
-  h.writeUInt32BE(devid >>> 0, 8);
-  h.writeUInt32BE(direction >>> 0, 12);
-  h.writeUInt32BE(ep >>> 0, 16);
-  h.writeUInt32BE(w5 >>> 0, 20);
-  h.writeUInt32BE(w6 >>> 0, 24);
-  h.writeUInt32BE(w7 >>> 0, 28);
-  h.writeUInt32BE(w8 >>> 0, 32);
-  h.writeUInt32BE(w9 >>> 0, 36);
-  if (tail === undefined) h.fill(0, 40, 48);
-  else tail.copy(h, 40, 0, 8);
+  put(h, 0, command);
+  put(h, 4, seqnum);
+  put(h, 8, devid);
+  put(h, 12, direction);
+  put(h, 16, ep);
+  put(h, 20, w5);
+  put(h, 24, w6);
+  put(h, 28, w7);
+  put(h, 32, w8);
+  put(h, 36, w9);
+  if (tail === undefined) {
+    put(h, 40, 0);
+    put(h, 44, 0);
+  } else for (let i = 0; i < 8; i++) h[40 + i] = tail[i]!;
   return h;
 }
