@@ -1,0 +1,43 @@
+/**
+ * The VM suite, guest side: runs inside Debian's kernel (see ../run.ts), one scenario after
+ * another, each setting up and tearing down its own gadgets and ending with a dmesg check
+ * (BUG / Oops / general protection / WARNING fail it). Writes TAP to <results>/results.tap.
+ */
+import { appendFileSync, mkdirSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { dmesgLines, dmesgProblems } from "./lib.js";
+import { scenarios } from "./scenarios.js";
+
+const { values, positionals } = parseArgs({ options: { results: { type: "string", default: "/run/results" } }, allowPositionals: true });
+const tap = `${values.results}/results.tap`;
+mkdirSync("/run/tmp", { recursive: true });
+const emit = (line: string) => {
+  appendFileSync(tap, line + "\n");
+  process.stdout.write(line + "\n");
+};
+
+const selected = positionals.length > 0 ? scenarios.filter((s) => positionals.some((p) => s.name.includes(p))) : scenarios;
+emit(`# guest: kernel ${(await import("node:os")).release()}, ${selected.length} scenarios`);
+let n = 0;
+for (const s of selected) {
+  n++;
+  const since = dmesgLines().length;
+  const t0 = Date.now();
+  let failure: string | undefined;
+  try {
+    await s.run();
+  } catch (e) {
+    failure = e instanceof Error ? e.message : String(e);
+  }
+  const problems = dmesgProblems(since);
+  if (failure === undefined && problems.length > 0) failure = `kernel log: ${problems.slice(0, 3).join(" | ")}`;
+  const secs = ((Date.now() - t0) / 1000).toFixed(1);
+  if (failure === undefined) emit(`ok ${n} - vm: ${s.name} (${secs} s)`);
+  else {
+    emit(`not ok ${n} - vm: ${s.name} (${secs} s)`);
+    for (const l of failure.split("\n")) emit(`#   ${l}`);
+    const tail = dmesgLines().slice(since).slice(-15);
+    for (const l of tail) emit(`#   dmesg: ${l}`);
+  }
+}
+emit("# guest suite finished");

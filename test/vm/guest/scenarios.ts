@@ -1,0 +1,9 @@
+/** The VM scenarios, in run order. */
+import { gadgetSmoke } from "./scenario-gadget-smoke.js";
+
+export interface Scenario {
+  name: string;
+  run(): Promise<void>;
+}
+
+export const scenarios: Scenario[] = [gadgetSmoke];
