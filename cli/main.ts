@@ -6,9 +6,14 @@ import { readFileSync } from "node:fs";
 import { UsbipError } from "../protocol/errors.js";
 import type { Command } from "./command.js";
 import { decodeCommand } from "./decode.js";
+import { exportCommand } from "./export.js";
+import { importCommand } from "./import.js";
+import { detachCommand } from "./detach.js";
+import { listCommand } from "./list.js";
+import { qrexecSimCommand } from "./qrexec-sim.js";
 import { CliError, ExitCode } from "./errors.js";
 
-const commands: Command[] = [decodeCommand];
+const commands: Command[] = [exportCommand, importCommand, detachCommand, listCommand, decodeCommand, qrexecSimCommand];
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };

@@ -1,0 +1,84 @@
+/**
+ * `import STATEFILE` in kernel mode (the local process of qubes.USBAttach): read the handshake
+ * line without reading past it, validate it, pick a vhci-hcd port, ask for the single socket,
+ * attach fd 0, write the statefile, wait until the device enumerated (then SIGHUP
+ * $SERVICE_ATTACH_PID), and stay until the port is detached. Every failure frees the port.
+ */
+import { release } from "node:os";
+import { rmSync, writeFileSync } from "node:fs";
+import { MAX_HANDSHAKE_LINE, scanHandshake } from "../protocol/handshake.js";
+import { kernelSupportsSuperPlus, speedFromString, type SpeedString } from "../protocol/speed.js";
+import { UsbipError } from "../protocol/errors.js";
+import { GlueError, GlueErrorCode } from "../kernel-glue/errors.js";
+import { Sysfs } from "../kernel-glue/sysfs.js";
+import { Vhci, VdevStatus } from "../kernel-glue/vhci.js";
+import { ensureModule, isSocket, readLineFromFd0, watchHangup } from "../kernel-glue/system.js";
+import { notifyAttached, requestSingleSocket, terminationSignal } from "../qrexec/agent.js";
+import type { Logger } from "../qrexec/log.js";
+
+export interface ImportKernelOptions {
+  statefile: string;
+  log: Logger;
+  sysfs?: Sysfs;
+  /** how long to wait for the handshake line. Defaults to 60 s. */
+  handshakeTimeoutMs?: number;
+  /** how long to wait for the device to enumerate. Defaults to 30 s. */
+  attachTimeoutMs?: number;
+}
+
+export async function importKernel(opts: ImportKernelOptions): Promise<number> {
+  const sysfs = opts.sysfs ?? new Sysfs();
+  const log = opts.log;
+  if (!isSocket(0)) throw new GlueError(GlueErrorCode.NOT_A_SOCKET, "fd 0 is not a socket: kernel mode needs the qrexec link as one socket (run under qrexec-client-vm, or qrexec-sim --link socket)");
+  const line = await readLineFromFd0(MAX_HANDSHAKE_LINE, opts.handshakeTimeoutMs ?? 60_000);
+  if (line.end === "eof" && line.bytes.length === 0) throw new UsbipError("USBIP_ERR_NO_HANDSHAKE", "no device info received: the connection closed before the handshake (check the backend side's log)");
+  if (line.end === "timeout") throw new UsbipError("USBIP_ERR_NO_HANDSHAKE", "no device info received within the handshake timeout");
+  const scan = scanHandshake(line.bytes);
+  if (scan.type === "need-more") throw new UsbipError("USBIP_ERR_NO_HANDSHAKE", `incomplete handshake line (${line.bytes.length} bytes, no newline): connection closed`);
+  if (scan.type === "error") throw new UsbipError(scan.error.code, `invalid handshake from the backend: ${scan.error.rule}`);
+  const hs = scan.handshake;
+  const speed = speedFromString(hs.speed as SpeedString, kernelSupportsSuperPlus(release()));
+  log.info(`handshake: devid ${hs.devid} speed ${hs.speed} (enum ${speed})`);
+
+  await ensureModule(sysfs, "vhci-hcd");
+  const vhci = new Vhci(sysfs);
+  const signal = terminationSignal();
+  requestSingleSocket();
+  const port = vhci.attachFree(0, hs.devid, speed);
+  log.info(`attached on vhci port ${port}`);
+  let statefileWritten = false;
+  try {
+    writeFileSync(opts.statefile, `${port}\n`);
+    statefileWritten = true;
+    const hangup = watchHangup(0);
+    const attached = await Promise.race([
+      vhci.waitAttached(port, opts.attachTimeoutMs ?? 30_000),
+      signal.promise.then((s) => {
+        throw new UsbipError("USBIP_ERR_INTERRUPTED", `interrupted by ${s} before the device enumerated`);
+      }),
+    ]);
+    log.info(`device enumerated as ${attached}`);
+    notifyAttached();
+    const why = await Promise.race([hangup.done.then(() => "link closed"), signal.promise.then((s) => `signal ${s}`)]);
+    hangup.stop();
+    log.info(`ending (${why})`);
+    freePort(vhci, port);
+    await vhci.waitDetached(port, attached, 10_000).catch((e: Error) => log.warn(e.message));
+    return 0;
+  } catch (e) {
+    freePort(vhci, port);
+    throw e;
+  } finally {
+    if (statefileWritten) rmSync(opts.statefile, { force: true });
+  }
+}
+
+/** Detach unless the port is already free (the kernel may have released it on EOF). */
+function freePort(vhci: Vhci, port: number): void {
+  try {
+    const p = vhci.port(port);
+    if (p && p.status !== VdevStatus.NULL) vhci.detach(port);
+  } catch {
+    /* released meanwhile */
+  }
+}

@@ -1,0 +1,78 @@
+#!/usr/bin/python3
+"""Small kernel helpers Node cannot do without a native addon.
+
+  usbfs.py reset /dev/bus/usb/BBB/DDD   USBDEVFS_RESET on the device node
+  usbfs.py read-line [MAX]             read fd 0 one byte at a time up to and including the
+                                        first '\n' (at most MAX bytes, default 256) and copy the
+                                        bytes to stdout: never a byte past the newline. Exit 3 on
+                                        EOF before any newline, 4 if MAX bytes had no newline.
+  usbfs.py wait-hup [FD]                block until FD (default 0), a stream socket, reports
+                                        hang-up (POLLHUP/POLLRDHUP/POLLERR); never reads from it,
+                                        so bytes meant for the kernel (usbip-host, vhci-hcd) are
+                                        not consumed. Exits 0 on hang-up.
+"""
+import fcntl
+import os
+import select
+import sys
+
+USBDEVFS_RESET = (ord("U") << 8) | 20  # _IO('U', 20)
+
+
+def reset(path):
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        fcntl.ioctl(fd, USBDEVFS_RESET, 0)
+    finally:
+        os.close(fd)
+
+
+def wait_hup(fd):
+    p = select.poll()
+    p.register(fd, select.POLLHUP | select.POLLRDHUP | select.POLLERR)
+    while True:
+        for _, ev in p.poll():
+            if ev & (select.POLLHUP | select.POLLRDHUP | select.POLLERR | select.POLLNVAL):
+                return
+
+
+def read_line(limit):
+    got = bytearray()
+    while len(got) < limit:
+        try:
+            b = os.read(0, 1)
+        except BlockingIOError:
+            select.select([0], [], [])
+            continue
+        if not b:
+            os.write(1, bytes(got))
+            return 3
+        got += b
+        if b == b"\n":
+            os.write(1, bytes(got))
+            return 0
+    os.write(1, bytes(got))
+    return 4
+
+
+def main(argv):
+    if len(argv) >= 3 and argv[1] == "reset":
+        reset(argv[2])
+    elif len(argv) >= 2 and argv[1] == "read-line":
+        return read_line(int(argv[2]) if len(argv) > 2 else 256)
+    elif len(argv) >= 2 and argv[1] == "wait-hup":
+        wait_hup(int(argv[2]) if len(argv) > 2 else 0)
+    else:
+        sys.stderr.write(__doc__)
+        return 64
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv))
+    except OSError as e:
+        sys.stderr.write("usbfs.py: %s\n" % e)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

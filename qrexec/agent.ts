@@ -1,0 +1,53 @@
+/**
+ * The qrexec agent side of a service: SIGUSR1 to $QREXEC_AGENT_PID asks for one socket on fd 0
+ * for both directions (the kernel modes need it); SIGHUP to $SERVICE_ATTACH_PID tells
+ * qubes.USBAttach the device is attached.
+ */
+import { UsbipError } from "../protocol/errors.js";
+
+function pidFromEnv(name: string): number | undefined {
+  const v = process.env[name];
+  if (v === undefined || v === "") return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 1) throw new UsbipError("USBIP_ERR_ENV", `${name}="${v}" is not a process id`);
+  return n;
+}
+
+/** Ask the agent for a single bidirectional socket; no-op outside qrexec. */
+export function requestSingleSocket(): boolean {
+  const pid = pidFromEnv("QREXEC_AGENT_PID");
+  if (pid === undefined) return false;
+  try {
+    process.kill(pid, "SIGUSR1");
+  } catch (e) {
+    throw new UsbipError("USBIP_ERR_AGENT", `cannot signal the qrexec agent (QREXEC_AGENT_PID=${pid}): ${(e as NodeJS.ErrnoException).code}`);
+  }
+  return true;
+}
+
+/** Tell qubes.USBAttach (if it started us) that the attach succeeded. */
+export function notifyAttached(): void {
+  const pid = pidFromEnv("SERVICE_ATTACH_PID");
+  if (pid === undefined) return;
+  try {
+    process.kill(pid, "SIGHUP");
+  } catch {
+    /* the service already ended */
+  }
+}
+
+/** Resolve on the first of SIGTERM, SIGINT, SIGHUP (handlers stay installed: later ones are ignored). */
+export function terminationSignal(): { promise: Promise<NodeJS.Signals>; dispose(): void } {
+  const sigs: NodeJS.Signals[] = ["SIGTERM", "SIGINT", "SIGHUP"];
+  let handler: (s: NodeJS.Signals) => void = () => {};
+  const promise = new Promise<NodeJS.Signals>((resolve) => {
+    handler = (s) => resolve(s);
+  });
+  for (const s of sigs) process.on(s, handler);
+  return {
+    promise,
+    dispose() {
+      for (const s of sigs) process.off(s, handler);
+    },
+  };
+}

@@ -1,0 +1,55 @@
+/**
+ * Runtime state shared by the commands of one machine: /run/usbip-qrexec (USBIP_QREXEC_RUNDIR
+ * overrides it) holds export-<busid>.pid for every running export, so `detach --busid` and
+ * `detach --all` can stop them and let each clean up exactly once.
+ */
+import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import path from "node:path";
+
+export function runDir(): string {
+  return process.env.USBIP_QREXEC_RUNDIR ?? "/run/usbip-qrexec";
+}
+
+export function exportPidFile(busid: string): string {
+  return path.join(runDir(), `export-${busid}.pid`);
+}
+
+export function writeExportPid(busid: string): void {
+  mkdirSync(runDir(), { recursive: true });
+  writeFileSync(exportPidFile(busid), `${process.pid}\n`);
+}
+
+export function removeExportPid(busid: string): void {
+  try {
+    if (readFileSync(exportPidFile(busid), "utf8").trim() === String(process.pid)) rmSync(exportPidFile(busid));
+  } catch {
+    /* gone already */
+  }
+}
+
+/** Running exports by busid (stale pid files are skipped). */
+export function runningExports(): Map<string, number> {
+  const out = new Map<string, number>();
+  let files: string[] = [];
+  try {
+    files = readdirSync(runDir());
+  } catch {
+    return out;
+  }
+  for (const f of files) {
+    const m = /^export-(.+)\.pid$/.exec(f);
+    if (!m) continue;
+    const pid = Number(readFileSync(path.join(runDir(), f), "utf8").trim());
+    if (Number.isInteger(pid) && alive(pid)) out.set(m[1]!, pid);
+  }
+  return out;
+}
+
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}

@@ -1,0 +1,139 @@
+/**
+ * qrexec simulator: runs a LOCAL process and a SERVICE process connected the way
+ * qrexec-client-vm connects a local program to a remote service, so whole flows run on one
+ * machine. Each side has its own agent (a tiny process whose pid is that side's
+ * $QREXEC_AGENT_PID).
+ *
+ * --link socket (default): fd 0 of each side is a Unix stream socket, fd 1 a separate stream.
+ *   Until the side sends SIGUSR1 to its agent, the simulator reads that side's output from fd 1;
+ *   from then on it also reads fd 0 ("one socket for both directions"), which is what the
+ *   kernel modes hand to usbip-host / vhci-hcd.
+ * --link pipes: fd 0 and fd 1 are plain pipes; SIGUSR1 is noted and changes nothing.
+ *
+ * When a side's process exits, its end of the link is closed (the kernel, if it holds that
+ * side's socket, sees EOF) and the other side gets EOF on its input, as when qrexec tears a
+ * connection down.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import type net from "node:net";
+import type { Readable, Writable } from "node:stream";
+import { socketPair } from "./socketpair.js";
+import type { Logger } from "./log.js";
+
+export type LinkMode = "socket" | "pipes";
+
+interface Side {
+  name: "local" | "service";
+  child: ChildProcess;
+  agent: ChildProcess;
+  /** what the child writes, as seen by the simulator */
+  outputs: Readable[];
+  /** where the simulator writes the child's input */
+  input: Writable;
+  /** the simulator's end of the child's fd 0 socket (socket mode) */
+  sock: net.Socket | undefined;
+  exit: Promise<number>;
+  closed: boolean;
+}
+
+// Writes "r" once its handler is installed (Node's default SIGUSR1 action starts the
+// inspector), then "1" per SIGUSR1.
+const AGENT_SRC = "process.on('SIGUSR1',()=>process.stdout.write('1'));process.on('SIGTERM',()=>process.exit(0));process.stdout.write('r');setInterval(()=>{},1<<30);";
+
+export async function runQrexecSim(local: string[], service: string[], link: LinkMode, log: Logger): Promise<number> {
+  const sides: Side[] = [];
+  for (const [name, argv] of [["local", local], ["service", service]] as const) sides.push(await startSide(name, argv, link, log));
+  const [a, b] = sides as [Side, Side];
+  pump(a, b, log);
+  pump(b, a, log);
+  const forward = (sig: NodeJS.Signals) => {
+    for (const s of sides) s.child.kill(sig);
+  };
+  for (const sig of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(sig, () => forward(sig));
+  const codes = await Promise.all(sides.map(async (s) => {
+    const code = await s.exit;
+    closeSide(s, log);
+    // the other side's input ends: EOF on its fd 0
+    const other = s === a ? b : a;
+    other.input.end();
+    return code;
+  }));
+  for (const s of sides) s.agent.kill("SIGTERM");
+  const [lc, sc] = codes as [number, number];
+  return sc !== 0 ? sc : lc;
+}
+
+async function startSide(name: "local" | "service", argv: string[], link: LinkMode, log: Logger): Promise<Side> {
+  const agent = spawn(process.execPath, ["-e", AGENT_SRC], { stdio: ["ignore", "pipe", "inherit"] });
+  await new Promise<void>((resolve, reject) => {
+    agent.stdout!.once("data", () => resolve());
+    agent.once("error", reject);
+    agent.once("exit", () => reject(new Error("the agent stub exited")));
+  });
+  const env = { ...process.env, QREXEC_AGENT_PID: String(agent.pid), QREXEC_REMOTE_DOMAIN: name === "local" ? "sim-backend" : "sim-frontend" };
+  const [cmd, ...args] = argv as [string, ...string[]];
+  let child: ChildProcess;
+  let sock: net.Socket | undefined;
+  if (link === "socket") {
+    const [mine, theirs] = await socketPair();
+    child = spawn(cmd, args, { stdio: [theirs, "pipe", "inherit"], env });
+    theirs.destroy(); // the child has its own copy
+    sock = mine;
+    sock.pause(); // read fd 0's output only after SIGUSR1
+  } else {
+    child = spawn(cmd, args, { stdio: ["pipe", "pipe", "inherit"], env });
+  }
+  const exit = new Promise<number>((resolve) => {
+    child.on("error", (e) => {
+      log.warn(`${name}: cannot run ${cmd}: ${e.message}`);
+      resolve(127);
+    });
+    child.on("exit", (code, signal) => resolve(code ?? (signal ? 128 + (signalNumber(signal) ?? 0) : 1)));
+  });
+  const side: Side = { name, child, agent, outputs: [child.stdout!], input: sock ?? child.stdin!, sock, exit, closed: false };
+  agent.stdout!.on("data", () => {
+    if (link === "socket" && sock !== undefined && !side.outputs.includes(sock)) {
+      log.info(`${name}: SIGUSR1: fd 0 now carries both directions`);
+      side.outputs.push(sock);
+      sock.resume();
+    } else if (link === "pipes") log.info(`${name}: SIGUSR1 ignored (--link pipes)`);
+  });
+  return side;
+}
+
+/** Copy what `from` writes to the input of `to`, with backpressure. */
+function pump(from: Side, to: Side, log: Logger): void {
+  const attach = (r: Readable) => {
+    r.on("data", (chunk: Buffer) => {
+      if (to.closed) return;
+      if (!to.input.write(chunk)) {
+        r.pause();
+        to.input.once("drain", () => r.resume());
+      }
+    });
+    r.on("error", (e) => log.info(`${from.name}: ${e.message}`));
+    // EOF of the side's output stream (fd 0 in socket mode, fd 1 with pipes) ends the other's input
+    if (r === (from.sock ?? from.child.stdout)) r.on("end", () => to.input.end());
+  };
+  for (const r of from.outputs) attach(r);
+  // fd 0 joins the outputs on SIGUSR1: watch for it
+  const push = from.outputs.push.bind(from.outputs);
+  from.outputs.push = (...rs: Readable[]) => {
+    for (const r of rs) attach(r);
+    return push(...rs);
+  };
+  to.input.on("error", (e) => log.info(`${to.name} input: ${e.message}`));
+}
+
+function closeSide(s: Side, log: Logger): void {
+  if (s.closed) return;
+  s.closed = true;
+  log.info(`${s.name} exited: closing its end of the link`);
+  s.sock?.destroy();
+  for (const r of s.outputs) r.destroy();
+}
+
+function signalNumber(sig: NodeJS.Signals): number | undefined {
+  const table: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15, SIGUSR1: 10, SIGPIPE: 13 };
+  return table[sig];
+}

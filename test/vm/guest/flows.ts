@@ -1,0 +1,65 @@
+/** Running our CLI in the guest, and the checks every kernel-mode scenario ends with. */
+import { existsSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { check, processesMatching, start, tryRead, waitFor, type Spawned } from "./lib.js";
+import { driverOf, interfaceDriver } from "./gadget.js";
+
+export const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../..");
+export const CLI = path.join(repo, "bin/usbip-qrexec.js");
+const VHCI = "/sys/devices/platform/vhci_hcd.0";
+
+export function cli(args: string[], env: NodeJS.ProcessEnv = {}): Spawned {
+  return start(process.execPath, [CLI, ...args], env);
+}
+
+/** export DEVICE ↔ import STATEFILE through qrexec-sim (kernel mode on both sides). */
+export function kernelFlow(busid: string, statefile: string, extra: { importArgs?: string[]; exportArgs?: string[] } = {}): Spawned {
+  const node = process.execPath;
+  return cli(["qrexec-sim", "--", node, CLI, "import", statefile, ...(extra.importArgs ?? []), "--", node, CLI, "export", busid, ...(extra.exportArgs ?? [])]);
+}
+
+export interface VhciPortLine {
+  hub: string;
+  port: number;
+  status: number;
+  local: string;
+}
+
+export function vhciPorts(): VhciPortLine[] {
+  const out: VhciPortLine[] = [];
+  for (const f of ["status"]) {
+    for (const line of (tryRead(`${VHCI}/${f}`) ?? "").split("\n")) {
+      const t = line.trim().split(/\s+/);
+      if (t[0] !== "hs" && t[0] !== "ss") continue;
+      out.push({ hub: t[0], port: Number(t[1]), status: Number(t[2]), local: t[6] ?? "0-0" });
+    }
+  }
+  return out;
+}
+
+/** Wait for the statefile, then for its port to be USED with a device on the vhci bus. */
+export async function waitImported(statefile: string, flow: Spawned): Promise<{ port: number; local: string }> {
+  const { port } = await waitFor(`statefile ${statefile}`, () => {
+    if (flow.child.exitCode !== null) throw new Error(`the flow ended early (exit ${flow.child.exitCode}): ${flow.stderr().trim()}`);
+    const t = tryRead(statefile);
+    return t === undefined || t === "" ? undefined : { port: Number(t) }; // port 0 is a port
+  }, 60_000);
+  const local = await waitFor(`vhci port ${port} in use`, () => {
+    const p = vhciPorts().find((x) => x.port === port);
+    return p && p.status === 6 && p.local !== "0-0" && existsSync(`/sys/bus/usb/devices/${p.local}`) ? p.local : undefined;
+  }, 60_000);
+  return { port, local };
+}
+
+/** After a detach: port free, statefile gone, device back on its driver, no process left. */
+export async function checkCleanedUp(o: { port: number; statefile: string; busid: string; interfaceDriver: string; flow: Spawned }): Promise<void> {
+  const r = await Promise.race([o.flow.exited, new Promise<undefined>((res) => setTimeout(() => res(undefined), 30_000))]);
+  check(r !== undefined, `the flow did not end within 30 s after detach; stderr: ${o.flow.stderr().trim()}`);
+  check(vhciPorts().every((p) => p.status === 4), `vhci ports still used: ${JSON.stringify(vhciPorts().filter((p) => p.status !== 4))}`);
+  check(!existsSync(o.statefile), `statefile ${o.statefile} still exists`);
+  await waitFor(`${o.busid} back on its driver`, () => driverOf(o.busid) === "usb" && interfaceDriver(o.busid) === o.interfaceDriver, 20_000);
+  check(!existsSync(`/run/usbip-qrexec/export-${o.busid}.pid`), "export pid file left behind");
+  const left = processesMatching("usbip-qrexec.js");
+  check(left.length === 0, `processes left: ${left.join(" | ")}`);
+}
