@@ -23,7 +23,7 @@ export const listCommand: Command = {
       await writeOut(help + "\n");
       return ExitCode.OK;
     }
-    const devs = exportableDevices(new Sysfs(process.env.USBIP_QREXEC_SYSFS ?? "/sys"));
+    const devs = exportableDevices(new Sysfs());
     if (values.json) {
       await writeOut(JSON.stringify(devs.map((d) => ({ ...d, state: state(d) })), null, 2) + "\n");
       return ExitCode.OK;

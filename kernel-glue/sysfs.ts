@@ -18,8 +18,8 @@ export class SysfsWriteError extends GlueError {
 }
 
 export class Sysfs {
-  /** @param root the sysfs mount point. Defaults to "/sys". */
-  constructor(readonly root = "/sys") {}
+  /** @param root the sysfs mount point. Defaults to $USBIP_QREXEC_SYSFS or "/sys". */
+  constructor(readonly root = process.env.USBIP_QREXEC_SYSFS ?? "/sys") {}
 
   path(rel: string): string {
     return path.join(this.root, rel);

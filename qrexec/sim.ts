@@ -17,6 +17,8 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import type net from "node:net";
 import type { Readable, Writable } from "node:stream";
+import { closeSync, createReadStream, createWriteStream } from "node:fs";
+import { makePipe } from "./pipe.js";
 import { socketPair } from "./socketpair.js";
 import type { Logger } from "./log.js";
 
@@ -32,6 +34,8 @@ interface Side {
   input: Writable;
   /** the simulator's end of the child's fd 0 socket (socket mode) */
   sock: net.Socket | undefined;
+  /** the child's fd 1 as read by the simulator */
+  output: Readable;
   exit: Promise<number>;
   closed: boolean;
 }
@@ -74,6 +78,8 @@ async function startSide(name: "local" | "service", argv: string[], link: LinkMo
   const [cmd, ...args] = argv as [string, ...string[]];
   let child: ChildProcess;
   let sock: net.Socket | undefined;
+  let pipeIn: Writable | undefined;
+  let pipeOut: Readable | undefined;
   if (link === "socket") {
     const [mine, theirs] = await socketPair();
     child = spawn(cmd, args, { stdio: [theirs, "pipe", "inherit"], env });
@@ -81,7 +87,13 @@ async function startSide(name: "local" | "service", argv: string[], link: LinkMo
     sock = mine;
     sock.pause(); // read fd 0's output only after SIGUSR1
   } else {
-    child = spawn(cmd, args, { stdio: ["pipe", "pipe", "inherit"], env });
+    const toChild = makePipe();
+    const fromChild = makePipe();
+    child = spawn(cmd, args, { stdio: [toChild.readFd, fromChild.writeFd, "inherit"], env });
+    closeSync(toChild.readFd);
+    closeSync(fromChild.writeFd);
+    pipeIn = createWriteStream("", { fd: toChild.writeFd });
+    pipeOut = createReadStream("", { fd: fromChild.readFd });
   }
   const exit = new Promise<number>((resolve) => {
     child.on("error", (e) => {
@@ -90,7 +102,8 @@ async function startSide(name: "local" | "service", argv: string[], link: LinkMo
     });
     child.on("exit", (code, signal) => resolve(code ?? (signal ? 128 + (signalNumber(signal) ?? 0) : 1)));
   });
-  const side: Side = { name, child, agent, outputs: [child.stdout!], input: sock ?? child.stdin!, sock, exit, closed: false };
+  const output = pipeOut ?? child.stdout!;
+  const side: Side = { name, child, agent, outputs: [output], input: sock ?? pipeIn!, sock, output, exit, closed: false };
   agent.stdout!.on("data", () => {
     if (link === "socket" && sock !== undefined && !side.outputs.includes(sock)) {
       log.info(`${name}: SIGUSR1: fd 0 now carries both directions`);
@@ -113,7 +126,7 @@ function pump(from: Side, to: Side, log: Logger): void {
     });
     r.on("error", (e) => log.info(`${from.name}: ${e.message}`));
     // EOF of the side's output stream (fd 0 in socket mode, fd 1 with pipes) ends the other's input
-    if (r === (from.sock ?? from.child.stdout)) r.on("end", () => to.input.end());
+    if (r === (from.sock ?? from.output)) r.on("end", () => to.input.end());
   };
   for (const r of from.outputs) attach(r);
   // fd 0 joins the outputs on SIGUSR1: watch for it

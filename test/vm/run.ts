@@ -64,7 +64,7 @@ const args = [
   "-serial", "stdio",
   "-kernel", kernel!.vmlinuz,
   "-initrd", initrd,
-  "-append", "console=ttyS0 panic=-1 oops=panic loglevel=4 quiet",
+  "-append", "console=ttyS0 panic=-1 loglevel=4 quiet",
   "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
   "-virtfs", `local,path=${results},mount_tag=results,security_model=none,multidevs=remap`,
 ];

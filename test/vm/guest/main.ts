@@ -16,7 +16,7 @@ const emit = (line: string) => {
   process.stdout.write(line + "\n");
 };
 
-const selected = positionals.length > 0 ? scenarios.filter((s) => positionals.some((p) => s.name.includes(p))) : scenarios;
+const selected = positionals.length > 0 ? scenarios.filter((s) => positionals.some((p) => s.name.includes(p))) : scenarios.filter((s) => !s.optional);
 emit(`# guest: kernel ${(await import("node:os")).release()}, ${selected.length} scenarios`);
 let n = 0;
 for (const s of selected) {

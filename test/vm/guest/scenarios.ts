@@ -1,10 +1,15 @@
 /** The VM scenarios, in run order. */
 import { gadgetSmoke } from "./scenario-gadget-smoke.js";
 import { kernelStorageBackendDetach, kernelStorageFrontendDetach } from "./scenario-kernel-storage.js";
+import { kernelUsbtest } from "./scenario-kernel-usbtest.js";
+import { kernelBadHandshakes } from "./scenario-kernel-errors.js";
+import { directUnlink } from "./scenario-direct-unlink.js";
 
 export interface Scenario {
   name: string;
+  /** run only when selected by name (diagnostics) */
+  optional?: boolean;
   run(): Promise<void>;
 }
 
-export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach];
+export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, directUnlink];

@@ -1,0 +1,89 @@
+/** kernel-glue usbip-host and device resolution on fake trees. */
+import test from "ava";
+import { GlueErrorCode } from "../kernel-glue/errors.js";
+import { UsbipHost } from "../kernel-glue/usbip-host.js";
+import { describeDevice, exportableDevices, resolveDevice } from "../kernel-glue/usb-devices.js";
+import { addDevice, fakeRoot, put, RecordingSysfs } from "./helpers/fake-sysfs.js";
+
+function hostTree(): string {
+  const root = fakeRoot();
+  for (const f of ["match_busid", "bind", "unbind", "rebind"]) put(root, `bus/usb/drivers/usbip-host/${f}`, "");
+  put(root, "bus/usb/drivers/usb/unbind", "");
+  put(root, "bus/usb/drivers_probe", "");
+  addDevice(root, { busid: "2-1", busnum: 2, devnum: 5, driver: "usb", interfaces: [{ cls: "08", driver: "usb-storage" }], product: "Disk" });
+  addDevice(root, { busid: "1-1.4", busnum: 1, devnum: 7, idVendor: "046d", idProduct: "c52b", interfaces: [{ cls: "03" }] });
+  addDevice(root, { busid: "1-1", busnum: 1, devnum: 2, bDeviceClass: "09", idVendor: "05e3", idProduct: "0608" });
+  addDevice(root, { busid: "3-1", busnum: 3, devnum: 2, onVhci: true, idVendor: "046d", idProduct: "c52b" });
+  return root;
+}
+
+test("bind: unbind the current driver, match_busid 'add' without newline, then bind — in that order", (t) => {
+  const fs = new RecordingSysfs(hostTree());
+  const before = new UsbipHost(fs).bind("2-1");
+  t.is(before, "usb");
+  t.deepEqual(fs.writes, [
+    ["bus/usb/drivers/usb/unbind", "2-1"],
+    ["bus/usb/drivers/usbip-host/match_busid", "add 2-1"],
+    ["bus/usb/drivers/usbip-host/bind", "2-1"],
+  ]);
+});
+
+test("bind failure: the busid is forgotten and the device reprobed", (t) => {
+  const fs = new RecordingSysfs(hostTree(), (rel) => (rel.endsWith("usbip-host/bind") ? "ENODEV" : undefined));
+  t.throws(() => new UsbipHost(fs).bind("2-1"), { message: /bind failed: ENODEV/ });
+  t.deepEqual(fs.writes.slice(-2), [
+    ["bus/usb/drivers/usbip-host/match_busid", "del 2-1"],
+    ["bus/usb/drivers_probe", "2-1"],
+  ]);
+});
+
+test("no usbip-host: NO_USBIP_HOST", (t) => {
+  const root = fakeRoot();
+  addDevice(root, { busid: "2-1", busnum: 2, devnum: 5 });
+  const e = t.throws(() => new UsbipHost(new RecordingSysfs(root)).bind("2-1"));
+  t.is((e as { code?: string }).code, GlueErrorCode.NO_USBIP_HOST);
+});
+
+test("disconnect writes -1 only while used; EINVAL (ended meanwhile) is not an error", (t) => {
+  const root = hostTree();
+  put(root, "bus/usb/devices/2-1/usbip_status", "2\n");
+  put(root, "bus/usb/devices/2-1/usbip_sockfd", "");
+  const fs = new RecordingSysfs(root);
+  t.true(new UsbipHost(fs).disconnect("2-1"));
+  t.deepEqual(fs.writes, [["bus/usb/devices/2-1/usbip_sockfd", "-1"]]);
+  put(root, "bus/usb/devices/2-1/usbip_status", "1\n");
+  t.false(new UsbipHost(fs).disconnect("2-1"));
+  put(root, "bus/usb/devices/2-1/usbip_status", "2\n");
+  const racing = new RecordingSysfs(root, (rel) => (rel.endsWith("usbip_sockfd") ? "EINVAL" : undefined));
+  t.false(new UsbipHost(racing).disconnect("2-1"));
+});
+
+test("unbind forgets the busid (ENODEV tolerated) so a later probe does not rebind usbip-host", (t) => {
+  const fs = new RecordingSysfs(hostTree(), (_rel, data) => (data === "del 2-1" ? "ENODEV" : undefined));
+  t.notThrows(() => new UsbipHost(fs).unbind("2-1"));
+});
+
+test("resolveDevice: busids, dotted busids, vendor.product with exactly one match", (t) => {
+  const fs = new RecordingSysfs(hostTree());
+  t.is(resolveDevice(fs, "2-1"), "2-1");
+  t.is(resolveDevice(fs, "1-1.4"), "1-1.4");
+  t.throws(() => resolveDevice(fs, "2-1:1.0"), { message: /is an interface/ });
+  t.throws(() => resolveDevice(fs, "9-9"), { message: /no such USB device: 9-9/ });
+  t.throws(() => resolveDevice(fs, "sda"), { message: /invalid device "sda"/ });
+  t.is(resolveDevice(fs, "0x1d6b.0x0104"), "2-1");
+  const e = t.throws(() => resolveDevice(fs, "0x046d.0xc52b"));
+  t.is((e as { code?: string }).code, GlueErrorCode.AMBIGUOUS_DEVICE);
+  t.regex(e!.message, /2 devices match 046d:c52b \(1-1\.4, 3-1\)/);
+  t.throws(() => resolveDevice(fs, "0xffff.0x0001"), { message: /no USB device with id ffff:0001/ });
+});
+
+test("describe and list: ids, devid, interfaces with drivers; hubs and vhci devices are not exportable", (t) => {
+  const fs = new RecordingSysfs(hostTree());
+  const d = describeDevice(fs, "2-1");
+  t.is(d.devid, (2 << 16) | 5);
+  t.is(d.product, "Disk");
+  t.is(d.driver, "usb");
+  t.deepEqual(d.interfaces.map((i) => [i.name, i.bInterfaceClass, i.driver]), [["2-1:1.0", 8, "usb-storage"]]);
+  t.true(describeDevice(fs, "3-1").onVhci);
+  t.deepEqual(exportableDevices(fs).map((x) => x.busid), ["1-1.4", "2-1"]);
+});
