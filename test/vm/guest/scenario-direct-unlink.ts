@@ -8,7 +8,7 @@ import type { Scenario } from "./scenarios.js";
 import { sourceSink, checkGadgetsGone } from "./gadget.js";
 import { check, modprobe, start, tryRead, waitFor } from "./lib.js";
 import { repo, vhciPorts } from "./flows.js";
-import { runUsbtest } from "./scenario-kernel-usbtest.js";
+import { runUsbtest, UNLINK_CASES } from "./scenario-kernel-usbtest.js";
 import { UsbipHost } from "../../../kernel-glue/usbip-host.js";
 import { Sysfs } from "../../../kernel-glue/sysfs.js";
 
@@ -27,7 +27,7 @@ export const directUnlink: Scenario = {
         const x = vhciPorts().find((q) => q.port === 0);
         return x && x.status === 6 && x.local !== "0-0" ? x.local : undefined;
       }, 30_000);
-      const failures = await runUsbtest(local, [11, 11, 12, 24], 10);
+      const failures = await runUsbtest(local, UNLINK_CASES, 10);
       check(failures.length === 0, failures.join(", "));
     } finally {
       p.child.kill("SIGTERM");
