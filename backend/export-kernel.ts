@@ -8,7 +8,7 @@
  * down on teardown / `usbip_sockfd -1`) or a termination signal — not by polling, and the
  * cleanup runs exactly once on every path.
  */
-import { writeSync } from "node:fs";
+import { realpathSync, writeSync } from "node:fs";
 import { formatHandshake } from "../protocol/handshake.js";
 import { isSpeedString } from "../protocol/speed.js";
 import { GlueError, GlueErrorCode } from "../kernel-glue/errors.js";
@@ -16,9 +16,11 @@ import { Sysfs } from "../kernel-glue/sysfs.js";
 import { SdevStatus, UsbipHost } from "../kernel-glue/usbip-host.js";
 import { checkExportable, describeDevice, resolveDevice } from "../kernel-glue/usb-devices.js";
 import { ensureModule, isSocket, resetDevice, watchHangup } from "../kernel-glue/system.js";
+import { giveBack } from "../kernel-glue/give-back.js";
 import { requestSingleSocket, terminationSignal } from "../qrexec/agent.js";
 import type { Logger } from "../qrexec/log.js";
 import { removeExportPid, writeExportPid } from "../qrexec/rundir.js";
+import { publishExport, remoteDomain, unpublishExport, usbguardAllow, wantsResetOnAttach } from "./qubes-integration.js";
 
 export interface ExportKernelOptions {
   device: string;
@@ -42,42 +44,34 @@ export async function exportKernel(opts: ExportKernelOptions): Promise<number> {
   const original = host.bind(busid);
   log.info(`${busid} bound to usbip-host (was: ${original ?? "no driver"})`);
   let cleaned = false;
+  let published = false;
   const cleanup = async (why: string) => {
     if (cleaned) return;
     cleaned = true;
     log.info(`connection ended (${why}); giving ${busid} back`);
-    try {
-      host.disconnect(busid);
-    } catch (e) {
-      log.warn(`disconnect: ${(e as Error).message}`);
-    }
-    try {
-      host.unbind(busid);
-    } catch (e) {
-      log.warn(`unbind: ${(e as Error).message}`);
-    }
-    try {
-      const now = describeDevice(sysfs, busid);
-      await resetDevice(now.busnum, now.devnum);
-    } catch (e) {
-      log.warn(`reset: ${(e as Error).message}`);
-    }
-    try {
-      host.reprobe(busid);
-    } catch (e) {
-      log.warn(`reprobe: ${(e as Error).message}`);
-    }
+    for (const p of await giveBack(sysfs, busid)) log.warn(p);
+    if (published) await unpublishExport(busid);
     removeExportPid(busid);
   };
 
   try {
     const status = host.status(busid);
     if (status !== SdevStatus.AVAILABLE) throw new GlueError(GlueErrorCode.NOT_AVAILABLE, `${busid} is not available for export (usbip_status ${status ?? "missing"}${status === SdevStatus.USED ? ": already exported" : ""})`);
+    if (await wantsResetOnAttach(devpathOf(sysfs, busid))) {
+      log.info(`resetting ${busid} (reset on attach)`);
+      const before = describeDevice(sysfs, busid);
+      await resetDevice(before.busnum, before.devnum);
+      const after = host.status(busid);
+      if (after !== SdevStatus.AVAILABLE) throw new GlueError(GlueErrorCode.NOT_AVAILABLE, `${busid} is not available after its reset (usbip_status ${after ?? "missing"})`);
+    }
+    await usbguardAllow(busid);
     const now = describeDevice(sysfs, busid);
     writeExportPid(busid);
     writeSync(0, formatHandshake({ devid: now.devid, speed: info.speed }));
     host.setSockfd(busid, 0);
     log.info(`${busid} exported as devid ${now.devid} speed ${info.speed}`);
+    await publishExport(busid, remoteDomain(), process.pid);
+    published = true;
     const hangup = watchHangup(0);
     const why = await Promise.race([hangup.done.then(() => "link closed"), signal.promise.then((s) => `signal ${s}`)]);
     hangup.stop();
@@ -85,5 +79,14 @@ export async function exportKernel(opts: ExportKernelOptions): Promise<number> {
     return 0;
   } finally {
     await cleanup("error");
+  }
+}
+
+/** The udev devpath (/devices/…) of a device, as `udevadm info --path` takes it. */
+function devpathOf(sysfs: Sysfs, busid: string): string {
+  try {
+    return realpathSync(sysfs.path(`bus/usb/devices/${busid}`)).slice(realpathSync(sysfs.root).length);
+  } catch {
+    return `/bus/usb/devices/${busid}`;
   }
 }

@@ -3,34 +3,39 @@ import { readFileSync, rmSync } from "node:fs";
 import { Sysfs } from "../kernel-glue/sysfs.js";
 import { Vhci } from "../kernel-glue/vhci.js";
 import { UsbipHost } from "../kernel-glue/usbip-host.js";
-import { describeDevice, isBusid } from "../kernel-glue/usb-devices.js";
-import { resetDevice } from "../kernel-glue/system.js";
+import { busids, isBusid } from "../kernel-glue/usb-devices.js";
+import { giveBack } from "../kernel-glue/give-back.js";
 import { alive, runningExports } from "../qrexec/rundir.js";
 import { type Command, parse, writeOut } from "./command.js";
 import { CliError, ExitCode, UsageError } from "./errors.js";
 
 const help = `usage: usbip-qrexec detach --statefile STATEFILE
        usbip-qrexec detach --busid BUSID
+       usbip-qrexec detach --all
 
 --statefile (frontend): detach the vhci-hcd port recorded in STATEFILE by 'import', remove
   the statefile and wait until the virtual device is gone.
 --busid (backend, what "echo 2-1 | qubes.USBDetach" does): stop the export of BUSID. A running
   'export' is asked to end (SIGTERM) and gives the device back itself; without one (it was
   killed), the device is disconnected, unbound from usbip-host, reset and reprobed here, so
-  its original driver takes it back.`;
+  its original driver takes it back.
+--all (backend, before suspend; the seed's usb-detach-all): stop every export of this machine
+  the same way, and give back every device still bound to usbip-host.`;
 
 export const detachCommand: Command = {
   name: "detach",
   summary: "end an import (--statefile) or an export (--busid)",
   help,
   async run(argv) {
-    const { values } = parse("detach", argv, { statefile: { type: "string" }, busid: { type: "string" } });
+    const { values } = parse("detach", argv, { statefile: { type: "string" }, busid: { type: "string" }, all: { type: "boolean", default: false } });
     if (values.help) {
       await writeOut(help + "\n");
       return ExitCode.OK;
     }
-    if ((values.statefile === undefined) === (values.busid === undefined)) throw new UsageError("detach: give exactly one of --statefile STATEFILE or --busid BUSID");
+    const given = [values.statefile !== undefined, values.busid !== undefined, values.all === true].filter(Boolean).length;
+    if (given !== 1) throw new UsageError("detach: give exactly one of --statefile STATEFILE, --busid BUSID or --all");
     if (values.statefile !== undefined) return detachStatefile(values.statefile);
+    if (values.all) return detachAll();
     return detachBusid(values.busid!);
   },
 };
@@ -53,26 +58,40 @@ async function detachStatefile(file: string): Promise<number> {
   return ExitCode.OK;
 }
 
+/** Ask a running export to end and wait for it (it gives its device back itself). */
+async function stopExport(busid: string, pid: number): Promise<void> {
+  process.kill(pid, "SIGTERM");
+  const end = Date.now() + 20_000;
+  while (alive(pid)) {
+    if (Date.now() > end) throw new CliError("USBIP_ERR_TIMEOUT", `detach: the export of ${busid} (pid ${pid}) did not end within 20 s`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 async function detachBusid(busid: string): Promise<number> {
   if (!isBusid(busid)) throw new UsageError(`detach: invalid busid "${busid}"`);
   const pid = runningExports().get(busid);
   if (pid !== undefined) {
-    process.kill(pid, "SIGTERM");
-    const end = Date.now() + 20_000;
-    while (alive(pid)) {
-      if (Date.now() > end) throw new CliError("USBIP_ERR_TIMEOUT", `detach: the export of ${busid} (pid ${pid}) did not end within 20 s`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await stopExport(busid, pid);
     return ExitCode.OK;
   }
   const sysfs = new Sysfs();
+  if (new UsbipHost(sysfs).driver(busid) !== "usbip-host") throw new CliError("USBIP_ERR_NOT_ATTACHED", `detach: device ${busid} not found or not attached to any VM`);
+  // no exporter left (it was killed): the seed's zombie-device fix
+  const problems = await giveBack(sysfs, busid);
+  if (problems.length > 0) throw new CliError("USBIP_ERR_GIVE_BACK", `detach: ${busid}: ${problems.join("; ")}`);
+  return ExitCode.OK;
+}
+
+async function detachAll(): Promise<number> {
+  await Promise.all([...runningExports()].map(([busid, pid]) => stopExport(busid, pid)));
+  const sysfs = new Sysfs();
   const host = new UsbipHost(sysfs);
-  if (host.driver(busid) !== "usbip-host") throw new CliError("USBIP_ERR_NOT_ATTACHED", `detach: device ${busid} not found or not attached to any VM`);
-  // no exporter left (killed): the seed's zombie-device fix
-  host.disconnect(busid);
-  host.unbind(busid);
-  const info = describeDevice(sysfs, busid);
-  await resetDevice(info.busnum, info.devnum);
-  host.reprobe(busid);
+  const problems: string[] = [];
+  for (const busid of busids(sysfs)) {
+    if (host.driver(busid) !== "usbip-host") continue;
+    for (const p of await giveBack(sysfs, busid)) problems.push(`${busid}: ${p}`);
+  }
+  if (problems.length > 0) throw new CliError("USBIP_ERR_GIVE_BACK", `detach --all: ${problems.join("; ")}`);
   return ExitCode.OK;
 }

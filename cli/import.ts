@@ -1,5 +1,7 @@
 /** `usbip-qrexec import STATEFILE [--mode kernel]` — the local process of qubes.USBAttach. */
 import { importKernel } from "../frontend/import-kernel.js";
+import { reportToAttachService } from "../frontend/attach-report.js";
+import { UsbipError } from "../protocol/errors.js";
 import { makeLogger } from "../qrexec/log.js";
 import { type Command, parse, writeOut } from "./command.js";
 import { ExitCode, UsageError } from "./errors.js";
@@ -12,7 +14,9 @@ vhci-hcd port of the right hub, asks for one socket ($QREXEC_AGENT_PID, SIGUSR1)
 fd 0, writes the port number to STATEFILE, waits until the device enumerated (then SIGHUP
 to $SERVICE_ATTACH_PID), and stays until the port is detached ('usbip-qrexec detach
 --statefile STATEFILE', the link closing, SIGTERM/SIGINT/SIGHUP). On every exit the port is
-freed and STATEFILE removed.
+freed and STATEFILE removed. When started by qubes.USBAttach ($SERVICE_ATTACH_PID), errors also
+go to that call's stderr (/proc/PID/fd/2) with the remote domain ($USBIP_QREXEC_REMOTE_DOMAIN)
+and a hint, since qrexec-client-vm discards its own stderr.
 
 Options:
   --mode M     kernel (relay is not available yet)
@@ -31,6 +35,11 @@ export const importCommand: Command = {
     }
     if (values.mode !== "kernel") throw new UsageError(`import: --mode ${values.mode} is not available in this version (only kernel)`);
     if (positionals.length !== 1) throw new UsageError("import: exactly one STATEFILE is required");
-    return importKernel({ statefile: positionals[0]!, log: makeLogger("import", values.verbose === true) });
+    try {
+      return await importKernel({ statefile: positionals[0]!, log: makeLogger("import", values.verbose === true) });
+    } catch (e) {
+      if (e instanceof UsbipError) reportToAttachService(e.code, e.message);
+      throw e;
+    }
   },
 };

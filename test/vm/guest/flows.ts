@@ -14,9 +14,9 @@ export function cli(args: string[], env: NodeJS.ProcessEnv = {}): Spawned {
 }
 
 /** export DEVICE ↔ import STATEFILE through qrexec-sim (kernel mode on both sides). */
-export function kernelFlow(busid: string, statefile: string, extra: { importArgs?: string[]; exportArgs?: string[] } = {}): Spawned {
+export function kernelFlow(busid: string, statefile: string, extra: { importArgs?: string[]; exportArgs?: string[]; env?: NodeJS.ProcessEnv } = {}): Spawned {
   const node = process.execPath;
-  return cli(["qrexec-sim", "--", node, CLI, "import", statefile, ...(extra.importArgs ?? []), "--", node, CLI, "export", busid, ...(extra.exportArgs ?? [])]);
+  return cli(["qrexec-sim", "--", node, CLI, "import", statefile, ...(extra.importArgs ?? []), "--", node, CLI, "export", busid, ...(extra.exportArgs ?? [])], extra.env);
 }
 
 export interface VhciPortLine {

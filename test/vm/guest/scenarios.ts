@@ -4,6 +4,7 @@ import { kernelStorageBackendDetach, kernelStorageFrontendDetach } from "./scena
 import { kernelUsbtest } from "./scenario-kernel-usbtest.js";
 import { kernelBadHandshakes } from "./scenario-kernel-errors.js";
 import { directUnlink } from "./scenario-direct-unlink.js";
+import { seedParityDetachAll, seedParityQubesDbReset } from "./scenario-seed-parity.js";
 
 export interface Scenario {
   name: string;
@@ -12,4 +13,4 @@ export interface Scenario {
   run(): Promise<void>;
 }
 
-export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, directUnlink];
+export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, seedParityQubesDbReset, seedParityDetachAll, directUnlink];

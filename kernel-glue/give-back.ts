@@ -1,0 +1,30 @@
+/**
+ * Give an exported device back to the machine that owns it: disconnect the link if still used
+ * (usbip_sockfd -1), unbind from usbip-host and forget the busid, reset it, and reprobe so the
+ * original driver takes it again (the seed's "zombie device" fix). Every step runs even if an
+ * earlier one failed; the failures are returned.
+ */
+import type { Sysfs } from "./sysfs.js";
+import { UsbipHost } from "./usbip-host.js";
+import { describeDevice } from "./usb-devices.js";
+import { resetDevice } from "./system.js";
+
+export async function giveBack(sysfs: Sysfs, busid: string): Promise<string[]> {
+  const host = new UsbipHost(sysfs);
+  const problems: string[] = [];
+  const step = async (what: string, f: () => unknown) => {
+    try {
+      await f();
+    } catch (e) {
+      problems.push(`${what}: ${(e as Error).message}`);
+    }
+  };
+  await step("disconnect", () => host.disconnect(busid));
+  await step("unbind", () => host.unbind(busid));
+  await step("reset", async () => {
+    const d = describeDevice(sysfs, busid);
+    await resetDevice(d.busnum, d.devnum);
+  });
+  await step("reprobe", () => host.reprobe(busid));
+  return problems;
+}
