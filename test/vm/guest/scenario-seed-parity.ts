@@ -49,7 +49,7 @@ export const seedParityQubesDbReset: Scenario = {
       const key = `/qubes-usb-devices/${g.busid.replace(/[:.]/g, "_")}`;
       const w = during.find((l) => l.startsWith(`qubesdb-write|${key}/connected-to|sim-frontend|${key}/x-pid|`));
       check(w !== undefined, `no QubesDB write for ${key}: ${during.join(" / ")}`);
-      const pid = Number(w!.split("|")[5]);
+      const pid = Number(w!.split("|")[4]);
       check(/export/.test(tryRead(`/proc/${pid}/cmdline`)?.replace(/\0/g, " ") ?? ""), `x-pid ${pid} is not the exporting process`);
       check(w!.endsWith("|/qubes-usb-devices|"), "the change is not signalled with an empty /qubes-usb-devices");
       const d = cli(["detach", "--statefile", statefile]);
