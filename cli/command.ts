@@ -8,6 +8,11 @@ export interface Command {
   /** Full --help text. */
   help: string;
   run(argv: string[]): Promise<number>;
+  /**
+   * Long-running service commands exit as soon as they are done, even if a handle (the qrexec
+   * link's fds, a socket the kernel also holds) would keep the event loop alive.
+   */
+  exitWhenDone?: boolean;
 }
 
 type Options = NonNullable<ParseArgsConfig["options"]>;

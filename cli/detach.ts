@@ -26,6 +26,7 @@ export const detachCommand: Command = {
   name: "detach",
   summary: "end an import (--statefile) or an export (--busid)",
   help,
+  exitWhenDone: true,
   async run(argv) {
     const { values } = parse("detach", argv, { statefile: { type: "string" }, busid: { type: "string" }, all: { type: "boolean", default: false } });
     if (values.help) {

@@ -1,23 +1,32 @@
 /** `usbip-qrexec export DEVICE [--mode kernel]` — the body of the qubes.USB service. */
 import { exportKernel } from "../backend/export-kernel.js";
+import { exportRelay } from "../backend/export-relay.js";
+import { UsbipError } from "../protocol/errors.js";
 import { makeLogger } from "../qrexec/log.js";
 import { type Command, parse, writeOut } from "./command.js";
-import { ExitCode, UsageError } from "./errors.js";
+import { CliError, ExitCode, UsageError } from "./errors.js";
 
-const help = `usage: usbip-qrexec export DEVICE [--mode kernel] [--verbose]
+const help = `usage: usbip-qrexec export DEVICE [--mode kernel|relay] [--verbose]
 
 Export a local USB device over the qrexec link on fd 0 (the qubes.USB service body).
 DEVICE is a busid (2-1, 1-1.4; not an interface like 2-1:1.0) or 0xVVVV.0xPPPP (exactly one
 device with that vendor:product id).
 
-kernel mode (the default and, in this version, the only mode): binds the device to
+kernel mode (the default): binds the device to
 usbip-host, asks the qrexec agent for one socket ($QREXEC_AGENT_PID, SIGUSR1), sends the
 handshake line "<devid> <speed>", hands fd 0 to the kernel and stays until the connection
 ends; then disconnects, unbinds, resets and reprobes the device so its original driver takes
 it back. Ends on link close, 'usbip-qrexec detach --busid', SIGTERM, SIGINT or SIGHUP.
 
+relay mode: usbip-host gets one end of a socketpair and every CMD_* from the frontend is
+checked before the backend kernel sees it (devid, endpoint present in the current configuration
+with that direction and type, lengths within limits, ISO counts, control wLength equal to the
+transfer length, unlink of a submitted seqnum); unlinks are held 100 ms so usbip-host's unlink
+race (a use-after-free in Linux 6.1) is not hit. A violation ends the export with status 2.
+Works with separate stdin/stdout or the single socket; no SIGUSR1 is sent.
+
 Options:
-  --mode M     kernel (relay and userspace are not available yet)
+  --mode M     kernel (default) or relay (userspace is not available yet)
   --verbose    log each step on stderr (also USBIP_QREXEC_VERBOSE=1)
   -h, --help   this text
 
@@ -27,14 +36,21 @@ export const exportCommand: Command = {
   name: "export",
   summary: "export a local USB device over the qrexec link on fd 0 (qubes.USB)",
   help,
+  exitWhenDone: true,
   async run(argv) {
     const { values, positionals } = parse("export", argv, { mode: { type: "string", default: "kernel" }, verbose: { type: "boolean", default: false } }, true);
     if (values.help) {
       await writeOut(help + "\n");
       return ExitCode.OK;
     }
-    if (values.mode !== "kernel") throw new UsageError(`export: --mode ${values.mode} is not available in this version (only kernel)`);
+    if (values.mode !== "kernel" && values.mode !== "relay") throw new UsageError(`export: --mode must be kernel or relay (userspace is not available yet), not "${values.mode}"`);
     if (positionals.length !== 1) throw new UsageError("export: exactly one DEVICE is required (a busid like 2-1, or 0xVVVV.0xPPPP)");
-    return exportKernel({ device: positionals[0]!, log: makeLogger("export", values.verbose === true) });
+    const o = { device: positionals[0]!, log: makeLogger("export", values.verbose === true) };
+    try {
+      return await (values.mode === "relay" ? exportRelay(o) : exportKernel(o));
+    } catch (e) {
+      if (e instanceof UsbipError && e.code === "USBIP_ERR_RELAY_VIOLATION") throw new CliError(e.code, `export: ${e.message}`, ExitCode.PROTOCOL);
+      throw e;
+    }
   },
 };

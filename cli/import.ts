@@ -1,12 +1,13 @@
 /** `usbip-qrexec import STATEFILE [--mode kernel]` — the local process of qubes.USBAttach. */
 import { importKernel } from "../frontend/import-kernel.js";
+import { importRelay } from "../frontend/import-relay.js";
 import { reportToAttachService } from "../frontend/attach-report.js";
 import { UsbipError } from "../protocol/errors.js";
 import { makeLogger } from "../qrexec/log.js";
 import { type Command, parse, writeOut } from "./command.js";
-import { ExitCode, UsageError } from "./errors.js";
+import { CliError, ExitCode, UsageError } from "./errors.js";
 
-const help = `usage: usbip-qrexec import STATEFILE [--mode kernel] [--verbose]
+const help = `usage: usbip-qrexec import STATEFILE [--mode kernel|relay] [--verbose]
 
 Import the device the remote qubes.USB service exports, over the qrexec link on fd 0.
 Reads the handshake line "<devid> <speed>" (never a byte more), validates it, picks a free
@@ -18,8 +19,15 @@ freed and STATEFILE removed. When started by qubes.USBAttach ($SERVICE_ATTACH_PI
 go to that call's stderr (/proc/PID/fd/2) with the remote domain ($USBIP_QREXEC_REMOTE_DOMAIN)
 and a hint, since qrexec-client-vm discards its own stderr.
 
+relay mode: vhci-hcd gets one end of a socketpair and every RET_* from the backend is checked
+against the outstanding CMD_* before the kernel sees it (known seqnum answered once,
+actual_length within the buffer, no payload for OUT, ISO packet count/offsets/lengths/sums as
+submitted, error_count, status from an allow-list). A violation is logged with its rule,
+seqnum and byte offset, the port is detached, and the exit status is 2. Works with separate
+stdin/stdout or the single socket; no SIGUSR1 is sent.
+
 Options:
-  --mode M     kernel (relay is not available yet)
+  --mode M     kernel (default) or relay
   --verbose    log each step on stderr (also USBIP_QREXEC_VERBOSE=1)
   -h, --help   this text`;
 
@@ -27,18 +35,21 @@ export const importCommand: Command = {
   name: "import",
   summary: "import the remote device over the qrexec link on fd 0 (qubes.USBAttach)",
   help,
+  exitWhenDone: true,
   async run(argv) {
     const { values, positionals } = parse("import", argv, { mode: { type: "string", default: "kernel" }, verbose: { type: "boolean", default: false } }, true);
     if (values.help) {
       await writeOut(help + "\n");
       return ExitCode.OK;
     }
-    if (values.mode !== "kernel") throw new UsageError(`import: --mode ${values.mode} is not available in this version (only kernel)`);
+    if (values.mode !== "kernel" && values.mode !== "relay") throw new UsageError(`import: --mode must be kernel or relay, not "${values.mode}"`);
     if (positionals.length !== 1) throw new UsageError("import: exactly one STATEFILE is required");
     try {
-      return await importKernel({ statefile: positionals[0]!, log: makeLogger("import", values.verbose === true) });
+      const o = { statefile: positionals[0]!, log: makeLogger("import", values.verbose === true) };
+      return await (values.mode === "relay" ? importRelay(o) : importKernel(o));
     } catch (e) {
       if (e instanceof UsbipError) reportToAttachService(e.code, e.message);
+      if (e instanceof UsbipError && e.code === "USBIP_ERR_RELAY_VIOLATION") throw new CliError(e.code, `import: ${e.message}`, ExitCode.PROTOCOL);
       throw e;
     }
   },

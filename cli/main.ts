@@ -35,6 +35,8 @@ function usage(): string {
   ].join("\n");
 }
 
+let exitWhenDone = false;
+
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === "-h" || name === "--help" || name === "help") {
@@ -47,6 +49,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const cmd = commands.find((c) => c.name === name);
   if (cmd === undefined) throw new CliError("USBIP_ERR_USAGE", `unknown command "${name}" (see 'usbip-qrexec --help')`, ExitCode.USAGE);
+  exitWhenDone = cmd.exitWhenDone === true;
   return cmd.run(rest);
 }
 
@@ -72,8 +75,10 @@ process.stdout.on("error", (e: NodeJS.ErrnoException) => {
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
+    if (exitWhenDone) process.exit(code);
   },
   (e: unknown) => {
     process.exitCode = report(e);
+    if (exitWhenDone) process.exit(process.exitCode);
   },
 );

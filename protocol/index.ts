@@ -14,3 +14,4 @@ export * from "./server-decoder.js";
 export * from "./encoder.js";
 export * from "./summary.js";
 export * from "./capture.js";
+export * from "./relay-rules.js";

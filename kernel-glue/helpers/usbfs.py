@@ -6,11 +6,17 @@
                                         first '\n' (at most MAX bytes, default 256) and copy the
                                         bytes to stdout: never a byte past the newline. Exit 3 on
                                         EOF before any newline, 4 if MAX bytes had no newline.
+  usbfs.py write PATH TEXT              one write(2) of TEXT to PATH (a sysfs file), from this
+                                        process: the fd-handover files (vhci attach,
+                                        usbip_sockfd) resolve fd numbers in the writer's table,
+                                        so the caller passes the socket as this helper's fd 3.
+                                        On failure prints the errno name and exits 1.
   usbfs.py wait-hup [FD]                block until FD (default 0), a stream socket, reports
                                         hang-up (POLLHUP/POLLRDHUP/POLLERR); never reads from it,
                                         so bytes meant for the kernel (usbip-host, vhci-hcd) are
                                         not consumed. Exits 0 on hang-up.
 """
+import errno
 import fcntl
 import os
 import select
@@ -55,9 +61,24 @@ def read_line(limit):
     return 4
 
 
+def write(path, text):
+    try:
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+    except OSError as e:
+        sys.stderr.write("%s\n" % errno.errorcode.get(e.errno, str(e.errno)))
+        return 1
+    return 0
+
+
 def main(argv):
     if len(argv) >= 3 and argv[1] == "reset":
         reset(argv[2])
+    elif len(argv) >= 4 and argv[1] == "write":
+        return write(argv[2], argv[3])
     elif len(argv) >= 2 and argv[1] == "read-line":
         return read_line(int(argv[2]) if len(argv) > 2 else 256)
     elif len(argv) >= 2 and argv[1] == "wait-hup":

@@ -44,11 +44,15 @@ export async function waitImported(statefile: string, flow: Spawned): Promise<{ 
     if (flow.child.exitCode !== null) throw new Error(`the flow ended early (exit ${flow.child.exitCode}): ${flow.stderr().trim()}`);
     const t = tryRead(statefile);
     return t === undefined || t === "" ? undefined : { port: Number(t) }; // port 0 is a port
-  }, 60_000);
+  }, 60_000).catch((e: Error) => {
+    throw new Error(`${e.message}; flow stderr: ${flow.stderr().trim()}`);
+  });
   const local = await waitFor(`vhci port ${port} in use`, () => {
     const p = vhciPorts().find((x) => x.port === port);
     return p && p.status === 6 && p.local !== "0-0" && existsSync(`/sys/bus/usb/devices/${p.local}`) ? p.local : undefined;
-  }, 60_000);
+  }, 60_000).catch((e: Error) => {
+    throw new Error(`${e.message}; flow stderr: ${flow.stderr().trim()}`);
+  });
   return { port, local };
 }
 

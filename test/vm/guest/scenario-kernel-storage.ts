@@ -13,14 +13,20 @@ import { checkCleanedUp, cli, kernelFlow, waitImported } from "./flows.js";
 
 const MIB = 1 << 20;
 
-async function storageFlow(detachFrom: "frontend" | "backend"): Promise<void> {
+export interface Modes {
+  importMode: "kernel" | "relay";
+  exportMode: "kernel" | "relay";
+}
+const KERNEL: Modes = { importMode: "kernel", exportMode: "kernel" };
+
+export async function storageFlow(detachFrom: "frontend" | "backend", modes: Modes = KERNEL): Promise<void> {
   const img = `/run/tmp/disk-${detachFrom}.img`;
   makeImage(img, 16);
   const g = await massStorage(`disk${detachFrom[0]}`, "dummy_udc.0", img);
   const statefile = `/run/tmp/state-${detachFrom}`;
   try {
     await waitFor("the backend's own disk", () => diskOf(g.busid), 20_000);
-    const flow = kernelFlow(g.busid, statefile);
+    const flow = kernelFlow(g.busid, statefile, { importArgs: ["--mode", modes.importMode], exportArgs: ["--mode", modes.exportMode] });
     const { port, local } = await waitImported(statefile, flow);
     const disk = await waitFor(`a disk on the imported device ${local}`, () => diskOf(local), 30_000);
     check(sha256(disk, 16 * MIB) === sha256(img), `imported disk ${disk} does not read back the image`);

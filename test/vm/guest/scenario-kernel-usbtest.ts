@@ -34,22 +34,28 @@ export async function runUsbtest(busid: string, cases = USBTEST_CASES, iteration
   return failures;
 }
 
+export async function usbtestFlow(cases: number[], importMode: "kernel" | "relay", exportMode: "kernel" | "relay"): Promise<void> {
+  const g = await sourceSink("ss", "dummy_udc.0");
+  const statefile = "/run/tmp/state-usbtest";
+  try {
+    const flow = kernelFlow(g.busid, statefile, { importArgs: ["--mode", importMode], exportArgs: ["--mode", exportMode] });
+    const { port, local } = await waitImported(statefile, flow);
+    const failures = await runUsbtest(local, cases);
+    check(failures.length === 0, `usbtest failures: ${failures.join(", ")}`);
+    const d = cli(["detach", "--statefile", statefile]);
+    check((await d.exited).code === 0, `detach failed: ${d.stderr()}`);
+    await checkCleanedUp({ port, statefile, busid: g.busid, interfaceDriver: "usbtest", flow });
+    const r = await flow.exited;
+    check(r.code === 0, `the flow exited ${r.code}: ${flow.stderr().trim()}`);
+  } finally {
+    g.remove();
+  }
+  checkGadgetsGone();
+}
+
+export const SAFE_USBTEST_CASES = SAFE_CASES;
+
 export const kernelUsbtest: Scenario = {
   name: "kernel mode: usbtest 0-10, 13, 14, 17-21, 27-29 pass through export/import (unlink cases: see the note)",
-  async run() {
-    const g = await sourceSink("ss", "dummy_udc.0");
-    const statefile = "/run/tmp/state-usbtest";
-    try {
-      const flow = kernelFlow(g.busid, statefile);
-      const { port, local } = await waitImported(statefile, flow);
-      const failures = await runUsbtest(local, SAFE_CASES);
-      check(failures.length === 0, `usbtest failures: ${failures.join(", ")}`);
-      const d = cli(["detach", "--statefile", statefile]);
-      check((await d.exited).code === 0, `detach failed: ${d.stderr()}`);
-      await checkCleanedUp({ port, statefile, busid: g.busid, interfaceDriver: "usbtest", flow });
-    } finally {
-      g.remove();
-    }
-    checkGadgetsGone();
-  },
+  run: () => usbtestFlow(SAFE_CASES, "kernel", "kernel"),
 };

@@ -4,6 +4,7 @@ import { kernelStorageBackendDetach, kernelStorageFrontendDetach } from "./scena
 import { kernelUsbtest } from "./scenario-kernel-usbtest.js";
 import { kernelBadHandshakes } from "./scenario-kernel-errors.js";
 import { directUnlink } from "./scenario-direct-unlink.js";
+import { relayScenarios } from "./scenario-relay.js";
 import { seedParityDetachAll, seedParityQubesDbReset } from "./scenario-seed-parity.js";
 
 export interface Scenario {
@@ -13,4 +14,4 @@ export interface Scenario {
   run(): Promise<void>;
 }
 
-export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, seedParityQubesDbReset, seedParityDetachAll, directUnlink];
+export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, seedParityQubesDbReset, seedParityDetachAll, ...relayScenarios, directUnlink];

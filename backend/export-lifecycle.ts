@@ -1,0 +1,106 @@
+/**
+ * The lifecycle every export shares, whatever carries the URBs: resolve and validate the device,
+ * bind it to usbip-host, reset it if asked (reset on attach), allow it in usbguard, publish the
+ * QubesDB state, run the mode's body, and on every exit path give the device back exactly once
+ * (disconnect, unbind, forget, reset, reprobe), remove the QubesDB keys and the pid file.
+ */
+import { realpathSync } from "node:fs";
+import { isSpeedString, type SpeedString } from "../protocol/speed.js";
+import { GlueError, GlueErrorCode } from "../kernel-glue/errors.js";
+import { Sysfs } from "../kernel-glue/sysfs.js";
+import { SdevStatus, UsbipHost } from "../kernel-glue/usbip-host.js";
+import { checkExportable, describeDevice, resolveDevice } from "../kernel-glue/usb-devices.js";
+import { ensureModule, resetDevice } from "../kernel-glue/system.js";
+import { giveBack } from "../kernel-glue/give-back.js";
+import { terminationSignal } from "../qrexec/agent.js";
+import type { Logger } from "../qrexec/log.js";
+import { removeExportPid, writeExportPid } from "../qrexec/rundir.js";
+import { publishExport, remoteDomain, unpublishExport, usbguardAllow, wantsResetOnAttach } from "./qubes-integration.js";
+
+export interface ExportContext {
+  sysfs: Sysfs;
+  busid: string;
+  devid: number;
+  speed: SpeedString;
+  log: Logger;
+  /** resolves on SIGTERM / SIGINT / SIGHUP */
+  signal: Promise<NodeJS.Signals>;
+  /** call once the device is handed over: publishes the QubesDB state */
+  exported(): Promise<void>;
+}
+
+export interface ExportOptions {
+  device: string;
+  log: Logger;
+  sysfs?: Sysfs;
+  /** checks to make before anything is touched (e.g. fd 0 is a socket) */
+  precheck?: () => void;
+  /** the mode's part: hand the device over and resolve with why the connection ended */
+  body: (ctx: ExportContext) => Promise<string>;
+}
+
+export async function runExport(opts: ExportOptions): Promise<number> {
+  const sysfs = opts.sysfs ?? new Sysfs();
+  const log = opts.log;
+  const busid = resolveDevice(sysfs, opts.device);
+  const info = describeDevice(sysfs, busid);
+  checkExportable(info);
+  if (!isSpeedString(info.speed)) throw new GlueError(GlueErrorCode.BAD_DEVICE, `${busid}: unsupported speed "${info.speed}"`);
+  opts.precheck?.();
+  await ensureModule(sysfs, "usbip-host");
+  const host = new UsbipHost(sysfs);
+  const signal = terminationSignal();
+
+  const original = host.bind(busid);
+  log.info(`${busid} bound to usbip-host (was: ${original ?? "no driver"})`);
+  let cleaned = false;
+  let published = false;
+  const cleanup = async (why: string) => {
+    if (cleaned) return;
+    cleaned = true;
+    log.info(`connection ended (${why}); giving ${busid} back`);
+    for (const p of await giveBack(sysfs, busid)) log.warn(p);
+    if (published) await unpublishExport(busid);
+    removeExportPid(busid);
+  };
+  try {
+    const status = host.status(busid);
+    if (status !== SdevStatus.AVAILABLE) throw new GlueError(GlueErrorCode.NOT_AVAILABLE, `${busid} is not available for export (usbip_status ${status ?? "missing"}${status === SdevStatus.USED ? ": already exported" : ""})`);
+    if (await wantsResetOnAttach(devpathOf(sysfs, busid))) {
+      log.info(`resetting ${busid} (reset on attach)`);
+      const before = describeDevice(sysfs, busid);
+      await resetDevice(before.busnum, before.devnum);
+      const after = host.status(busid);
+      if (after !== SdevStatus.AVAILABLE) throw new GlueError(GlueErrorCode.NOT_AVAILABLE, `${busid} is not available after its reset (usbip_status ${after ?? "missing"})`);
+    }
+    await usbguardAllow(busid);
+    const now = describeDevice(sysfs, busid);
+    writeExportPid(busid);
+    const why = await opts.body({
+      sysfs,
+      busid,
+      devid: now.devid,
+      speed: info.speed,
+      log,
+      signal: signal.promise,
+      async exported() {
+        log.info(`${busid} exported as devid ${now.devid} speed ${info.speed}`);
+        await publishExport(busid, remoteDomain(), process.pid);
+        published = true;
+      },
+    });
+    await cleanup(why);
+    return 0;
+  } finally {
+    await cleanup("error");
+  }
+}
+
+/** The udev devpath (/devices/…) of a device, as `udevadm info --path` takes it. */
+function devpathOf(sysfs: Sysfs, busid: string): string {
+  try {
+    return realpathSync(sysfs.path(`bus/usb/devices/${busid}`)).slice(realpathSync(sysfs.root).length);
+  } catch {
+    return `/bus/usb/devices/${busid}`;
+  }
+}

@@ -1,0 +1,66 @@
+/**
+ * `export DEVICE --mode relay`: usbip-host gets one end of a socketpair; every CMD_* from the
+ * frontend is validated (protocol/relay-rules.ts against the device's sysfs endpoints) before
+ * the backend kernel sees it, and unlinks are held briefly to keep usbip-host's unlink race
+ * away (relay/urb-relay.ts). Works with the single socket or separate pipes (no SIGUSR1).
+ */
+import type { Sysfs } from "../kernel-glue/sysfs.js";
+import { handOverSocket } from "../kernel-glue/handover.js";
+import { SysfsDeviceView } from "../kernel-glue/endpoints.js";
+import { formatHandshake } from "../protocol/handshake.js";
+import type { Logger } from "../qrexec/log.js";
+import { openLink } from "../qrexec/link.js";
+import { UrbRelay } from "../relay/urb-relay.js";
+import { runExport } from "./export-lifecycle.js";
+import { UsbipError } from "../protocol/errors.js";
+
+export interface ExportRelayOptions {
+  device: string;
+  log: Logger;
+  sysfs?: Sysfs;
+  /** Defaults to 100 ms. */
+  unlinkGraceMs?: number;
+}
+
+export function exportRelay(opts: ExportRelayOptions): Promise<number> {
+  let violation: string | undefined;
+  return runExport({
+    ...opts,
+    async body(ctx) {
+      const link = openLink();
+      const stub = await handOverSocket(ctx.sysfs, `bus/usb/devices/${ctx.busid}/usbip_sockfd`, (fd) => String(fd));
+      await new Promise<void>((resolve, reject) => link.output.write(formatHandshake({ devid: ctx.devid, speed: ctx.speed }), (e) => (e ? reject(e) : resolve())));
+      await ctx.exported();
+      const view = new SysfsDeviceView(ctx.sysfs, ctx.busid, ctx.devid);
+      const reconfiguring = new Set<number>();
+      const relay = new UrbRelay({
+        clientIn: link.input,
+        clientOut: link.output,
+        serverIn: stub,
+        serverOut: stub,
+        device: view,
+        unlinkGraceMs: opts.unlinkGraceMs ?? 100,
+        onMessage(_from, m) {
+          // SET_CONFIGURATION (0x00/0x09) and SET_INTERFACE (0x01/0x0b) change the endpoints
+          if (m.kind === "CMD_SUBMIT" && m.ep === 0 && ((m.setup[0] === 0x00 && m.setup[1] === 0x09) || (m.setup[0] === 0x01 && m.setup[1] === 0x0b))) {
+            reconfiguring.add(m.seqnum);
+            view.markStale();
+          } else if (m.kind === "RET_SUBMIT" && reconfiguring.delete(m.seqnum)) view.markStale();
+        },
+      });
+      relay.start();
+      ctx.signal.then(() => relay.stop(), () => {});
+      const r = await relay.done;
+      if (r.violation) {
+        const e = r.violation.error;
+        violation = `refused a message from the frontend: ${e.code} at byte ${e.offset}${e.seqnum === undefined ? "" : ` (seqnum ${e.seqnum})`}: ${e.rule}`;
+        ctx.log.warn(violation);
+      }
+      ctx.log.info(`relay: ${JSON.stringify(r.stats)}`);
+      return r.reason;
+    },
+  }).then((code) => {
+    if (violation !== undefined) throw new UsbipError("USBIP_ERR_RELAY_VIOLATION", violation);
+    return code;
+  });
+}

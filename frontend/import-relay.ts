@@ -1,0 +1,85 @@
+/**
+ * `import STATEFILE --mode relay`: vhci-hcd gets one end of a socketpair and the relay sits
+ * between it and the qrexec link, so every RET_* from the (untrusted) backend is checked against
+ * the outstanding CMD_* before the frontend kernel sees it (relay/urb-relay.ts). On a violation:
+ * the rule, seqnum and byte offset are logged, the connection is torn down, the port detached,
+ * and the exit status is non-zero. Works with the single socket or separate pipes (no SIGUSR1).
+ */
+import { release } from "node:os";
+import { rmSync, writeFileSync } from "node:fs";
+import { kernelSupportsSuperPlus, speedFromString, type SpeedString } from "../protocol/speed.js";
+import { UsbipError } from "../protocol/errors.js";
+import { Sysfs } from "../kernel-glue/sysfs.js";
+import { Vhci, VdevStatus } from "../kernel-glue/vhci.js";
+import { ensureModule } from "../kernel-glue/system.js";
+import { attachHandover } from "../kernel-glue/handover.js";
+import { notifyAttached, terminationSignal } from "../qrexec/agent.js";
+import type { Logger } from "../qrexec/log.js";
+import { openLink } from "../qrexec/link.js";
+import { readHandshake } from "../qrexec/read-handshake.js";
+import { UrbRelay } from "../relay/urb-relay.js";
+
+export interface ImportRelayOptions {
+  statefile: string;
+  log: Logger;
+  sysfs?: Sysfs;
+  handshakeTimeoutMs?: number;
+  attachTimeoutMs?: number;
+}
+
+export async function importRelay(opts: ImportRelayOptions): Promise<number> {
+  const sysfs = opts.sysfs ?? new Sysfs();
+  const log = opts.log;
+  const link = openLink();
+  const { handshake: hs, rest } = await readHandshake(link.input, opts.handshakeTimeoutMs ?? 60_000);
+  const speed = speedFromString(hs.speed as SpeedString, kernelSupportsSuperPlus(release()));
+  log.info(`handshake: devid ${hs.devid} speed ${hs.speed} (enum ${speed})`);
+  await ensureModule(sysfs, "vhci-hcd");
+  const vhci = new Vhci(sysfs);
+  const signal = terminationSignal();
+  const { port, socket } = await attachHandover(vhci, hs.devid, speed);
+  log.info(`attached on vhci port ${port} through the relay`);
+  const relay = new UrbRelay({ clientIn: socket, clientOut: socket, serverIn: link.input, serverOut: link.output, serverPrefix: rest });
+  relay.start();
+  signal.promise.then(() => relay.stop(), () => {});
+  let statefileWritten = false;
+  try {
+    writeFileSync(opts.statefile, `${port}\n`);
+    statefileWritten = true;
+    const attached = await Promise.race([
+      vhci.waitAttached(port, opts.attachTimeoutMs ?? 30_000),
+      relay.done.then((r) => {
+        throw relayError(r.violation?.error) ?? new UsbipError("USBIP_ERR_ATTACH", `the connection ended (${r.reason}) before the device enumerated`);
+      }),
+    ]);
+    log.info(`device enumerated as ${attached}`);
+    notifyAttached();
+    const r = await relay.done;
+    log.info(`relay ended (${r.reason}): ${JSON.stringify(r.stats)}`);
+    freePort(vhci, port);
+    await vhci.waitDetached(port, attached, 10_000).catch((e: Error) => log.warn(e.message));
+    const v = relayError(r.violation?.error);
+    if (v) throw v;
+    return 0;
+  } catch (e) {
+    relay.stop();
+    freePort(vhci, port);
+    throw e;
+  } finally {
+    if (statefileWritten) rmSync(opts.statefile, { force: true });
+  }
+}
+
+function relayError(e: { code: string; offset: number; rule: string; seqnum?: number | undefined } | undefined): UsbipError | undefined {
+  if (e === undefined) return undefined;
+  return new UsbipError("USBIP_ERR_RELAY_VIOLATION", `refused a message from the backend: ${e.code} at byte ${e.offset}${e.seqnum === undefined ? "" : ` (seqnum ${e.seqnum})`}: ${e.rule}`);
+}
+
+function freePort(vhci: Vhci, port: number): void {
+  try {
+    const p = vhci.port(port);
+    if (p && p.status !== VdevStatus.NULL) vhci.detach(port);
+  } catch {
+    /* released meanwhile */
+  }
+}

@@ -1,0 +1,55 @@
+/**
+ * Handing one end of a fresh socketpair to the kernel (relay modes). The sysfs write that hands
+ * an fd over (vhci attach, usbip_sockfd) is resolved in the writing process's fd table, so a
+ * helper child does it: libuv gives the child a Unix stream socketpair end as its fd 3 ('pipe'
+ * stdio) and us the other end, which we keep and relay. The kernel takes its own reference; the
+ * helper exits.
+ */
+import { spawn } from "node:child_process";
+import type net from "node:net";
+import { GlueError, GlueErrorCode } from "./errors.js";
+import { USBFS_HELPER } from "./system.js";
+import { type Sysfs, SysfsWriteError } from "./sysfs.js";
+import { hubForSpeed, Vhci } from "./vhci.js";
+
+const PYTHON = process.env.USBIP_QREXEC_PYTHON ?? "python3";
+
+/** Write text(3) to `rel` from a helper whose fd 3 is a new socket; returns our end of it. */
+export function handOverSocket(sysfs: Sysfs, rel: string, text: (fd: number) => string): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const data = text(3);
+    const child = spawn(PYTHON, [USBFS_HELPER, "write", sysfs.path(rel), data], { stdio: ["ignore", "ignore", "pipe", "pipe"] });
+    const sock = child.stdio[3] as net.Socket;
+    let err = "";
+    child.stderr!.on("data", (b: Buffer) => (err += b.toString()));
+    child.on("error", (e) => reject(new GlueError(GlueErrorCode.SYSFS, `cannot run the handover helper: ${e.message}`)));
+    // 'exit', not 'close': 'close' waits for every stdio stream, and we keep fd 3's other end
+    child.on("exit", (code) => {
+      if (code === 0) {
+        sock.pause();
+        resolve(sock);
+      } else {
+        sock.destroy();
+        reject(new SysfsWriteError(sysfs.path(rel), err.trim() || `exit ${code}`, data));
+      }
+    });
+  });
+}
+
+/** vhci-hcd attach through a handed-over socket, on the first free port of the right hub (EBUSY: next). */
+export async function attachHandover(vhci: Vhci, devid: number, speed: number): Promise<{ port: number; socket: net.Socket }> {
+  const tried = new Set<number>();
+  for (;;) {
+    const port = vhci.freePorts(speed).find((p) => !tried.has(p));
+    if (port === undefined) throw new GlueError(GlueErrorCode.NO_FREE_PORT, `no free vhci-hcd port on the ${hubForSpeed(speed) === "ss" ? "SuperSpeed" : "high-speed"} hub`);
+    tried.add(port);
+    try {
+      const socket = await handOverSocket(vhci.sysfs, `${vhci.dir()}/attach`, (fd) => `${port} ${fd} ${devid >>> 0} ${speed}`);
+      return { port, socket };
+    } catch (e) {
+      if (e instanceof SysfsWriteError && e.errno === "EBUSY") continue;
+      if (e instanceof SysfsWriteError) throw new GlueError(GlueErrorCode.ATTACH, `vhci-hcd refused the attach on port ${port}: ${e.errno}`);
+      throw e;
+    }
+  }
+}

@@ -1,0 +1,239 @@
+/**
+ * The validating URB relay, written once for both roles: CMD_* flow from the client side (vhci-hcd
+ * in the frontend relay, the qrexec link in the backend relay) to the server side, RET_* back.
+ * Every message is decoded, checked (stream decoders + protocol/relay-rules.ts), re-encoded
+ * (so what reaches a kernel is well-formed by construction: e.g. number_of_packets 0 for non-ISO)
+ * and written with its payload as views (cork/uncork batches the writes of one chunk).
+ * On the first violation the relay logs the rule, seqnum and byte offset, stops forwarding and
+ * tears both sides down: nothing malformed reaches either kernel.
+ *
+ * Unlink hold (backend role): Linux's usbip-host (6.1) frees a URB in its completion path while
+ * stub_recv_cmd_unlink() still walks it after dropping priv_lock — a use-after-free that a
+ * CMD_UNLINK racing a completion triggers (general protection fault, seen with usbtest through
+ * any relaying link). So a CMD_UNLINK is held for `unlinkGraceMs`: if the victim's RET_SUBMIT
+ * comes back meanwhile, the relay answers RET_UNLINK(0) itself — exactly what the stub would say
+ * for an already completed URB — and usbip-host never sees the unlink; otherwise it is forwarded.
+ */
+import { EventEmitter } from "node:events";
+import type { Readable, Writable } from "node:stream";
+import { ClientStreamDecoder, type EndpointType } from "../protocol/client-decoder.js";
+import { ServerStreamDecoder } from "../protocol/server-decoder.js";
+import { encode } from "../protocol/encoder.js";
+import { ProtocolError } from "../protocol/errors.js";
+import type { ClientMessage, CmdUnlink, Message, ServerMessage } from "../protocol/messages.js";
+import { checkCmdSubmit, checkCmdUnlink, checkRetSubmit, checkRetUnlink, type DeviceView } from "../protocol/relay-rules.js";
+import { UrbTable } from "../protocol/urb-table.js";
+
+export type RelayEnd = "client" | "server";
+
+export interface RelayOptions {
+  clientIn: Readable;
+  clientOut: Writable;
+  serverIn: Readable;
+  serverOut: Writable;
+  /** Backend role: the exported device (devid, endpoints); enables the CMD_* device checks. */
+  device?: DeviceView;
+  /** Backend role: how long a CMD_UNLINK is held (see above). Defaults to 0 (forward at once). */
+  unlinkGraceMs?: number;
+  /** Bytes already read from the server side (after a handshake line), decoded first. */
+  serverPrefix?: Buffer;
+  /** Called for every message that passes, with the side it came from. */
+  onMessage?: (from: RelayEnd, msg: Message) => void;
+}
+
+export interface RelayViolation {
+  from: RelayEnd;
+  error: ProtocolError;
+}
+
+export interface RelayResult {
+  reason: "client closed" | "server closed" | "violation" | "stopped";
+  violation?: RelayViolation;
+  stats: RelayStats;
+}
+
+export interface RelayStats {
+  cmdSubmit: number;
+  cmdUnlink: number;
+  retSubmit: number;
+  retUnlink: number;
+  /** RET_UNLINKs the relay answered itself (unlink hold) */
+  unlinksAnswered: number;
+  payloadBytes: number;
+}
+
+/** How many answered seqnums are remembered for "unlink of a known seqnum". */
+const RECENT = 4096;
+
+export class UrbRelay extends EventEmitter {
+  readonly table = new UrbTable();
+  readonly stats: RelayStats = { cmdSubmit: 0, cmdUnlink: 0, retSubmit: 0, retUnlink: 0, unlinksAnswered: 0, payloadBytes: 0 };
+  private readonly cdec: ClientStreamDecoder;
+  private readonly sdec: ServerStreamDecoder;
+  private readonly recent = new Set<number>();
+  private readonly held = new Map<number, { unlink: CmdUnlink; timer: NodeJS.Timeout }>();
+  private finished = false;
+  private resolveDone!: (r: RelayResult) => void;
+  readonly done: Promise<RelayResult>;
+
+  constructor(private readonly o: RelayOptions) {
+    super();
+    const endpointType = o.device ? (ep: number, dir: number): EndpointType | undefined => o.device!.endpoint(ep, dir) : undefined;
+    this.cdec = new ClientStreamDecoder({ table: this.table, phase: "urb", endpointType });
+    this.sdec = new ServerStreamDecoder({ table: this.table, phase: "urb" });
+    this.done = new Promise((r) => (this.resolveDone = r));
+  }
+
+  start(): void {
+    const { clientIn, serverIn } = this.o;
+    clientIn.on("data", (c: Buffer) => this.fromClient(c));
+    serverIn.on("data", (c: Buffer) => this.fromServer(c));
+    clientIn.on("end", () => this.closed("client"));
+    serverIn.on("end", () => this.closed("server"));
+    for (const s of [clientIn, serverIn, this.o.clientOut, this.o.serverOut]) s.on("error", () => this.closed(s === clientIn || s === this.o.clientOut ? "client" : "server"));
+    if (this.o.serverPrefix && this.o.serverPrefix.length > 0) this.fromServer(this.o.serverPrefix);
+    clientIn.resume();
+    serverIn.resume();
+  }
+
+  /** Stop relaying (e.g. on a signal): both sides are ended. */
+  stop(): void {
+    this.finish({ reason: "stopped", stats: this.stats });
+  }
+
+  private fromClient(chunk: Buffer): void {
+    if (this.finished) return;
+    const out = this.o.serverOut;
+    this.cdec.push(chunk);
+    out.cork();
+    try {
+      for (let m = this.cdec.next(); m !== null; m = this.cdec.next()) this.clientMessage(m, this.cdec.messageOffset);
+      if (this.cdec.error) return this.violation("client", this.cdec.error);
+    } catch (e) {
+      if (e instanceof ProtocolError) return this.violation("client", e);
+      throw e;
+    } finally {
+      process.nextTick(() => out.uncork());
+    }
+    this.backpressure(this.o.clientIn, out);
+  }
+
+  private clientMessage(m: ClientMessage, at: number): void {
+    const dev = this.o.device;
+    if (m.kind === "CMD_SUBMIT") {
+      if (dev) checkCmdSubmit(m, dev, at);
+      this.stats.cmdSubmit++;
+      this.stats.payloadBytes += m.transferBufferLength * (m.direction === 0 ? 1 : 0);
+    } else if (m.kind === "CMD_UNLINK") {
+      if (dev) checkCmdUnlink(m, dev, (s) => this.table.getSubmit(s) !== undefined || this.recent.has(s), at);
+      this.stats.cmdUnlink++;
+      const grace = this.o.unlinkGraceMs ?? 0;
+      if (grace > 0 && this.table.getSubmit(m.unlinkSeqnum) !== undefined) {
+        const timer = setTimeout(() => {
+          this.held.delete(m.unlinkSeqnum);
+          if (!this.finished) this.write(this.o.serverOut, m);
+        }, grace);
+        this.held.set(m.unlinkSeqnum, { unlink: m, timer });
+        this.o.onMessage?.("client", m);
+        return;
+      }
+    } else {
+      throw new ProtocolError("USBIP_ERR_UNEXPECTED_OP", at, `${m.kind} in the URB phase`);
+    }
+    this.o.onMessage?.("client", m);
+    this.write(this.o.serverOut, m);
+  }
+
+  private fromServer(chunk: Buffer): void {
+    if (this.finished) return;
+    const out = this.o.clientOut;
+    this.sdec.push(chunk);
+    out.cork();
+    try {
+      for (let m = this.sdec.next(); m !== null; m = this.sdec.next()) this.serverMessage(m, this.sdec.messageOffset);
+      if (this.sdec.error) return this.violation("server", this.sdec.error);
+    } catch (e) {
+      if (e instanceof ProtocolError) return this.violation("server", e);
+      throw e;
+    } finally {
+      process.nextTick(() => out.uncork());
+    }
+    this.backpressure(this.o.serverIn, out);
+  }
+
+  private serverMessage(m: ServerMessage, at: number): void {
+    if (m.kind === "RET_SUBMIT") {
+      checkRetSubmit(m, this.sdec.lastSubmit!, at);
+      this.stats.retSubmit++;
+      this.stats.payloadBytes += m.actualLength * (this.sdec.lastSubmit!.direction === 1 ? 1 : 0);
+      this.remember(m.seqnum);
+      this.o.onMessage?.("server", m);
+      this.write(this.o.clientOut, m);
+      const h = this.held.get(m.seqnum);
+      if (h !== undefined) {
+        // completed while its unlink was held: answer like the stub does for a completed URB
+        clearTimeout(h.timer);
+        this.held.delete(m.seqnum);
+        this.table.answerUnlink(h.unlink.seqnum);
+        const ret: ServerMessage = { kind: "RET_UNLINK", seqnum: h.unlink.seqnum, devid: 0, direction: 0, ep: 0, status: 0 };
+        this.stats.unlinksAnswered++;
+        this.o.onMessage?.("server", ret);
+        this.write(this.o.clientOut, ret);
+      }
+      return;
+    }
+    if (m.kind === "RET_UNLINK") {
+      checkRetUnlink(m, at);
+      this.stats.retUnlink++;
+      if (this.sdec.lastSubmit) this.remember(this.sdec.lastSubmit.seqnum);
+      this.o.onMessage?.("server", m);
+      this.write(this.o.clientOut, m);
+      return;
+    }
+    throw new ProtocolError("USBIP_ERR_UNEXPECTED_OP", at, `${m.kind} in the URB phase`);
+  }
+
+  private remember(seqnum: number): void {
+    this.recent.add(seqnum);
+    if (this.recent.size > RECENT) this.recent.delete(this.recent.values().next().value as number);
+  }
+
+  private write(out: Writable, m: Message): void {
+    for (const b of encode(m)) out.write(b);
+  }
+
+  private backpressure(src: Readable, out: Writable): void {
+    if (out.writableNeedDrain) {
+      src.pause();
+      out.once("drain", () => src.resume());
+    }
+  }
+
+  private violation(from: RelayEnd, error: ProtocolError): void {
+    this.finish({ reason: "violation", violation: { from, error }, stats: this.stats });
+  }
+
+  private closed(side: RelayEnd): void {
+    this.finish({ reason: side === "client" ? "client closed" : "server closed", stats: this.stats });
+  }
+
+  private finish(r: RelayResult): void {
+    if (this.finished) return;
+    this.finished = true;
+    for (const h of this.held.values()) clearTimeout(h.timer);
+    this.held.clear();
+    const { clientIn, clientOut, serverIn, serverOut } = this.o;
+    if (r.reason === "violation") {
+      // tear down hard: nothing more reaches either side
+      for (const s of [clientIn, serverIn]) s.pause();
+      for (const s of [clientOut, serverOut, clientIn, serverIn]) s.destroy();
+    } else {
+      // orderly: EOF to both sides; inputs that are not also outputs are closed (a duplex
+      // socket closes itself once both directions ended)
+      clientOut.end();
+      serverOut.end();
+      for (const s of [clientIn, serverIn]) if (s !== (clientOut as unknown) && s !== (serverOut as unknown)) s.destroy();
+    }
+    this.resolveDone(r);
+  }
+}

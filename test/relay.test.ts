@@ -1,0 +1,182 @@
+/**
+ * The relay (relay/urb-relay.ts + protocol/relay-rules.ts) on in-memory streams: generated valid
+ * traffic always passes byte-for-byte; every single-field mutation from the CVE list is refused
+ * with the right rule, and nothing after it reaches the other side; the unlink hold answers
+ * completed URBs itself and forwards the others.
+ */
+import test from "ava";
+import fc from "fast-check";
+import { PassThrough } from "node:stream";
+import { UrbRelay, type RelayResult } from "../relay/urb-relay.js";
+import { encodeToBuffer } from "../protocol/encoder.js";
+import { ErrorCode } from "../protocol/errors.js";
+import type { ClientMessage, CmdSubmit, RetSubmit, ServerMessage } from "../protocol/messages.js";
+import type { DeviceView } from "../protocol/relay-rules.js";
+import { encodeAll, urbSession } from "./helpers/session.js";
+
+interface Rig {
+  relay: UrbRelay;
+  toServer: Buffer[];
+  toClient: Buffer[];
+  client: PassThrough;
+  server: PassThrough;
+}
+
+function rig(opts: { device?: DeviceView; unlinkGraceMs?: number } = {}): Rig {
+  const clientIn = new PassThrough();
+  const clientOut = new PassThrough();
+  const serverIn = new PassThrough();
+  const serverOut = new PassThrough();
+  const toServer: Buffer[] = [];
+  const toClient: Buffer[] = [];
+  serverOut.on("data", (b: Buffer) => toServer.push(b));
+  clientOut.on("data", (b: Buffer) => toClient.push(b));
+  const relay = new UrbRelay({ clientIn, clientOut, serverIn, serverOut, ...opts });
+  relay.start();
+  return { relay, toServer, toClient, client: clientIn, server: serverIn };
+}
+const tick = () => new Promise((r) => setImmediate(r));
+async function run(r: Rig, client: Buffer, server: Buffer): Promise<RelayResult> {
+  r.client.write(client);
+  await tick();
+  r.server.write(server);
+  await tick();
+  r.client.end();
+  return r.relay.done;
+}
+
+/** RET_SUBMITs of generated sessions within the relay's rules (error_count 0..np). */
+const validSession = urbSession.map((s) => {
+  for (const m of s.server) if (m.kind === "RET_SUBMIT") m.errorCount = Math.min(Math.abs(m.errorCount) % 3, m.numberOfPackets);
+  return s;
+});
+
+test("generated valid traffic passes unchanged in both directions", async (t) => {
+  await fc.assert(
+    fc.asyncProperty(validSession, async (s) => {
+      const r = rig();
+      const c = encodeAll(s.client);
+      const sv = encodeAll(s.server);
+      const res = await run(r, c, sv);
+      t.is(res.violation, undefined, res.violation?.error.message);
+      t.true(Buffer.concat(r.toServer).equals(c));
+      t.true(Buffer.concat(r.toClient).equals(sv));
+    }),
+    { numRuns: 150 },
+  );
+});
+
+const IN64: CmdSubmit = { kind: "CMD_SUBMIT", seqnum: 10, devid: 0x10002, direction: 1, ep: 1, transferFlags: 0, transferBufferLength: 64, startFrame: 0, numberOfPackets: 0, interval: 0, setup: Buffer.alloc(8), payload: [] };
+const OUT4: CmdSubmit = { ...IN64, seqnum: 11, direction: 0, ep: 2, transferBufferLength: 4, payload: [Buffer.from("abcd")] };
+const ISO: CmdSubmit = { ...IN64, seqnum: 12, ep: 3, numberOfPackets: 2, isoPackets: [{ offset: 0, length: 32, actualLength: 0, status: 0 }, { offset: 32, length: 32, actualLength: 0, status: 0 }] };
+const ret = (over: Partial<RetSubmit>): RetSubmit => ({ kind: "RET_SUBMIT", seqnum: 10, devid: 0, direction: 0, ep: 0, status: 0, actualLength: 0, startFrame: 0, numberOfPackets: 0, errorCount: 0, payload: [], ...over });
+const patch = (b: Buffer, word: number, v: number) => {
+  const c = Buffer.from(b);
+  c.writeUInt32BE(v >>> 0, word * 4);
+  return c;
+};
+const GOOD = encodeToBuffer(ret({ seqnum: 10, actualLength: 2, payload: [Buffer.from("ok")] }));
+const ISO_RET = ret({ seqnum: 12, actualLength: 3, numberOfPackets: 2, payload: [Buffer.from("abc")], isoPackets: [{ offset: 0, length: 32, actualLength: 1, status: 0 }, { offset: 32, length: 32, actualLength: 2, status: 0 }] });
+
+const hostile: Array<[string, Buffer, string]> = [
+  ["oversize actual_length (CVE-2016-3955)", patch(GOOD, 6, 65), ErrorCode.ACTUAL_LENGTH],
+  ["number_of_packets on a non-ISO URB (CVE-2026-31607)", patch(GOOD, 8, 64), ErrorCode.PACKET_COUNT],
+  ["ISO packet count other than submitted", patch(encodeToBuffer(ISO_RET), 8, 3), ErrorCode.PACKET_COUNT],
+  ["ISO offset outside the submitted layout", encodeToBuffer({ ...ISO_RET, isoPackets: [{ offset: 0, length: 32, actualLength: 1, status: 0 }, { offset: 4000, length: 32, actualLength: 2, status: 0 }] }), ErrorCode.ISO_MISMATCH],
+  ["ISO actual lengths not summing to actual_length", encodeToBuffer({ ...ISO_RET, isoPackets: [{ offset: 0, length: 32, actualLength: 1, status: 0 }, { offset: 32, length: 32, actualLength: 1, status: 0 }] }), ErrorCode.ISO_SUM],
+  ["unknown seqnum", patch(GOOD, 1, 999), ErrorCode.UNKNOWN_SEQNUM],
+  ["duplicate seqnum (answered twice)", Buffer.concat([GOOD, GOOD]), ErrorCode.UNKNOWN_SEQNUM],
+  ["payload on an OUT RET", Buffer.concat([encodeToBuffer(ret({ seqnum: 11, actualLength: 4 })), Buffer.alloc(48, 0xee)]), ErrorCode.OUT_PAYLOAD_IN_RET],
+  ["absurd status", patch(GOOD, 5, -100000), ErrorCode.STATUS_NOT_ALLOWED],
+  ["error_count beyond the packets", patch(GOOD, 9, 5), ErrorCode.ERROR_COUNT],
+  ["RET_UNLINK for no pending unlink", encodeToBuffer({ kind: "RET_UNLINK", seqnum: 10, devid: 0, direction: 0, ep: 0, status: -104 }), ErrorCode.UNKNOWN_UNLINK],
+  ["a CMD in the return stream", encodeToBuffer(IN64), ErrorCode.WRONG_STREAM],
+];
+
+for (const [name, bad, code] of hostile) {
+  test(`hostile backend: ${name} → ${code}; nothing of it reaches the frontend kernel`, async (t) => {
+    const r = rig();
+    const cmds = Buffer.concat([IN64, OUT4, ISO].map(encodeToBuffer));
+    const res = await run(r, cmds, bad);
+    t.is(res.reason, "violation");
+    t.is(res.violation?.from, "server");
+    t.is(res.violation?.error.code, code);
+    t.true(res.violation!.error.offset >= 0 && res.violation!.error.offset <= bad.length);
+    // only whole, valid messages that came before the fault could have been forwarded
+    const out = Buffer.concat(r.toClient);
+    t.true(out.length === 0 || (name.startsWith("duplicate") && out.equals(GOOD)) || (name.startsWith("payload") && out.length === 48));
+  });
+}
+
+const device: DeviceView = {
+  devid: 0x10002,
+  endpoint: (ep, dir) => (ep === 1 && dir === 1 ? "bulk" : ep === 2 && dir === 0 ? "bulk" : ep === 3 && dir === 1 ? "iso" : undefined),
+};
+const ctrl = (wLength: number, tbl: number): CmdSubmit => {
+  const setup = Buffer.from([0x80, 6, 0, 1, 0, 0, 0, 0]);
+  setup.writeUInt16LE(wLength, 6);
+  return { ...IN64, seqnum: 20, ep: 0, transferBufferLength: tbl, setup };
+};
+
+const hostileFrontend: Array<[string, Buffer, string]> = [
+  ["wrong devid", encodeToBuffer({ ...IN64, devid: 0x10003 }), ErrorCode.WRONG_DEVID],
+  ["endpoint not in the configuration", encodeToBuffer({ ...IN64, ep: 5 }), ErrorCode.NO_SUCH_ENDPOINT],
+  ["endpoint with the wrong direction", encodeToBuffer({ ...IN64, direction: 0, payload: [Buffer.alloc(64)] }), ErrorCode.NO_SUCH_ENDPOINT],
+  ["ep 16 (CVE-2017-16912)", patch(encodeToBuffer(IN64), 4, 16), ErrorCode.BAD_ENDPOINT],
+  ["negative length (CVE-2017-16913)", patch(encodeToBuffer(IN64), 6, -8), ErrorCode.NEGATIVE_LENGTH],
+  ["huge length (CVE-2017-16913)", patch(encodeToBuffer(IN64), 6, 0x7fffffff), ErrorCode.LENGTH_LIMIT],
+  ["ISO packets on a bulk endpoint", patch(encodeToBuffer(IN64), 8, 4), ErrorCode.PACKET_COUNT],
+  ["ISO packets summing to non-zero in a CMD", encodeToBuffer({ ...ISO, isoPackets: [{ offset: 0, length: 32, actualLength: 9, status: 0 }, { offset: 32, length: 32, actualLength: 0, status: 0 }] }), ErrorCode.ISO_SUM],
+  ["control wLength differing from the length (-EBADR)", encodeToBuffer({ ...ctrl(18, 64), seqnum: 21 }), ErrorCode.CONTROL_LENGTH],
+  ["unlink of a never-submitted seqnum", encodeToBuffer({ kind: "CMD_UNLINK", seqnum: 30, devid: 0x10002, direction: 0, ep: 0, unlinkSeqnum: 777 }), ErrorCode.UNKNOWN_VICTIM],
+];
+
+for (const [name, bad, code] of hostileFrontend) {
+  test(`hostile frontend: ${name} → ${code}; nothing of it reaches usbip-host`, async (t) => {
+    const r = rig({ device });
+    const res = await run(r, Buffer.concat([encodeToBuffer(ctrl(18, 18)), bad]), Buffer.alloc(0));
+    t.is(res.violation?.from, "client");
+    t.is(res.violation?.error.code, code);
+    t.true(Buffer.concat(r.toServer).length <= 48, "at most the valid control request before it");
+  });
+}
+
+test("unlink hold: a victim completing meanwhile is answered by the relay (RET_SUBMIT, then RET_UNLINK 0); usbip-host never sees the unlink", async (t) => {
+  const r = rig({ device, unlinkGraceMs: 1000 });
+  r.client.write(Buffer.concat([encodeToBuffer(IN64), encodeToBuffer({ kind: "CMD_UNLINK", seqnum: 40, devid: 0x10002, direction: 0, ep: 0, unlinkSeqnum: 10 })]));
+  await tick();
+  t.is(Buffer.concat(r.toServer).length, 48, "only the CMD_SUBMIT went to the server");
+  r.server.write(GOOD);
+  await tick();
+  const out = Buffer.concat(r.toClient);
+  t.true(out.subarray(0, GOOD.length).equals(GOOD));
+  t.deepEqual([out.readUInt32BE(GOOD.length), out.readUInt32BE(GOOD.length + 4), out.readInt32BE(GOOD.length + 20)], [4, 40, 0]);
+  t.is(r.relay.stats.unlinksAnswered, 1);
+  t.is(r.relay.table.size, 0);
+  r.client.end();
+  await r.relay.done;
+});
+
+test("unlink hold: a victim still pending after the grace period gets the unlink forwarded", async (t) => {
+  const r = rig({ device, unlinkGraceMs: 30 });
+  const unlink = encodeToBuffer({ kind: "CMD_UNLINK", seqnum: 41, devid: 0x10002, direction: 0, ep: 0, unlinkSeqnum: 10 });
+  r.client.write(Buffer.concat([encodeToBuffer(IN64), unlink]));
+  await new Promise((res) => setTimeout(res, 100));
+  t.true(Buffer.concat(r.toServer).subarray(48).equals(unlink));
+  r.server.write(encodeToBuffer({ kind: "RET_UNLINK", seqnum: 41, devid: 0, direction: 0, ep: 0, status: -104 }));
+  await tick();
+  t.is(Buffer.concat(r.toClient).readUInt32BE(0), 4);
+  t.is(r.relay.table.size, 0, "the victim was answered by the RET_UNLINK");
+  r.client.end();
+  t.is((await r.relay.done).reason, "client closed");
+});
+
+test("the relay re-encodes: a non-ISO number_of_packets of 0xffffffff reaches usbip-host as 0", async (t) => {
+  const r = rig({ device });
+  const res = await run(r, patch(encodeToBuffer(IN64), 8, -1), Buffer.alloc(0));
+  t.is(res.violation, undefined);
+  t.is(Buffer.concat(r.toServer).readInt32BE(32), 0);
+});
+
+// the message kinds are typed: keep the imports used
+export type _Kinds = ClientMessage | ServerMessage;
