@@ -5,6 +5,7 @@ import { kernelUsbtest } from "./scenario-kernel-usbtest.js";
 import { kernelBadHandshakes } from "./scenario-kernel-errors.js";
 import { directUnlink } from "./scenario-direct-unlink.js";
 import { relayScenarios } from "./scenario-relay.js";
+import { hostileBackend, hostileFrontend } from "./scenario-hostile.js";
 import { seedParityDetachAll, seedParityQubesDbReset } from "./scenario-seed-parity.js";
 
 export interface Scenario {
@@ -14,4 +15,4 @@ export interface Scenario {
   run(): Promise<void>;
 }
 
-export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, seedParityQubesDbReset, seedParityDetachAll, ...relayScenarios, directUnlink];
+export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, seedParityQubesDbReset, seedParityDetachAll, ...relayScenarios, hostileFrontend, hostileBackend, directUnlink];
