@@ -11,7 +11,7 @@ import { kernelSupportsSuperPlus, speedFromString, type SpeedString } from "../p
 import { UsbipError } from "../protocol/errors.js";
 import { GlueError, GlueErrorCode } from "../kernel-glue/errors.js";
 import { Sysfs } from "../kernel-glue/sysfs.js";
-import { Vhci, VdevStatus } from "../kernel-glue/vhci.js";
+import { Vhci } from "../kernel-glue/vhci.js";
 import { ensureModule, isSocket, readLineFromFd0, watchHangup } from "../kernel-glue/system.js";
 import { notifyAttached, requestSingleSocket, terminationSignal } from "../qrexec/agent.js";
 import type { Logger } from "../qrexec/log.js";
@@ -62,23 +62,14 @@ export async function importKernel(opts: ImportKernelOptions): Promise<number> {
     const why = await Promise.race([hangup.done.then(() => "link closed"), signal.promise.then((s) => `signal ${s}`)]);
     hangup.stop();
     log.info(`ending (${why})`);
-    freePort(vhci, port);
+    vhci.release(port);
     await vhci.waitDetached(port, attached, 10_000).catch((e: Error) => log.warn(e.message));
     return 0;
   } catch (e) {
-    freePort(vhci, port);
+    vhci.release(port);
     throw e;
   } finally {
     if (statefileWritten) rmSync(opts.statefile, { force: true });
   }
 }
 
-/** Detach unless the port is already free (the kernel may have released it on EOF). */
-function freePort(vhci: Vhci, port: number): void {
-  try {
-    const p = vhci.port(port);
-    if (p && p.status !== VdevStatus.NULL) vhci.detach(port);
-  } catch {
-    /* released meanwhile */
-  }
-}

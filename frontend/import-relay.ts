@@ -10,7 +10,7 @@ import { rmSync, writeFileSync } from "node:fs";
 import { kernelSupportsSuperPlus, speedFromString, type SpeedString } from "../protocol/speed.js";
 import { UsbipError } from "../protocol/errors.js";
 import { Sysfs } from "../kernel-glue/sysfs.js";
-import { Vhci, VdevStatus } from "../kernel-glue/vhci.js";
+import { Vhci } from "../kernel-glue/vhci.js";
 import { ensureModule } from "../kernel-glue/system.js";
 import { attachHandover } from "../kernel-glue/handover.js";
 import { notifyAttached, terminationSignal } from "../qrexec/agent.js";
@@ -56,14 +56,14 @@ export async function importRelay(opts: ImportRelayOptions): Promise<number> {
     notifyAttached();
     const r = await relay.done;
     log.info(`relay ended (${r.reason}): ${JSON.stringify(r.stats)}`);
-    freePort(vhci, port);
+    vhci.release(port);
     await vhci.waitDetached(port, attached, 10_000).catch((e: Error) => log.warn(e.message));
     const v = relayError(r.violation?.error);
     if (v) throw v;
     return 0;
   } catch (e) {
     relay.stop();
-    freePort(vhci, port);
+    vhci.release(port);
     throw e;
   } finally {
     if (statefileWritten) rmSync(opts.statefile, { force: true });
@@ -75,11 +75,3 @@ function relayError(e: { code: string; offset: number; rule: string; seqnum?: nu
   return new UsbipError("USBIP_ERR_RELAY_VIOLATION", `refused a message from the backend: ${e.code} at byte ${e.offset}${e.seqnum === undefined ? "" : ` (seqnum ${e.seqnum})`}: ${e.rule}`);
 }
 
-function freePort(vhci: Vhci, port: number): void {
-  try {
-    const p = vhci.port(port);
-    if (p && p.status !== VdevStatus.NULL) vhci.detach(port);
-  } catch {
-    /* released meanwhile */
-  }
-}

@@ -128,6 +128,16 @@ export class Vhci {
     this.sysfs.write(`${this.dir()}/detach`, String(port));
   }
 
+  /** Detach unless the port is already free (the kernel releases it itself on EOF); never throws. */
+  release(port: number): void {
+    try {
+      const p = this.port(port);
+      if (p && p.status !== VdevStatus.NULL) this.detach(port);
+    } catch {
+      /* released meanwhile */
+    }
+  }
+
   /** Wait until the port is USED and its virtual device exists on the vhci bus; returns its busid. */
   async waitAttached(port: number, timeoutMs: number): Promise<string> {
     const end = Date.now() + timeoutMs;

@@ -102,20 +102,24 @@ export class UrbRelay extends EventEmitter {
   }
 
   private fromClient(chunk: Buffer): void {
+    this.pump(chunk, "client", this.cdec, this.o.clientIn, this.o.serverOut, (m, at) => this.clientMessage(m, at));
+  }
+
+  /** Decode a chunk from one side and hand each message on; writes of one chunk are corked together. */
+  private pump<M>(chunk: Buffer, from: RelayEnd, dec: { push(c: Buffer): void; next(): M | null; readonly messageOffset: number; readonly error: ProtocolError | null }, src: Readable, out: Writable, handle: (m: M, at: number) => void): void {
     if (this.finished) return;
-    const out = this.o.serverOut;
-    this.cdec.push(chunk);
+    dec.push(chunk);
     out.cork();
     try {
-      for (let m = this.cdec.next(); m !== null; m = this.cdec.next()) this.clientMessage(m, this.cdec.messageOffset);
-      if (this.cdec.error) return this.violation("client", this.cdec.error);
+      for (let m = dec.next(); m !== null; m = dec.next()) handle(m, dec.messageOffset);
+      if (dec.error) return this.violation(from, dec.error);
     } catch (e) {
-      if (e instanceof ProtocolError) return this.violation("client", e);
+      if (e instanceof ProtocolError) return this.violation(from, e);
       throw e;
     } finally {
       process.nextTick(() => out.uncork());
     }
-    this.backpressure(this.o.clientIn, out);
+    this.backpressure(src, out);
   }
 
   private clientMessage(m: ClientMessage, at: number): void {
@@ -145,20 +149,7 @@ export class UrbRelay extends EventEmitter {
   }
 
   private fromServer(chunk: Buffer): void {
-    if (this.finished) return;
-    const out = this.o.clientOut;
-    this.sdec.push(chunk);
-    out.cork();
-    try {
-      for (let m = this.sdec.next(); m !== null; m = this.sdec.next()) this.serverMessage(m, this.sdec.messageOffset);
-      if (this.sdec.error) return this.violation("server", this.sdec.error);
-    } catch (e) {
-      if (e instanceof ProtocolError) return this.violation("server", e);
-      throw e;
-    } finally {
-      process.nextTick(() => out.uncork());
-    }
-    this.backpressure(this.o.serverIn, out);
+    this.pump(chunk, "server", this.sdec, this.o.serverIn, this.o.clientOut, (m, at) => this.serverMessage(m, at));
   }
 
   private serverMessage(m: ServerMessage, at: number): void {
