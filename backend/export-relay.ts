@@ -13,6 +13,19 @@ import { openLink } from "../qrexec/link.js";
 import { UrbRelay } from "../relay/urb-relay.js";
 import { runExport } from "./export-lifecycle.js";
 import { UsbipError } from "../protocol/errors.js";
+import type { Message } from "../protocol/messages.js";
+import type { SubmittedUrb } from "../protocol/urb-table.js";
+import { PcapngTrace } from "../trace/writer.js";
+import { XferType } from "../trace/usbmon.js";
+
+/** The usbmon transfer type from the device's own descriptors. */
+function xferTypeOf(view: SysfsDeviceView, m: Message, urb: SubmittedUrb | undefined): number | undefined {
+  const ep = m.kind === "CMD_SUBMIT" ? m.ep : urb?.ep;
+  const dir = m.kind === "CMD_SUBMIT" ? m.direction : urb?.direction;
+  if (ep === undefined || dir === undefined) return undefined;
+  const t = view.endpoint(ep, dir);
+  return t === "iso" ? XferType.ISO : t === "interrupt" ? XferType.INTERRUPT : t === "bulk" ? XferType.BULK : t === "control" ? XferType.CONTROL : undefined;
+}
 
 export interface ExportRelayOptions {
   device: string;
@@ -20,6 +33,8 @@ export interface ExportRelayOptions {
   sysfs?: Sysfs;
   /** Defaults to 100 ms. */
   unlinkGraceMs?: number;
+  /** write every URB to this pcapng file (usbmon events) */
+  trace?: string;
 }
 
 export function exportRelay(opts: ExportRelayOptions): Promise<number> {
@@ -33,6 +48,7 @@ export function exportRelay(opts: ExportRelayOptions): Promise<number> {
       await ctx.exported();
       const view = new SysfsDeviceView(ctx.sysfs, ctx.busid, ctx.devid);
       const reconfiguring = new Set<number>();
+      const trace = opts.trace === undefined ? undefined : new PcapngTrace(opts.trace);
       const relay = new UrbRelay({
         clientIn: link.input,
         clientOut: link.output,
@@ -40,7 +56,8 @@ export function exportRelay(opts: ExportRelayOptions): Promise<number> {
         serverOut: stub,
         device: view,
         unlinkGraceMs: opts.unlinkGraceMs ?? 100,
-        onMessage(_from, m) {
+        onMessage(_from, m, urb) {
+          trace?.record(m, { urb, xferType: xferTypeOf(view, m, urb) });
           // SET_CONFIGURATION (0x00/0x09) and SET_INTERFACE (0x01/0x0b) change the endpoints
           if (m.kind === "CMD_SUBMIT" && m.ep === 0 && ((m.setup[0] === 0x00 && m.setup[1] === 0x09) || (m.setup[0] === 0x01 && m.setup[1] === 0x0b))) {
             reconfiguring.add(m.seqnum);
@@ -51,6 +68,7 @@ export function exportRelay(opts: ExportRelayOptions): Promise<number> {
       relay.start();
       ctx.signal.then(() => relay.stop(), () => {});
       const r = await relay.done;
+      await trace?.close();
       if (r.violation) {
         const e = r.violation.error;
         violation = `refused a message from the frontend: ${e.code} at byte ${e.offset}${e.seqnum === undefined ? "" : ` (seqnum ${e.seqnum})`}: ${e.rule}`;

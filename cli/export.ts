@@ -6,7 +6,7 @@ import { makeLogger } from "../qrexec/log.js";
 import { type Command, parse, writeOut } from "./command.js";
 import { CliError, ExitCode, UsageError } from "./errors.js";
 
-const help = `usage: usbip-qrexec export DEVICE [--mode kernel|relay] [--verbose]
+const help = `usage: usbip-qrexec export DEVICE [--mode kernel|relay] [--trace FILE.pcapng] [--verbose]
 
 Export a local USB device over the qrexec link on fd 0 (the qubes.USB service body).
 DEVICE is a busid (2-1, 1-1.4; not an interface like 2-1:1.0) or 0xVVVV.0xPPPP (exactly one
@@ -27,6 +27,8 @@ Works with separate stdin/stdout or the single socket; no SIGUSR1 is sent.
 
 Options:
   --mode M     kernel (default) or relay (userspace is not available yet)
+  --trace F    (relay mode) write every URB to F as pcapng (Linux usbmon events, which
+               Wireshark and tshark decode: descriptors, mass-storage SCSI, HID)
   --verbose    log each step on stderr (also USBIP_QREXEC_VERBOSE=1)
   -h, --help   this text
 
@@ -38,14 +40,15 @@ export const exportCommand: Command = {
   help,
   exitWhenDone: true,
   async run(argv) {
-    const { values, positionals } = parse("export", argv, { mode: { type: "string", default: "kernel" }, verbose: { type: "boolean", default: false } }, true);
+    const { values, positionals } = parse("export", argv, { mode: { type: "string", default: "kernel" }, verbose: { type: "boolean", default: false }, trace: { type: "string" } }, true);
     if (values.help) {
       await writeOut(help + "\n");
       return ExitCode.OK;
     }
     if (values.mode !== "kernel" && values.mode !== "relay") throw new UsageError(`export: --mode must be kernel or relay (userspace is not available yet), not "${values.mode}"`);
     if (positionals.length !== 1) throw new UsageError("export: exactly one DEVICE is required (a busid like 2-1, or 0xVVVV.0xPPPP)");
-    const o = { device: positionals[0]!, log: makeLogger("export", values.verbose === true) };
+    if (values.trace !== undefined && values.mode !== "relay") throw new UsageError("export: --trace needs --mode relay (in kernel mode the kernel reads the link itself)");
+    const o = { device: positionals[0]!, log: makeLogger("export", values.verbose === true), trace: values.trace };
     try {
       return await (values.mode === "relay" ? exportRelay(o) : exportKernel(o));
     } catch (e) {

@@ -3,11 +3,13 @@ import { importKernel } from "../frontend/import-kernel.js";
 import { importRelay } from "../frontend/import-relay.js";
 import { reportToAttachService } from "../frontend/attach-report.js";
 import { UsbipError } from "../protocol/errors.js";
+import { parsePolicy, PolicyParseError, type Policy } from "../protocol/policy.js";
+import { readFileSync } from "node:fs";
 import { makeLogger } from "../qrexec/log.js";
 import { type Command, parse, writeOut } from "./command.js";
 import { CliError, ExitCode, UsageError } from "./errors.js";
 
-const help = `usage: usbip-qrexec import STATEFILE [--mode kernel|relay] [--verbose]
+const help = `usage: usbip-qrexec import STATEFILE [--mode kernel|relay] [--trace FILE.pcapng] [--policy FILE] [--verbose]
 
 Import the device the remote qubes.USB service exports, over the qrexec link on fd 0.
 Reads the handshake line "<devid> <speed>" (never a byte more), validates it, picks a free
@@ -28,6 +30,16 @@ stdin/stdout or the single socket; no SIGUSR1 is sent.
 
 Options:
   --mode M     kernel (default) or relay
+  --trace F    (relay mode) write every URB to F as pcapng (Linux usbmon events, which
+               Wireshark and tshark decode: descriptors, mass-storage SCSI, HID)
+  --policy F   (relay mode) allow or deny the device by interface class; a denied
+               configuration is refused before SET_CONFIGURATION (no driver binds it) and the
+               import ends with status 2. F has one rule per line, first match wins:
+                 default allow|deny
+                 allow|deny CLASS[/SUBCLASS[/PROTOCOL]]   (hex, e.g. deny 03/01/01)
+                 allow|deny NAME   (hid, hid-keyboard, hid-mouse, mass-storage, audio, video,
+                                    printer, smart-card, cdc, cdc-data, hub, wireless,
+                                    vendor-specific)
   --verbose    log each step on stderr (also USBIP_QREXEC_VERBOSE=1)
   -h, --help   this text`;
 
@@ -37,15 +49,18 @@ export const importCommand: Command = {
   help,
   exitWhenDone: true,
   async run(argv) {
-    const { values, positionals } = parse("import", argv, { mode: { type: "string", default: "kernel" }, verbose: { type: "boolean", default: false } }, true);
+    const { values, positionals } = parse("import", argv, { mode: { type: "string", default: "kernel" }, verbose: { type: "boolean", default: false }, trace: { type: "string" }, policy: { type: "string" } }, true);
     if (values.help) {
       await writeOut(help + "\n");
       return ExitCode.OK;
     }
     if (values.mode !== "kernel" && values.mode !== "relay") throw new UsageError(`import: --mode must be kernel or relay, not "${values.mode}"`);
     if (positionals.length !== 1) throw new UsageError("import: exactly one STATEFILE is required");
+    if (values.trace !== undefined && values.mode !== "relay") throw new UsageError("import: --trace needs --mode relay (in kernel mode the kernel reads the link itself)");
+    if (values.policy !== undefined && values.mode !== "relay") throw new UsageError("import: --policy needs --mode relay (in kernel mode the kernel reads the link itself)");
+    const policy = values.policy === undefined ? undefined : loadPolicy(values.policy);
     try {
-      const o = { statefile: positionals[0]!, log: makeLogger("import", values.verbose === true) };
+      const o = { statefile: positionals[0]!, log: makeLogger("import", values.verbose === true), trace: values.trace, policy };
       return await (values.mode === "relay" ? importRelay(o) : importKernel(o));
     } catch (e) {
       if (e instanceof UsbipError) reportToAttachService(e.code, e.message);
@@ -54,3 +69,18 @@ export const importCommand: Command = {
     }
   },
 };
+
+function loadPolicy(file: string): Policy {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new CliError("USBIP_ERR_INPUT", `import: cannot read the policy ${file}: ${(e as NodeJS.ErrnoException).code}`);
+  }
+  try {
+    return parsePolicy(text);
+  } catch (e) {
+    if (e instanceof PolicyParseError) throw new UsageError(`import: policy ${file}: ${e.message}`);
+    throw e;
+  }
+}

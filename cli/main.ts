@@ -11,9 +11,10 @@ import { importCommand } from "./import.js";
 import { detachCommand } from "./detach.js";
 import { listCommand } from "./list.js";
 import { qrexecSimCommand } from "./qrexec-sim.js";
+import { pcapCommand } from "./pcap.js";
 import { CliError, ExitCode } from "./errors.js";
 
-const commands: Command[] = [exportCommand, importCommand, detachCommand, listCommand, decodeCommand, qrexecSimCommand];
+const commands: Command[] = [exportCommand, importCommand, detachCommand, listCommand, decodeCommand, pcapCommand, qrexecSimCommand];
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };

@@ -18,6 +18,9 @@ import type { Logger } from "../qrexec/log.js";
 import { openLink } from "../qrexec/link.js";
 import { readHandshake } from "../qrexec/read-handshake.js";
 import { UrbRelay } from "../relay/urb-relay.js";
+import { PcapngTrace } from "../trace/writer.js";
+import { checkDescriptor, type Policy } from "../protocol/policy.js";
+import { contiguous } from "../protocol/messages.js";
 
 export interface ImportRelayOptions {
   statefile: string;
@@ -25,6 +28,10 @@ export interface ImportRelayOptions {
   sysfs?: Sysfs;
   handshakeTimeoutMs?: number;
   attachTimeoutMs?: number;
+  /** write every URB to this pcapng file (usbmon events) */
+  trace?: string;
+  /** allow/deny by interface class (protocol/policy.ts) */
+  policy?: Policy;
 }
 
 export async function importRelay(opts: ImportRelayOptions): Promise<number> {
@@ -39,7 +46,19 @@ export async function importRelay(opts: ImportRelayOptions): Promise<number> {
   const signal = terminationSignal();
   const { port, socket } = await attachHandover(vhci, hs.devid, speed);
   log.info(`attached on vhci port ${port} through the relay`);
-  const relay = new UrbRelay({ clientIn: socket, clientOut: socket, serverIn: link.input, serverOut: link.output, serverPrefix: rest });
+  const trace = opts.trace === undefined ? undefined : new PcapngTrace(opts.trace);
+  const policy = opts.policy;
+  const relay = new UrbRelay({
+    clientIn: socket,
+    clientOut: socket,
+    serverIn: link.input,
+    serverOut: link.output,
+    serverPrefix: rest,
+    onMessage: trace && ((_f, m, urb) => trace.record(m, { urb })),
+    screen: policy && ((m, urb, at) => {
+      if (urb.ep === 0 && urb.direction === 1 && urb.setup !== undefined && m.actualLength > 0) checkDescriptor(policy, urb.setup, contiguous(m.payload), at, m.seqnum);
+    }),
+  });
   relay.start();
   signal.promise.then(() => relay.stop(), () => {});
   let statefileWritten = false;
@@ -67,11 +86,13 @@ export async function importRelay(opts: ImportRelayOptions): Promise<number> {
     throw e;
   } finally {
     if (statefileWritten) rmSync(opts.statefile, { force: true });
+    await trace?.close();
   }
 }
 
 function relayError(e: { code: string; offset: number; rule: string; seqnum?: number | undefined } | undefined): UsbipError | undefined {
   if (e === undefined) return undefined;
+  if (e.code === "USBIP_ERR_POLICY") return new UsbipError("USBIP_ERR_RELAY_VIOLATION", `device refused: ${e.rule} (${e.code})`);
   return new UsbipError("USBIP_ERR_RELAY_VIOLATION", `refused a message from the backend: ${e.code} at byte ${e.offset}${e.seqnum === undefined ? "" : ` (seqnum ${e.seqnum})`}: ${e.rule}`);
 }
 

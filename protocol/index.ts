@@ -15,3 +15,4 @@ export * from "./encoder.js";
 export * from "./summary.js";
 export * from "./capture.js";
 export * from "./relay-rules.js";
+export * from "./policy.js";

@@ -20,9 +20,9 @@ import { ClientStreamDecoder, type EndpointType } from "../protocol/client-decod
 import { ServerStreamDecoder } from "../protocol/server-decoder.js";
 import { encode } from "../protocol/encoder.js";
 import { ProtocolError } from "../protocol/errors.js";
-import type { ClientMessage, CmdUnlink, Message, ServerMessage } from "../protocol/messages.js";
+import type { ClientMessage, CmdUnlink, Message, RetSubmit, ServerMessage } from "../protocol/messages.js";
 import { checkCmdSubmit, checkCmdUnlink, checkRetSubmit, checkRetUnlink, type DeviceView } from "../protocol/relay-rules.js";
-import { UrbTable } from "../protocol/urb-table.js";
+import { UrbTable, type SubmittedUrb } from "../protocol/urb-table.js";
 
 export type RelayEnd = "client" | "server";
 
@@ -37,8 +37,10 @@ export interface RelayOptions {
   unlinkGraceMs?: number;
   /** Bytes already read from the server side (after a handshake line), decoded first. */
   serverPrefix?: Buffer;
-  /** Called for every message that passes, with the side it came from. */
-  onMessage?: (from: RelayEnd, msg: Message) => void;
+  /** An extra check on every RET_SUBMIT before it is forwarded (e.g. the device policy); throw ProtocolError to refuse. */
+  screen?: (msg: RetSubmit, urb: SubmittedUrb, at: number) => void;
+  /** Called for every message that passes, with the side it came from (and, for RET_*, the CMD_SUBMIT it answers). */
+  onMessage?: (from: RelayEnd, msg: Message, urb?: SubmittedUrb) => void;
 }
 
 export interface RelayViolation {
@@ -155,10 +157,12 @@ export class UrbRelay extends EventEmitter {
   private serverMessage(m: ServerMessage, at: number): void {
     if (m.kind === "RET_SUBMIT") {
       checkRetSubmit(m, this.sdec.lastSubmit!, at);
+      this.o.screen?.(m, this.sdec.lastSubmit!, at);
       this.stats.retSubmit++;
       this.stats.payloadBytes += m.actualLength * (this.sdec.lastSubmit!.direction === 1 ? 1 : 0);
       this.remember(m.seqnum);
-      this.o.onMessage?.("server", m);
+      const urb = this.sdec.lastSubmit;
+      this.o.onMessage?.("server", m, urb);
       this.write(this.o.clientOut, m);
       const h = this.held.get(m.seqnum);
       if (h !== undefined) {
@@ -168,7 +172,7 @@ export class UrbRelay extends EventEmitter {
         this.table.answerUnlink(h.unlink.seqnum);
         const ret: ServerMessage = { kind: "RET_UNLINK", seqnum: h.unlink.seqnum, devid: 0, direction: 0, ep: 0, status: 0 };
         this.stats.unlinksAnswered++;
-        this.o.onMessage?.("server", ret);
+        this.o.onMessage?.("server", ret, urb);
         this.write(this.o.clientOut, ret);
       }
       return;
@@ -177,7 +181,7 @@ export class UrbRelay extends EventEmitter {
       checkRetUnlink(m, at);
       this.stats.retUnlink++;
       if (this.sdec.lastSubmit) this.remember(this.sdec.lastSubmit.seqnum);
-      this.o.onMessage?.("server", m);
+      this.o.onMessage?.("server", m, this.sdec.lastSubmit);
       this.write(this.o.clientOut, m);
       return;
     }

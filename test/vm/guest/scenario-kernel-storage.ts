@@ -4,11 +4,21 @@
  * image; then a detach from the frontend (--statefile) or from the backend (--busid) frees the
  * vhci port, removes the statefile, gives the gadget back to its driver, leaves no process.
  */
-import { closeSync, fsyncSync, openSync, readSync, writeSync } from "node:fs";
+import { closeSync, fsyncSync, openSync, readSync, writeFileSync, writeSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import type { Scenario } from "./scenarios.js";
 import { makeImage, massStorage, checkGadgetsGone } from "./gadget.js";
-import { check, diskOf, sha256, waitFor } from "./lib.js";
+import { check, diskOf, sh, sha256, waitFor } from "./lib.js";
+
+/** A relay trace read by tshark: many events, SCSI READ(10)/WRITE(10) decoded, nothing malformed at the USB level. */
+function checkTrace(file: string): void {
+  const all = sh("tshark", ["-r", file], { timeoutMs: 120_000 }).trim().split("\n");
+  check(all.length > 200, `${file}: only ${all.length} events`);
+  const scsi = sh("tshark", ["-r", file, "-Y", "scsi"], { timeoutMs: 120_000 });
+  check(/Read\(10\)/.test(scsi) && /Write\(10\)/.test(scsi), `${file}: no SCSI Read(10)/Write(10) decoded`);
+  const bad = sh("tshark", ["-r", file, "-Y", "_ws.malformed and not scsi"], { timeoutMs: 120_000 }).trim();
+  check(bad === "", `${file}: malformed events: ${bad.split("\n").slice(0, 3).join(" | ")}`);
+}
 import { checkCleanedUp, cli, kernelFlow, waitImported } from "./flows.js";
 
 const MIB = 1 << 20;
@@ -16,6 +26,10 @@ const MIB = 1 << 20;
 export interface Modes {
   importMode: "kernel" | "relay";
   exportMode: "kernel" | "relay";
+  /** relay modes: write pcapng traces on both sides and check them with tshark */
+  trace?: boolean;
+  /** frontend relay: a policy file's text */
+  policy?: string;
 }
 const KERNEL: Modes = { importMode: "kernel", exportMode: "kernel" };
 
@@ -26,7 +40,12 @@ export async function storageFlow(detachFrom: "frontend" | "backend", modes: Mod
   const statefile = `/run/tmp/state-${detachFrom}`;
   try {
     await waitFor("the backend's own disk", () => diskOf(g.busid), 20_000);
-    const flow = kernelFlow(g.busid, statefile, { importArgs: ["--mode", modes.importMode], exportArgs: ["--mode", modes.exportMode] });
+    const traces = modes.trace ? ["/run/tmp/frontend.pcapng", "/run/tmp/backend.pcapng"] : [];
+    if (modes.policy !== undefined) writeFileSync("/run/tmp/policy", modes.policy);
+    const flow = kernelFlow(g.busid, statefile, {
+      importArgs: ["--mode", modes.importMode, ...(modes.trace ? ["--trace", traces[0]!] : []), ...(modes.policy !== undefined ? ["--policy", "/run/tmp/policy"] : [])],
+      exportArgs: ["--mode", modes.exportMode, ...(modes.trace ? ["--trace", traces[1]!] : [])],
+    });
     const { port, local } = await waitImported(statefile, flow);
     const disk = await waitFor(`a disk on the imported device ${local}`, () => diskOf(local), 30_000);
     check(sha256(disk, 16 * MIB) === sha256(img), `imported disk ${disk} does not read back the image`);
@@ -48,6 +67,7 @@ export async function storageFlow(detachFrom: "frontend" | "backend", modes: Mod
     const fr = await flow.exited;
     check(fr.code === 0, `the flow exited ${fr.code}: ${flow.stderr().trim()}`);
     check(await waitFor("the backend's disk to come back", () => diskOf(g.busid), 20_000), "no disk on the backend after detach");
+    for (const t of traces) checkTrace(t);
   } finally {
     g.remove();
   }
