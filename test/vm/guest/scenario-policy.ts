@@ -6,7 +6,7 @@
  */
 import { writeFileSync, readdirSync, realpathSync } from "node:fs";
 import type { Scenario } from "./scenarios.js";
-import { check, dmesgLines, sleep, waitFor } from "./lib.js";
+import { check, sleep, waitFor } from "./lib.js";
 import { CLI, cli, vhciPorts } from "./flows.js";
 import { checkGadgetsGone, driverOf, interfaceDriver, makeImage, massStorage } from "./gadget.js";
 
@@ -17,7 +17,6 @@ export const policyDeniesStorage: Scenario = {
     makeImage(img, 4);
     const g = await massStorage("policy", "dummy_udc.0", img);
     writeFileSync("/run/tmp/policy-deny", "# no storage here\ndeny mass-storage\n");
-    const since = dmesgLines().length;
     try {
       const flow = cli(["qrexec-sim", "--", process.execPath, CLI, "import", "--mode", "relay", "--policy", "/run/tmp/policy-deny", "/run/tmp/state-policy", "--", process.execPath, CLI, "export", g.busid]);
       const r = await Promise.race([flow.exited, sleep(60_000).then(() => undefined)]);
@@ -27,7 +26,6 @@ export const policyDeniesStorage: Scenario = {
       await waitFor("vhci ports free", () => vhciPorts().every((p) => p.status === 4), 15_000);
       const vhciDisks = readdirSync("/sys/block").filter((d) => d.startsWith("sd") && realpathSync(`/sys/block/${d}`).includes("vhci_hcd"));
       check(vhciDisks.length === 0, `a disk appeared on the importing side: ${vhciDisks.join(", ")}`);
-      check(dmesgLines().slice(since).every((l) => !/usb-storage \d+-\d+:1\.0: USB Mass Storage device detected/.test(l) || !l.includes("vhci")), "usb-storage bound on the vhci side");
       await waitFor(`${g.busid} back on its driver`, () => driverOf(g.busid) === "usb" && interfaceDriver(g.busid) === "usb-storage", 20_000);
     } finally {
       g.remove();
