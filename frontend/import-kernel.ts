@@ -15,6 +15,7 @@ import { Vhci } from "../kernel-glue/vhci.js";
 import { ensureModule, isSocket, readLineFromFd0, watchHangup } from "../kernel-glue/system.js";
 import { notifyAttached, requestSingleSocket, terminationSignal } from "../qrexec/agent.js";
 import type { Logger } from "../qrexec/log.js";
+import { lastVhciPort, setLastVhciPort } from "../qrexec/rundir.js";
 
 export interface ImportKernelOptions {
   statefile: string;
@@ -44,7 +45,8 @@ export async function importKernel(opts: ImportKernelOptions): Promise<number> {
   const vhci = new Vhci(sysfs);
   const signal = terminationSignal();
   requestSingleSocket();
-  const port = vhci.attachFree(0, hs.devid, speed);
+  const port = vhci.attachFree(0, hs.devid, speed, lastVhciPort());
+  setLastVhciPort(port);
   log.info(`attached on vhci port ${port}`);
   let statefileWritten = false;
   try {

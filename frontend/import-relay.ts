@@ -15,6 +15,7 @@ import { ensureModule } from "../kernel-glue/system.js";
 import { attachHandover } from "../kernel-glue/handover.js";
 import { notifyAttached, terminationSignal } from "../qrexec/agent.js";
 import type { Logger } from "../qrexec/log.js";
+import { lastVhciPort, setLastVhciPort } from "../qrexec/rundir.js";
 import { openLink } from "../qrexec/link.js";
 import { readHandshake } from "../qrexec/read-handshake.js";
 import { UrbRelay } from "../relay/urb-relay.js";
@@ -44,7 +45,8 @@ export async function importRelay(opts: ImportRelayOptions): Promise<number> {
   await ensureModule(sysfs, "vhci-hcd");
   const vhci = new Vhci(sysfs);
   const signal = terminationSignal();
-  const { port, socket } = await attachHandover(vhci, hs.devid, speed);
+  const { port, socket } = await attachHandover(vhci, hs.devid, speed, lastVhciPort());
+  setLastVhciPort(port);
   log.info(`attached on vhci port ${port} through the relay`);
   const trace = opts.trace === undefined ? undefined : new PcapngTrace(opts.trace);
   const policy = opts.policy;

@@ -37,10 +37,10 @@ export function handOverSocket(sysfs: Sysfs, rel: string, text: (fd: number) => 
 }
 
 /** vhci-hcd attach through a handed-over socket, on the first free port of the right hub (EBUSY: next). */
-export async function attachHandover(vhci: Vhci, devid: number, speed: number): Promise<{ port: number; socket: net.Socket }> {
+export async function attachHandover(vhci: Vhci, devid: number, speed: number, after?: number): Promise<{ port: number; socket: net.Socket }> {
   const tried = new Set<number>();
   for (;;) {
-    const port = vhci.freePorts(speed).find((p) => !tried.has(p));
+    const port = vhci.freePorts(speed, after).find((p) => !tried.has(p));
     if (port === undefined) throw new GlueError(GlueErrorCode.NO_FREE_PORT, `no free vhci-hcd port on the ${hubForSpeed(speed) === "ss" ? "SuperSpeed" : "high-speed"} hub`);
     tried.add(port);
     try {

@@ -86,12 +86,18 @@ export class Vhci {
     return this.ports().find((p) => p.port === n);
   }
 
-  /** Free ports on the hub that fits the speed, in port order. */
-  freePorts(speed: number): number[] {
+  /**
+   * Free ports on the hub that fits the speed, in port order — rotated to start after `after`
+   * when given: a port released a moment ago may still be retried by the root hub, and a device
+   * attached there right away may never enumerate, so recently used ports go last.
+   */
+  freePorts(speed: number, after?: number): number[] {
     const hub = hubForSpeed(speed);
-    return this.ports()
+    const free = this.ports()
       .filter((p) => p.hub === hub && p.status === VdevStatus.NULL)
       .map((p) => p.port);
+    if (after === undefined) return free;
+    return [...free.filter((p) => p > after), ...free.filter((p) => p <= after)];
   }
 
   /** Attach on `port`: the fd is resolved in this process's fd table. */
@@ -103,10 +109,10 @@ export class Vhci {
    * Attach on the first free port of the right hub; a port taken meanwhile (EBUSY) is skipped.
    * Returns the port used.
    */
-  attachFree(fd: number, devid: number, speed: number, avoid: ReadonlySet<number> = new Set()): number {
-    const tried = new Set<number>(avoid);
+  attachFree(fd: number, devid: number, speed: number, after?: number): number {
+    const tried = new Set<number>();
     for (;;) {
-      const port = this.freePorts(speed).find((p) => !tried.has(p));
+      const port = this.freePorts(speed, after).find((p) => !tried.has(p));
       if (port === undefined) {
         throw new GlueError(GlueErrorCode.NO_FREE_PORT, `no free vhci-hcd port on the ${hubForSpeed(speed) === "ss" ? "SuperSpeed" : "high-speed"} hub`);
       }

@@ -53,3 +53,22 @@ export function alive(pid: number): boolean {
     return (e as NodeJS.ErrnoException).code === "EPERM";
   }
 }
+
+/** The vhci-hcd port this machine attached last (importers start their search after it). */
+export function lastVhciPort(): number | undefined {
+  try {
+    const n = Number(readFileSync(path.join(runDir(), "vhci-last-port"), "utf8").trim());
+    return Number.isInteger(n) ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function setLastVhciPort(port: number): void {
+  try {
+    mkdirSync(runDir(), { recursive: true });
+    writeFileSync(path.join(runDir(), "vhci-last-port"), `${port}\n`);
+  } catch {
+    /* a hint only */
+  }
+}

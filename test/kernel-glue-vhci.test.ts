@@ -116,3 +116,11 @@ test("waitAttached: resolves with the local busid once USED and present; fails f
   t.is(await v.waitAttached(0, 5000), "3-1");
   await t.throwsAsync(v.waitAttached(1, 5000), { message: /released before the device enumerated/ });
 });
+
+test("port rotation: the search starts after the port used last, wrapping around", (t) => {
+  const v = new Vhci(new RecordingSysfs(tree(1, { 2: "3-3" })));
+  t.deepEqual(v.freePorts(3, 1), [3, 4, 5, 6, 7, 0, 1]);
+  t.deepEqual(v.freePorts(3, 7), [0, 1, 3, 4, 5, 6, 7]);
+  const fs = new RecordingSysfs(tree(1));
+  t.is(new Vhci(fs).attachFree(0, 1, 3, 4), 5);
+});
