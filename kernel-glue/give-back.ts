@@ -1,6 +1,7 @@
 /**
  * Give an exported device back to the machine that owns it: disconnect the link if still used
- * (usbip_sockfd -1), unbind from usbip-host and forget the busid, reset it, and reprobe so the
+ * (usbip_sockfd -1), wait for usbip-host to finish its teardown (unbinding under its running
+ * event handler is a use-after-free), unbind and forget the busid, reset it, and reprobe so the
  * original driver takes it again (the seed's "zombie device" fix). Every step runs even if an
  * earlier one failed; the failures are returned.
  */
@@ -20,6 +21,9 @@ export async function giveBack(sysfs: Sysfs, busid: string): Promise<string[]> {
     }
   };
   await step("disconnect", () => host.disconnect(busid));
+  await step("settle", async () => {
+    if (!(await host.waitSettled(busid, 15_000))) throw new Error("usbip-host did not finish the teardown within 15 s");
+  });
   await step("unbind", () => host.unbind(busid));
   await step("reset", async () => {
     const d = describeDevice(sysfs, busid);

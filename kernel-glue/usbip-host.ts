@@ -76,6 +76,24 @@ export class UsbipHost {
     }
   }
 
+  /**
+   * Wait until the stub has finished tearing a connection down: its event handler shuts the
+   * socket down, resets the device, and only then sets usbip_status back to AVAILABLE (or ERROR).
+   * Unbinding before that frees the stub device under the running handler — a use-after-free
+   * in usbip_core's event_handler (general protection fault, seen in the VM with two exports
+   * torn down at once). Returns false on timeout.
+   */
+  async waitSettled(busid: string, timeoutMs: number): Promise<boolean> {
+    const end = Date.now() + timeoutMs;
+    while (this.status(busid) === SdevStatus.USED) {
+      if (Date.now() > end) return false;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    // the handler sets the status as its last step; let it return before the device goes away
+    await new Promise((r) => setTimeout(r, 100));
+    return true;
+  }
+
   /** Remove the busid from match_busid (ENODEV: it was not there). */
   forget(busid: string): void {
     try {

@@ -87,3 +87,18 @@ test("describe and list: ids, devid, interfaces with drivers; hubs and vhci devi
   t.true(describeDevice(fs, "3-1").onVhci);
   t.deepEqual(exportableDevices(fs).map((x) => x.busid), ["1-1.4", "2-1"]);
 });
+
+test("waitSettled: waits while usbip_status is USED, returns once the stub set it back; times out otherwise", async (t) => {
+  const root = hostTree();
+  put(root, "bus/usb/devices/2-1/usbip_status", "2\n");
+  const host = new UsbipHost(new RecordingSysfs(root));
+  let changed = false;
+  setTimeout(() => {
+    put(root, "bus/usb/devices/2-1/usbip_status", "1\n");
+    changed = true;
+  }, 150);
+  t.true(await host.waitSettled("2-1", 5000));
+  t.true(changed, "it waited for the status change");
+  put(root, "bus/usb/devices/2-1/usbip_status", "2\n");
+  t.false(await host.waitSettled("2-1", 100));
+});
