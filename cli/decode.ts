@@ -67,7 +67,7 @@ export const decodeCommand: Command = {
       out += fmt(r);
       if (format === "text" && item.message.kind === "OP_REP_DEVLIST") {
         const devs = item.message.devices;
-        out += `${devs.length} device${devs.length === 1 ? "" : "s"}` + devs.map((d) => `; ${d.busid} ${hex4(d.idVendor)}:${hex4(d.idProduct)} ${d.bNumInterfaces} interfaces`).join("");
+        out += ` ${devs.length} device${devs.length === 1 ? "" : "s"}` + devs.map((d) => `; ${d.busid} ${hex4(d.idVendor)}:${hex4(d.idProduct)} ${d.bNumInterfaces} interfaces`).join("");
       }
       out += "\n";
       if (out.length > 1 << 16) {
@@ -106,5 +106,5 @@ function textLine(r: MessageRecord): string {
   if (r.transferFlags !== undefined && r.transferFlags !== 0) details.push(`flags 0x${r.transferFlags.toString(16)}`);
   if (r.numberOfPackets) details.push(`iso ${r.numberOfPackets}`);
   if (r.payloadBytes) details.push(`payload ${r.payloadBytes}`);
-  return `${r.kind.padEnd(14)} ${r.from.padEnd(6)} ${n(r.offset, 9)} ${n(r.seqnum, 8)} ${(r.direction ?? "-").padEnd(3)} ${n(r.ep, 2)} ${n(r.transferBufferLength, 8)} ${n(r.actualLength, 8)} ${status.padEnd(12)} ${details.join(", ")}`;
+  return `${r.kind.padEnd(14)} ${r.from.padEnd(6)} ${n(r.offset, 9)} ${n(r.seqnum, 8)} ${(r.direction ?? "-").padEnd(3)} ${n(r.ep, 2)} ${n(r.transferBufferLength, 8)} ${n(r.actualLength, 8)} ${status.padEnd(12)} ${details.join(", ")}`.trimEnd();
 }
