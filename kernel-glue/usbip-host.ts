@@ -44,7 +44,15 @@ export class UsbipHost {
     if (before !== undefined) this.sysfs.write(`bus/usb/drivers/${before}/unbind`, busid);
     this.sysfs.write(`${DRV}/match_busid`, `add ${busid}`);
     try {
-      this.sysfs.write(`${DRV}/bind`, busid);
+      try {
+        this.sysfs.write(`${DRV}/bind`, busid);
+      } catch (e) {
+        // right after an earlier export gave the device back, the stub may still drop the busid
+        // from its table ("not in match_busid table... skip!", ENODEV): add it again, once
+        if (!(e instanceof SysfsWriteError && e.errno === "ENODEV")) throw e;
+        this.sysfs.write(`${DRV}/match_busid`, `add ${busid}`);
+        this.sysfs.write(`${DRV}/bind`, busid);
+      }
     } catch (e) {
       this.forget(busid);
       if (before !== undefined) this.reprobe(busid);

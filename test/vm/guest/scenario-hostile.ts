@@ -74,6 +74,7 @@ export const hostileFrontend: Scenario = {
         await waitFor(`${what}: ${g.busid} back on its driver`, () => driverOf(g.busid) === "usb" && interfaceDriver(g.busid) === "usb-storage", 20_000);
         const bad = dmesgLines().slice(since).filter((l) => USBIP_ERRORS.test(l));
         check(bad.length === 0, `${what}: usbip-host saw it: ${bad.join(" | ")}`);
+        await sleep(1000); // let the previous give-back settle before the next export binds
       }
     } finally {
       g.remove();
