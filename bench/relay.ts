@@ -60,8 +60,12 @@ function stage(cmdLine: string[]): Promise<{ mbps: number; ok: boolean }> {
 const rounds = quick ? 2 : 5;
 const relayRuns: number[] = [];
 const catRuns: number[] = [];
+const nodeRuns: number[] = [];
 for (let r = 0; r < rounds; r++) {
   const c = await stage(["cat"]);
+  const p = await stage([process.execPath, path.join(here, "pipe-stage.js")]);
+  if (!p.ok) checks.push("node pipe output differs");
+  nodeRuns.push(p.mbps);
   const x = await stage([process.execPath, path.join(here, "relay-stage.js"), cmdFile]);
   if (!c.ok) checks.push("cat output differs");
   if (!x.ok) checks.push("relay output differs from its input");
@@ -114,7 +118,7 @@ const ratio = median(relayRuns) / median(catRuns);
 const result = {
   bench: "relay",
   node: process.version,
-  throughput: { bytesPerRun: stream.length, rounds, relayMBps: Math.round(median(relayRuns)), catMBps: Math.round(median(catRuns)), ratio: Math.round(ratio * 1000) / 1000, target: 0.8, met: ratio >= 0.8 },
+  throughput: { bytesPerRun: stream.length, rounds, relayMBps: Math.round(median(relayRuns)), catMBps: Math.round(median(catRuns)), nodePipeMBps: Math.round(median(nodeRuns)), nodePipeRatio: Math.round((median(nodeRuns) / median(catRuns)) * 1000) / 1000, ratio: Math.round(ratio * 1000) / 1000, target: 0.8, met: ratio >= 0.8 },
   latency,
   checks: checks.length === 0 ? "ok" : checks,
 };

@@ -1,10 +1,10 @@
-/** `usbip-qrexec qrexec-sim [--link socket|pipes] -- LOCAL... -- SERVICE...` */
+/** `usbip-qrexec qrexec-sim [--link socket|pipes|direct] -- LOCAL... -- SERVICE...` */
 import { makeLogger } from "../qrexec/log.js";
 import { runQrexecSim } from "../qrexec/sim.js";
 import { type Command, parse, writeOut } from "./command.js";
 import { ExitCode, UsageError } from "./errors.js";
 
-const help = `usage: usbip-qrexec qrexec-sim [--link socket|pipes] [--verbose] -- LOCAL_CMD... -- SERVICE_CMD...
+const help = `usage: usbip-qrexec qrexec-sim [--link socket|pipes|direct] [--verbose] -- LOCAL_CMD... -- SERVICE_CMD...
 
 Run LOCAL_CMD and SERVICE_CMD connected the way qrexec-client-vm connects a local program to
 a remote service, so a whole export/import flow runs on one machine, e.g.
@@ -12,8 +12,10 @@ a remote service, so a whole export/import flow runs on one machine, e.g.
 
 Each side gets its own $QREXEC_AGENT_PID. --link socket (default): fd 0 is a Unix stream
 socket and, after the side sends SIGUSR1 to its agent, carries both directions (what the kernel
-modes need). --link pipes: fd 0 and fd 1 are pipes and SIGUSR1 changes nothing. When one side
-exits, its end of the link closes and the other side reads EOF.
+modes need). --link pipes: fd 0 and fd 1 are pipes and SIGUSR1 changes nothing. --link direct: one
+socketpair, each side's end is its fd 0 and fd 1, nothing is copied by the simulator (the
+fastest link possible, for benchmarks). When one side exits, its end of the link closes and
+the other side reads EOF.
 
 Exit status: SERVICE_CMD's if non-zero, else LOCAL_CMD's.`;
 
@@ -29,7 +31,7 @@ export const qrexecSimCommand: Command = {
       await writeOut(help + "\n");
       return ExitCode.OK;
     }
-    if (values.link !== "socket" && values.link !== "pipes") throw new UsageError(`qrexec-sim: --link must be socket or pipes, not "${values.link}"`);
+    if (values.link !== "socket" && values.link !== "pipes" && values.link !== "direct") throw new UsageError(`qrexec-sim: --link must be socket, pipes or direct, not "${values.link}"`);
     const rest = first < 0 ? [] : argv.slice(first + 1);
     const second = rest.indexOf("--");
     const local = second < 0 ? [] : rest.slice(0, second);

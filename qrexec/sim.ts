@@ -9,6 +9,8 @@
  *   from then on it also reads fd 0 ("one socket for both directions"), which is what the
  *   kernel modes hand to usbip-host / vhci-hcd.
  * --link pipes: fd 0 and fd 1 are plain pipes; SIGUSR1 is noted and changes nothing.
+ * --link direct: one socketpair, each side gets its end as fd 0 and fd 1; the simulator copies
+ *   nothing (the fastest link there can be: what a benchmark of the layers above wants).
  *
  * When a side's process exits, its end of the link is closed (the kernel, if it holds that
  * side's socket, sees EOF) and the other side gets EOF on its input, as when qrexec tears a
@@ -22,7 +24,7 @@ import { makePipe } from "./pipe.js";
 import { socketPair } from "./socketpair.js";
 import type { Logger } from "./log.js";
 
-export type LinkMode = "socket" | "pipes";
+export type LinkMode = "socket" | "pipes" | "direct";
 
 interface Side {
   name: "local" | "service";
@@ -45,6 +47,7 @@ interface Side {
 const AGENT_SRC = "process.on('SIGUSR1',()=>process.stdout.write('1'));process.on('SIGTERM',()=>process.exit(0));process.stdout.write('r');setInterval(()=>{},1<<30);";
 
 export async function runQrexecSim(local: string[], service: string[], link: LinkMode, log: Logger): Promise<number> {
+  if (link === "direct") return runDirect(local, service, log);
   const sides: Side[] = [];
   for (const [name, argv] of [["local", local], ["service", service]] as const) sides.push(await startSide(name, argv, link, log));
   const [a, b] = sides as [Side, Side];
@@ -67,13 +70,28 @@ export async function runQrexecSim(local: string[], service: string[], link: Lin
   return sc !== 0 ? sc : lc;
 }
 
-async function startSide(name: "local" | "service", argv: string[], link: LinkMode, log: Logger): Promise<Side> {
+async function startAgent(): Promise<ChildProcess> {
   const agent = spawn(process.execPath, ["-e", AGENT_SRC], { stdio: ["ignore", "pipe", "inherit"] });
   await new Promise<void>((resolve, reject) => {
     agent.stdout!.once("data", () => resolve());
     agent.once("error", reject);
     agent.once("exit", () => reject(new Error("the agent stub exited")));
   });
+  return agent;
+}
+
+function childExit(child: ChildProcess, name: string, cmd: string, log: Logger): Promise<number> {
+  return new Promise<number>((resolve) => {
+    child.on("error", (e) => {
+      log.warn(`${name}: cannot run ${cmd}: ${e.message}`);
+      resolve(127);
+    });
+    child.on("exit", (code, signal) => resolve(code ?? (signal ? 128 + (signalNumber(signal) ?? 0) : 1)));
+  });
+}
+
+async function startSide(name: "local" | "service", argv: string[], link: LinkMode, log: Logger): Promise<Side> {
+  const agent = await startAgent();
   const env = { ...process.env, QREXEC_AGENT_PID: String(agent.pid), QREXEC_REMOTE_DOMAIN: name === "local" ? "sim-backend" : "sim-frontend" };
   const [cmd, ...args] = argv as [string, ...string[]];
   let child: ChildProcess;
@@ -95,13 +113,7 @@ async function startSide(name: "local" | "service", argv: string[], link: LinkMo
     pipeIn = createWriteStream("", { fd: toChild.writeFd });
     pipeOut = createReadStream("", { fd: fromChild.readFd });
   }
-  const exit = new Promise<number>((resolve) => {
-    child.on("error", (e) => {
-      log.warn(`${name}: cannot run ${cmd}: ${e.message}`);
-      resolve(127);
-    });
-    child.on("exit", (code, signal) => resolve(code ?? (signal ? 128 + (signalNumber(signal) ?? 0) : 1)));
-  });
+  const exit = childExit(child, name, cmd, log);
   const output = pipeOut ?? child.stdout!;
   const side: Side = { name, child, agent, outputs: [output], input: sock ?? pipeIn!, sock, output, exit, closed: false };
   agent.stdout!.on("data", () => {
@@ -112,6 +124,40 @@ async function startSide(name: "local" | "service", argv: string[], link: LinkMo
     } else if (link === "pipes") log.info(`${name}: SIGUSR1 ignored (--link pipes)`);
   });
   return side;
+}
+
+/** --link direct: both sides on one socketpair, nothing copied by us. */
+async function runDirect(local: string[], service: string[], log: Logger): Promise<number> {
+  const agents = [await startAgent(), await startAgent()];
+  const ends = await socketPair();
+  // Spawn both children and close our copies in one synchronous run: our handles would
+  // otherwise read (in the next event-loop turn) what one child writes for the other.
+  const children: ChildProcess[] = [];
+  const exits: Promise<number>[] = [];
+  for (const [i, name, argv] of [[0, "local", local], [1, "service", service]] as const) {
+    const env = { ...process.env, QREXEC_AGENT_PID: String(agents[i]!.pid), QREXEC_REMOTE_DOMAIN: name === "local" ? "sim-backend" : "sim-frontend" };
+    const [cmd, ...args] = argv as [string, ...string[]];
+    // the same socket as fd 0 and fd 1, by fd number (Node maps a repeated stream object oddly)
+    const fd = fdOf(ends[i]!);
+    const child = spawn(cmd, args, { stdio: [fd, fd, "inherit"], env });
+    children.push(child);
+    exits.push(childExit(child, name, cmd, log));
+  }
+  for (const e of ends) e.destroy(); // each child has its own copy: EOF comes when one exits
+  const forward = (sig: NodeJS.Signals) => {
+    for (const c of children) c.kill(sig);
+  };
+  for (const sig of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(sig, () => forward(sig));
+  const [lc, sc] = (await Promise.all(exits)) as [number, number];
+  for (const a of agents) a.kill("SIGTERM");
+  return sc !== 0 ? sc : lc;
+}
+
+/** The descriptor behind a connected net.Socket (Node exposes it only on the handle). */
+function fdOf(sock: net.Socket): number {
+  const fd = (sock as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  if (typeof fd !== "number" || fd < 0) throw new Error("socketpair end has no file descriptor");
+  return fd;
 }
 
 /** Copy what `from` writes to the input of `to`, with backpressure. */

@@ -117,6 +117,14 @@ test("qrexec-sim: the service's non-zero exit code wins, else the local one; --l
   t.not(missing.code, 0);
 });
 
+test("qrexec-sim --link direct: one socket per side carries both directions with no SIGUSR1; EOF when the other exits", async (t) => {
+  const r = await runCli(["qrexec-sim", "--link", "direct", "--", "sh", "-c", "[ -S /dev/stdin ] && [ -S /dev/stdout ] && echo ping && read x && echo \"local got $x\" >&2", "--", "sh", "-c", "read x; echo \"service got $x\" >&2; echo pong; cat >/dev/null; echo 'service saw EOF' >&2; exit 5"]);
+  t.is(r.code, 5, r.stderr);
+  t.regex(r.stderr, /service got ping/);
+  t.regex(r.stderr, /local got pong/);
+  t.regex(r.stderr, /service saw EOF/);
+});
+
 /** A stand-in CLI that records its arguments and environment. */
 function recorder(): { bin: string; log: string } {
   const log = path.join(tmp, `calls-${Math.random().toString(36).slice(2)}.log`);

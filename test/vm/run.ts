@@ -46,7 +46,9 @@ if (!existsSync(path.join(repo, "dist/test/vm/guest/main.js"))) unavailable("pro
 const cacheDir = path.join(tmpdir(), "usbip-qrexec-vm-cache");
 mkdirSync(cacheDir, { recursive: true });
 const results = mkdtempSync(path.join(tmpdir(), "usbip-qrexec-vm-"));
-const guestCmd = `/usr/bin/node ${path.join(repo, "dist/test/vm/guest/main.js")} --results /run/results ${requested.map((s) => `'${s}'`).join(" ")}`;
+// BENCH_* variables (bench knobs) pass into the guest
+const benchEnv = Object.entries(process.env).filter(([k, v]) => k.startsWith("BENCH_") && /^[\w ,.=:-]*$/.test(v ?? "")).map(([k, v]) => `${k}='${v}' `).join("");
+const guestCmd = `${benchEnv}/usr/bin/node ${path.join(repo, "dist/test/vm/guest/main.js")} --results /run/results ${requested.map((s) => `'${s}'`).join(" ")}`;
 let initrd: string;
 try {
   initrd = buildInitramfs(kernel!, cacheDir, guestCmd);

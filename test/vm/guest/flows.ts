@@ -14,9 +14,9 @@ export function cli(args: string[], env: NodeJS.ProcessEnv = {}): Spawned {
 }
 
 /** export DEVICE ↔ import STATEFILE through qrexec-sim (kernel mode on both sides). */
-export function kernelFlow(busid: string, statefile: string, extra: { importArgs?: string[]; exportArgs?: string[]; env?: NodeJS.ProcessEnv } = {}): Spawned {
+export function kernelFlow(busid: string, statefile: string, extra: { importArgs?: string[]; exportArgs?: string[]; env?: NodeJS.ProcessEnv; link?: "socket" | "pipes" | "direct" } = {}): Spawned {
   const node = process.execPath;
-  return cli(["qrexec-sim", "--", node, CLI, "import", statefile, ...(extra.importArgs ?? []), "--", node, CLI, "export", busid, ...(extra.exportArgs ?? [])], extra.env);
+  return cli(["qrexec-sim", "--link", extra.link ?? "socket", "--", node, CLI, "import", statefile, ...(extra.importArgs ?? []), "--", node, CLI, "export", busid, ...(extra.exportArgs ?? [])], extra.env);
 }
 
 export interface VhciPortLine {

@@ -10,6 +10,7 @@ import { scenarios } from "./scenarios.js";
 
 const { values, positionals } = parseArgs({ options: { results: { type: "string", default: "/run/results" } }, allowPositionals: true });
 const tap = `${values.results}/results.tap`;
+process.env.VM_RESULTS_TAP = tap; // scenarios may append comment lines (the throughput bench's JSON)
 mkdirSync("/run/tmp", { recursive: true });
 const emit = (line: string) => {
   appendFileSync(tap, line + "\n");

@@ -7,6 +7,7 @@ import { directUnlink } from "./scenario-direct-unlink.js";
 import { relayScenarios } from "./scenario-relay.js";
 import { hostileBackend, hostileFrontend } from "./scenario-hostile.js";
 import { policyDeniesStorage } from "./scenario-policy.js";
+import { benchThroughput } from "./bench-throughput.js";
 import { seedParityDetachAll, seedParityQubesDbReset } from "./scenario-seed-parity.js";
 
 export interface Scenario {
@@ -16,4 +17,4 @@ export interface Scenario {
   run(): Promise<void>;
 }
 
-export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, seedParityQubesDbReset, seedParityDetachAll, ...relayScenarios, policyDeniesStorage, hostileFrontend, hostileBackend, directUnlink];
+export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, seedParityQubesDbReset, seedParityDetachAll, ...relayScenarios, policyDeniesStorage, hostileFrontend, hostileBackend, directUnlink, benchThroughput];
