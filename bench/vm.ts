@@ -40,7 +40,7 @@ if (line !== undefined) {
     readSize: "1 MiB, O_DIRECT",
     rounds: r.rounds,
     mbps: { gadgetLocal: r.gadgetLocalMBps, ...r.mbps },
-    ratio: { frontendRelay: ratio("frontendRelay"), backendRelay: ratio("backendRelay"), bothRelays: ratio("bothRelays") },
+    ratio: { frontendRelay: ratio("frontendRelay"), backendRelay: ratio("backendRelay"), bothRelays: ratio("bothRelays"), nodeCopyHop: ratio("nodeCopyHop") },
     target: 0.95,
     met: ratio("frontendRelay") >= 0.95 && ratio("backendRelay") >= 0.95,
     runs: r.runs,

@@ -1,12 +1,14 @@
 /** `usbip-qrexec export DEVICE [--mode kernel]` — the body of the qubes.USB service. */
 import { exportKernel } from "../backend/export-kernel.js";
 import { exportRelay } from "../backend/export-relay.js";
+import { exportVirtual } from "../backend/export-virtual.js";
 import { UsbipError } from "../protocol/errors.js";
 import { makeLogger } from "../qrexec/log.js";
 import { type Command, parse, writeOut } from "./command.js";
 import { CliError, ExitCode, UsageError } from "./errors.js";
 
 const help = `usage: usbip-qrexec export DEVICE [--mode kernel|relay] [--trace FILE.pcapng] [--verbose]
+       usbip-qrexec export --virtual hid-keyboard[:TEXT] | --virtual mass-storage:FILE [--verbose]
 
 Export a local USB device over the qrexec link on fd 0 (the qubes.USB service body).
 DEVICE is a busid (2-1, 1-1.4; not an interface like 2-1:1.0) or 0xVVVV.0xPPPP (exactly one
@@ -25,8 +27,15 @@ transfer length, unlink of a submitted seqnum); unlinks are held 100 ms so usbip
 race (a use-after-free in Linux 6.1) is not hit. A violation ends the export with status 2.
 Works with separate stdin/stdout or the single socket; no SIGUSR1 is sent.
 
+virtual devices (--virtual, no DEVICE, no root, no kernel module): a device model in
+TypeScript served over the link: hid-keyboard[:TEXT] is a boot keyboard that types TEXT
+(default "hello from usbip-qrexec\n") 2 s after the host starts polling it; mass-storage:FILE
+is a USB disk (bulk-only, SCSI) on the image FILE (read-write, 512-byte blocks). Every CMD_*
+is validated like in relay mode; unlinks cancel the pending transfer.
+
 Options:
   --mode M     kernel (default) or relay (userspace is not available yet)
+  --virtual S  export a device model instead of DEVICE (see above)
   --trace F    (relay mode) write every URB to F as pcapng (Linux usbmon events, which
                Wireshark and tshark decode: descriptors, mass-storage SCSI, HID)
   --verbose    log each step on stderr (also USBIP_QREXEC_VERBOSE=1)
@@ -40,10 +49,21 @@ export const exportCommand: Command = {
   help,
   exitWhenDone: true,
   async run(argv) {
-    const { values, positionals } = parse("export", argv, { mode: { type: "string", default: "kernel" }, verbose: { type: "boolean", default: false }, trace: { type: "string" } }, true);
+    const { values, positionals } = parse("export", argv, { mode: { type: "string", default: "kernel" }, verbose: { type: "boolean", default: false }, trace: { type: "string" }, virtual: { type: "string" } }, true);
     if (values.help) {
       await writeOut(help + "\n");
       return ExitCode.OK;
+    }
+    if (values.virtual !== undefined) {
+      if (positionals.length !== 0) throw new UsageError("export: give either DEVICE or --virtual, not both");
+      if (values.trace !== undefined) throw new UsageError("export: --trace is not available with --virtual (trace on the frontend: import --mode relay --trace)");
+      try {
+        return await exportVirtual(values.virtual, makeLogger("export", values.verbose === true));
+      } catch (e) {
+        if (e instanceof UsbipError && e.code === "USBIP_ERR_USAGE") throw new UsageError(`export: ${e.message}`);
+        if (e instanceof UsbipError && e.code === "USBIP_ERR_RELAY_VIOLATION") throw new CliError(e.code, `export: ${e.message}`, ExitCode.PROTOCOL);
+        throw e;
+      }
     }
     if (values.mode !== "kernel" && values.mode !== "relay") throw new UsageError(`export: --mode must be kernel or relay (userspace is not available yet), not "${values.mode}"`);
     if (positionals.length !== 1) throw new UsageError("export: exactly one DEVICE is required (a busid like 2-1, or 0xVVVV.0xPPPP)");

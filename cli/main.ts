@@ -12,9 +12,11 @@ import { detachCommand } from "./detach.js";
 import { listCommand } from "./list.js";
 import { qrexecSimCommand } from "./qrexec-sim.js";
 import { pcapCommand } from "./pcap.js";
+import { probeCommand } from "./probe.js";
+import { demoCommand } from "./demo.js";
 import { CliError, ExitCode } from "./errors.js";
 
-const commands: Command[] = [exportCommand, importCommand, detachCommand, listCommand, decodeCommand, pcapCommand, qrexecSimCommand];
+const commands: Command[] = [demoCommand, probeCommand, exportCommand, importCommand, detachCommand, listCommand, decodeCommand, pcapCommand, qrexecSimCommand];
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };

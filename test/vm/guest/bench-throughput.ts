@@ -16,12 +16,15 @@ import { checkCleanedUp, cli, kernelFlow, waitImported } from "./flows.js";
 
 const MIB = 1 << 20;
 const SIZE_MIB = 64;
-type Mode = { name: string; importMode: "kernel" | "relay"; exportMode: "kernel" | "relay" };
+type Mode = { name: string; importMode: "kernel" | "relay"; exportMode: "kernel" | "relay"; link?: "socket" | "direct" };
 const ALL_MODES: Mode[] = [
   { name: "direct", importMode: "kernel", exportMode: "kernel" },
   { name: "frontendRelay", importMode: "relay", exportMode: "kernel" },
   { name: "backendRelay", importMode: "kernel", exportMode: "relay" },
   { name: "bothRelays", importMode: "relay", exportMode: "relay" },
+  // kernel modes over qrexec-sim's socket link: a plain Node copy loop, no decoding — the cost
+  // of one userspace Node hop, to set the relays' cost against
+  { name: "nodeCopyHop", importMode: "kernel", exportMode: "kernel", link: "socket" },
 ];
 
 // BENCH_MODES=direct,frontendRelay runs a subset (experiments); the bench runs them all
@@ -55,7 +58,7 @@ export const benchThroughput: Scenario = {
       for (let r = 0; r < rounds; r++) {
         for (const m of r % 2 === 0 ? MODES : [...MODES].reverse()) {
           const statefile = `/run/tmp/state-bench-${m.name}`;
-          const flow = kernelFlow(g.busid, statefile, { link: "direct", importArgs: ["--mode", m.importMode], exportArgs: ["--mode", m.exportMode] });
+          const flow = kernelFlow(g.busid, statefile, { link: m.link ?? "direct", importArgs: ["--mode", m.importMode], exportArgs: ["--mode", m.exportMode] });
           const { port, local } = await waitImported(statefile, flow);
           const disk = await waitFor(`a disk on the imported device ${local}`, () => diskOf(local), 30_000);
           check(sha256(disk, SIZE_MIB * MIB) === want, `${m.name}: imported disk does not read back the image`);

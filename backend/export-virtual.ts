@@ -1,0 +1,55 @@
+/**
+ * `export --virtual hid-keyboard[:TEXT]` / `--virtual mass-storage:FILE`: a TypeScript device
+ * model served over the qrexec link (device/urb-server.ts): the handshake line, then URBs. No
+ * root, no kernel module; the frontend may be vhci-hcd (import, kernel or relay mode) or our
+ * own userspace host (probe, demo).
+ */
+import { existsSync } from "node:fs";
+import { HidKeyboard } from "../device/hid-keyboard.js";
+import { MassStorageDevice } from "../device/mass-storage.js";
+import type { UrbDevice } from "../device/urb-device.js";
+import { UrbServer } from "../device/urb-server.js";
+import { UsbipError } from "../protocol/errors.js";
+import { formatHandshake } from "../protocol/handshake.js";
+import { terminationSignal } from "../qrexec/agent.js";
+import { openLink } from "../qrexec/link.js";
+import type { Logger } from "../qrexec/log.js";
+
+/** devid of a virtual device: bus 0x7f (no real bus), device 1 */
+export const VIRTUAL_DEVID = (0x7f << 16) | 1;
+export const DEFAULT_TEXT = "hello from usbip-qrexec\n";
+
+export async function openVirtual(spec: string, devid = VIRTUAL_DEVID, name?: string): Promise<UrbDevice> {
+  const colon = spec.indexOf(":");
+  const kind = colon < 0 ? spec : spec.slice(0, colon);
+  const arg = colon < 0 ? undefined : spec.slice(colon + 1);
+  if (kind === "hid-keyboard") return new HidKeyboard(devid, arg ?? DEFAULT_TEXT, 2000, name);
+  if (kind === "mass-storage") {
+    if (arg === undefined || arg === "") throw new UsbipError("USBIP_ERR_USAGE", "mass-storage needs an image file: --virtual mass-storage:FILE");
+    if (!existsSync(arg)) throw new UsbipError("USBIP_ERR_USAGE", `mass-storage image ${arg} does not exist (create one, e.g. truncate -s 64M ${arg})`);
+    return MassStorageDevice.open(arg, devid, name);
+  }
+  throw new UsbipError("USBIP_ERR_USAGE", `unknown virtual device "${kind}" (hid-keyboard[:TEXT] or mass-storage:FILE)`);
+}
+
+export async function exportVirtual(spec: string, log: Logger): Promise<number> {
+  const device = await openVirtual(spec);
+  const link = openLink();
+  const signal = terminationSignal();
+  try {
+    await new Promise<void>((resolve, reject) => link.output.write(formatHandshake({ devid: device.devid, speed: device.speed }), (e) => (e ? reject(e) : resolve())));
+    log.info(`virtual ${spec}: devid ${device.devid} speed ${device.speed}; serving URBs`);
+    const server = new UrbServer(device, link.input, link.output);
+    server.start();
+    signal.promise.then(() => server.stop(), () => {});
+    const r = await server.done;
+    log.info(`session ended (${r.reason}): ${JSON.stringify(r.stats)}`);
+    if (r.violation) {
+      const e = r.violation;
+      throw new UsbipError("USBIP_ERR_RELAY_VIOLATION", `refused a message from the frontend: ${e.code} at byte ${e.offset}${e.seqnum === undefined ? "" : ` (seqnum ${e.seqnum})`}: ${e.rule}`);
+    }
+    return 0;
+  } finally {
+    await device.close();
+  }
+}

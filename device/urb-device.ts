@@ -1,0 +1,45 @@
+/**
+ * What a backend serves URBs from, whatever it is: a device model in TypeScript (virtual), or a
+ * real device through libusb (userspace mode). The server (device/urb-server.ts) owns the wire;
+ * a device only executes transfers.
+ */
+import type { Direction } from "../protocol/constants.js";
+import type { EndpointType } from "../protocol/client-decoder.js";
+import type { CmdSubmit, DeviceRecord, InterfaceRecord } from "../protocol/messages.js";
+import type { SpeedString } from "../protocol/speed.js";
+
+export interface UrbResult {
+  /** 0 or a negative Linux errno (-EPIPE for a stall, …) */
+  status: number;
+  /** IN: the bytes received (their length is actual_length) */
+  data?: Buffer;
+  /** OUT: bytes accepted; defaults to transfer_buffer_length when status is 0 */
+  actualLength?: number;
+  /** true when the transfer ended because cancel() was called (it will be answered by RET_UNLINK) */
+  cancelled?: boolean;
+}
+
+export interface UrbHandle {
+  readonly result: Promise<UrbResult>;
+  /** Ask for cancellation; `result` then settles, with `cancelled` set if it took effect. */
+  cancel(): void;
+}
+
+export interface UrbDevice {
+  /** busnum << 16 | devnum as the frontend will address it */
+  readonly devid: number;
+  readonly speed: SpeedString;
+  /** the record usbipd sends for this device (OP_REP_DEVLIST / OP_REP_IMPORT) */
+  record(): DeviceRecord & { interfaces: InterfaceRecord[] };
+  /** type of endpoint `ep` in `direction` in the current configuration, if it exists */
+  endpoint(ep: number, direction: Direction): EndpointType | undefined;
+  /** Start one transfer; `out` is the OUT payload (empty for IN). Never throws: errors are statuses. */
+  submit(cmd: CmdSubmit, out: Buffer): UrbHandle;
+  /** Release the device (interfaces, kernel drivers); idempotent. */
+  close(): Promise<void>;
+}
+
+/** A handle whose result is already known. */
+export function settled(r: UrbResult): UrbHandle {
+  return { result: Promise.resolve(r), cancel() {} };
+}

@@ -1,0 +1,174 @@
+/**
+ * Serves one device's URBs over a USB/IP stream (the backend side of the URB phase, what
+ * usbip-host does in the kernel): CMD_SUBMIT → device.submit(), RET_SUBMIT in completion order;
+ * CMD_UNLINK really cancels the transfer in flight:
+ *  - cancelled before it completed → RET_UNLINK(-ECONNRESET) and no RET_SUBMIT (stub_complete)
+ *  - completed before the cancel took effect → RET_SUBMIT, then RET_UNLINK(0)
+ *  - already answered (or unknown) → RET_UNLINK(0) at once (stub_recv_cmd_unlink)
+ * Input from the frontend is untrusted: the stream decoder and the relay's CMD_* rules
+ * (devid, endpoint exists with that direction/type, control wLength, iso counts) run before a
+ * device sees anything; the first violation ends the session with the rule and byte offset.
+ */
+import type { Readable, Writable } from "node:stream";
+import { ClientStreamDecoder } from "../protocol/client-decoder.js";
+import { Direction, Errno, TransferFlag } from "../protocol/constants.js";
+import { encode } from "../protocol/encoder.js";
+import { ProtocolError } from "../protocol/errors.js";
+import type { CmdSubmit, CmdUnlink, ServerMessage } from "../protocol/messages.js";
+import { checkCmdSubmit, checkCmdUnlink } from "../protocol/relay-rules.js";
+import type { UrbDevice, UrbHandle, UrbResult } from "./urb-device.js";
+
+export interface UrbServerStats {
+  submitted: number;
+  completed: number;
+  unlinked: number;
+  inBytes: number;
+  outBytes: number;
+  /** most URBs in flight at once */
+  maxInFlight: number;
+}
+
+export interface UrbServerResult {
+  reason: "closed" | "violation" | "stopped";
+  violation?: ProtocolError;
+  stats: UrbServerStats;
+}
+
+interface InFlight {
+  cmd: CmdSubmit;
+  handle: UrbHandle;
+  /** seqnum of the CMD_UNLINK that asked to cancel it */
+  unlinkedBy?: number;
+}
+
+/** Answered seqnums remembered so a late CMD_UNLINK for one of them is "known". */
+const RECENT = 4096;
+
+export class UrbServer {
+  readonly stats: UrbServerStats = { submitted: 0, completed: 0, unlinked: 0, inBytes: 0, outBytes: 0, maxInFlight: 0 };
+  private readonly dec: ClientStreamDecoder;
+  private readonly inflight = new Map<number, InFlight>();
+  private readonly recent = new Set<number>();
+  private finished = false;
+  private resolveDone!: (r: UrbServerResult) => void;
+  readonly done: Promise<UrbServerResult>;
+
+  constructor(
+    private readonly device: UrbDevice,
+    private readonly input: Readable,
+    private readonly output: Writable,
+    private readonly opts: { prefix?: Buffer; onMessage?: (m: CmdSubmit | CmdUnlink | ServerMessage) => void } = {},
+  ) {
+    this.dec = new ClientStreamDecoder({ phase: "urb", endpointType: (ep, dir) => device.endpoint(ep, dir) });
+    this.done = new Promise((r) => (this.resolveDone = r));
+  }
+
+  start(): void {
+    this.input.on("data", (c: Buffer) => this.feed(c));
+    this.input.on("end", () => void this.finish({ reason: "closed", stats: this.stats }));
+    this.input.on("error", () => void this.finish({ reason: "closed", stats: this.stats }));
+    this.output.on("error", () => void this.finish({ reason: "closed", stats: this.stats }));
+    if (this.opts.prefix && this.opts.prefix.length > 0) this.feed(this.opts.prefix);
+    this.input.resume();
+  }
+
+  stop(): Promise<UrbServerResult> {
+    void this.finish({ reason: "stopped", stats: this.stats });
+    return this.done;
+  }
+
+  private feed(chunk: Buffer): void {
+    if (this.finished) return;
+    this.dec.push(chunk);
+    try {
+      for (let m = this.dec.next(); m !== null; m = this.dec.next()) {
+        const at = this.dec.messageOffset;
+        if (m.kind === "CMD_SUBMIT") this.submit(m, at);
+        else if (m.kind === "CMD_UNLINK") this.unlink(m, at);
+        else throw new ProtocolError("USBIP_ERR_UNEXPECTED_OP", at, `${m.kind} in the URB phase`);
+      }
+      if (this.dec.error) throw this.dec.error;
+    } catch (e) {
+      if (!(e instanceof ProtocolError)) throw e;
+      void this.finish({ reason: "violation", violation: e, stats: this.stats });
+    }
+  }
+
+  private submit(cmd: CmdSubmit, at: number): void {
+    checkCmdSubmit(cmd, { devid: this.device.devid, endpoint: (ep, dir) => this.device.endpoint(ep, dir as Direction) }, at);
+    this.opts.onMessage?.(cmd);
+    const out = cmd.direction === Direction.OUT ? (cmd.payload.length === 1 ? cmd.payload[0]! : Buffer.concat(cmd.payload)) : Buffer.alloc(0);
+    const handle = this.device.submit(cmd, out);
+    const entry: InFlight = { cmd, handle };
+    this.inflight.set(cmd.seqnum, entry);
+    this.stats.submitted++;
+    if (this.inflight.size > this.stats.maxInFlight) this.stats.maxInFlight = this.inflight.size;
+    handle.result.then(
+      (r) => this.completed(entry, r),
+      () => this.completed(entry, { status: Errno.EPROTO }),
+    );
+  }
+
+  private completed(e: InFlight, r: UrbResult): void {
+    this.inflight.delete(e.cmd.seqnum);
+    this.dec.table.answerSubmit(e.cmd.seqnum);
+    this.remember(e.cmd.seqnum);
+    if (this.finished) return;
+    if (e.unlinkedBy !== undefined && r.cancelled) {
+      this.stats.unlinked++;
+      this.dec.table.answerUnlink(e.unlinkedBy);
+      this.send({ kind: "RET_UNLINK", seqnum: e.unlinkedBy, devid: 0, direction: 0, ep: 0, status: Errno.ECONNRESET });
+      return;
+    }
+    this.stats.completed++;
+    const isIn = e.cmd.direction === Direction.IN;
+    const data = isIn ? (r.data ?? Buffer.alloc(0)).subarray(0, e.cmd.transferBufferLength) : undefined;
+    // what an HCD does: a short IN transfer with URB_SHORT_NOT_OK completes with -EREMOTEIO
+    const status = r.status === 0 && isIn && data!.length < e.cmd.transferBufferLength && (e.cmd.transferFlags & TransferFlag.SHORT_NOT_OK) !== 0 ? Errno.EREMOTEIO : r.status;
+    const actualLength = isIn ? data!.length : r.status === 0 ? Math.min(r.actualLength ?? e.cmd.transferBufferLength, e.cmd.transferBufferLength) : (r.actualLength ?? 0);
+    if (isIn) this.stats.inBytes += actualLength;
+    else this.stats.outBytes += actualLength;
+    this.send({ kind: "RET_SUBMIT", seqnum: e.cmd.seqnum, devid: 0, direction: 0, ep: 0, status, actualLength, startFrame: 0, numberOfPackets: 0, errorCount: 0, payload: data && data.length > 0 ? [data] : [] });
+    if (e.unlinkedBy !== undefined) {
+      // the cancel came too late: the URB completed and was answered; the unlink finds nothing
+      this.dec.table.answerUnlink(e.unlinkedBy);
+      this.send({ kind: "RET_UNLINK", seqnum: e.unlinkedBy, devid: 0, direction: 0, ep: 0, status: 0 });
+    }
+  }
+
+  private unlink(m: CmdUnlink, at: number): void {
+    checkCmdUnlink(m, { devid: this.device.devid, endpoint: (ep, dir) => this.device.endpoint(ep, dir as Direction) }, (s) => this.inflight.has(s) || this.recent.has(s), at);
+    this.opts.onMessage?.(m);
+    const victim = this.inflight.get(m.unlinkSeqnum);
+    if (victim !== undefined && victim.unlinkedBy === undefined) {
+      victim.unlinkedBy = m.seqnum;
+      victim.handle.cancel();
+      return;
+    }
+    this.dec.table.answerUnlink(m.seqnum);
+    this.send({ kind: "RET_UNLINK", seqnum: m.seqnum, devid: 0, direction: 0, ep: 0, status: 0 });
+  }
+
+  private send(m: ServerMessage): void {
+    this.opts.onMessage?.(m);
+    for (const b of encode(m)) this.output.write(b);
+  }
+
+  private remember(seqnum: number): void {
+    this.recent.add(seqnum);
+    if (this.recent.size > RECENT) this.recent.delete(this.recent.values().next().value as number);
+  }
+
+  private async finish(r: UrbServerResult): Promise<void> {
+    if (this.finished) return;
+    this.finished = true;
+    // cancel what is in flight and let it settle (bounded), so the device is idle when released
+    const pending = [...this.inflight.values()];
+    for (const e of pending) e.handle.cancel();
+    await Promise.race([Promise.allSettled(pending.map((e) => e.handle.result)), new Promise((res) => setTimeout(res, 2000).unref())]);
+    if (r.reason === "violation") this.output.destroy();
+    else this.output.end();
+    this.input.destroy();
+    this.resolveDone(r);
+  }
+}

@@ -1,0 +1,151 @@
+/**
+ * Base of the TypeScript device models: answers the standard requests on endpoint 0 from the
+ * model's descriptors (GET_DESCRIPTOR device/configuration/string, SET/GET_CONFIGURATION,
+ * SET/GET_INTERFACE, GET_STATUS, CLEAR/SET_FEATURE(ENDPOINT_HALT), SET_ADDRESS) and hands class
+ * requests and the other endpoints to the model. Unsupported requests stall (-EPIPE), as a
+ * device would.
+ */
+import { Direction, Errno, UsbSpeed } from "../protocol/constants.js";
+import type { EndpointType } from "../protocol/client-decoder.js";
+import type { CmdSubmit, DeviceRecord, InterfaceRecord } from "../protocol/messages.js";
+import type { SpeedString } from "../protocol/speed.js";
+import { DescType, encodeConfigDescriptor, encodeDeviceDescriptor, encodeStringDescriptor, endpointType, type ConfigDesc, type DeviceDesc, type EndpointDesc } from "../usb/descriptors.js";
+import { ENDPOINT_HALT, parseSetup, Recipient, Request, RequestType, recipient, requestType, type Setup } from "../usb/setup.js";
+import { settled, type UrbDevice, type UrbHandle, type UrbResult } from "./urb-device.js";
+
+export const STALL: UrbResult = { status: Errno.EPIPE };
+
+export abstract class VirtualDevice implements UrbDevice {
+  protected configuration = 0;
+  protected readonly halted = new Set<number>();
+
+  constructor(
+    readonly name: string,
+    readonly devid: number,
+    readonly speed: SpeedString,
+    protected readonly desc: DeviceDesc,
+  ) {}
+
+  protected get config(): ConfigDesc | undefined {
+    return this.desc.configs.find((c) => c.value === this.configuration);
+  }
+
+  /** the endpoint descriptor with this address (bit 7 = IN) in the current configuration */
+  protected endpointDesc(address: number): EndpointDesc | undefined {
+    for (const i of this.config?.interfaces ?? []) for (const e of i.endpoints) if (e.address === address) return e;
+    return undefined;
+  }
+
+  endpoint(ep: number, direction: Direction): EndpointType | undefined {
+    if (ep === 0) return "control";
+    const e = this.endpointDesc(ep | (direction === Direction.IN ? 0x80 : 0));
+    return e === undefined ? undefined : endpointType(e);
+  }
+
+  record(): DeviceRecord & { interfaces: InterfaceRecord[] } {
+    const c = this.config ?? this.desc.configs[0]!;
+    const speed = this.speed === "1.5" ? UsbSpeed.LOW : this.speed === "12" ? UsbSpeed.FULL : this.speed === "480" ? UsbSpeed.HIGH : UsbSpeed.SUPER;
+    return {
+      path: `/sys/devices/virtual/usbip-qrexec/${this.name}`,
+      busid: this.name,
+      busnum: this.devid >>> 16,
+      devnum: this.devid & 0xffff,
+      speed,
+      idVendor: this.desc.idVendor,
+      idProduct: this.desc.idProduct,
+      bcdDevice: this.desc.bcdDevice,
+      bDeviceClass: this.desc.class,
+      bDeviceSubClass: this.desc.subClass,
+      bDeviceProtocol: this.desc.protocol,
+      bConfigurationValue: this.configuration,
+      bNumConfigurations: this.desc.configs.length,
+      bNumInterfaces: c.interfaces.length,
+      interfaces: c.interfaces.map((i) => ({ bInterfaceClass: i.class, bInterfaceSubClass: i.subClass, bInterfaceProtocol: i.protocol })),
+    };
+  }
+
+  submit(cmd: CmdSubmit, out: Buffer): UrbHandle {
+    if (cmd.ep === 0) {
+      const setup = parseSetup(cmd.setup);
+      let r: UrbResult | Promise<UrbResult>;
+      try {
+        r = this.control(setup, out);
+      } catch {
+        r = STALL;
+      }
+      const trim = (x: UrbResult): UrbResult => (x.data !== undefined && x.data.length > setup.wLength ? { ...x, data: x.data.subarray(0, setup.wLength) } : x);
+      return r instanceof Promise ? { result: r.then(trim), cancel() {} } : settled(trim(r));
+    }
+    const address = cmd.ep | (cmd.direction === Direction.IN ? 0x80 : 0);
+    if (this.halted.has(address)) return settled(STALL);
+    return this.transfer(address, cmd, out);
+  }
+
+  async close(): Promise<void> {}
+
+  private control(s: Setup, out: Buffer): UrbResult | Promise<UrbResult> {
+    if (requestType(s) !== RequestType.STANDARD) return this.classRequest(s, out) ?? STALL;
+    switch (s.bRequest) {
+      case Request.GET_DESCRIPTOR: {
+        const type = s.wValue >> 8;
+        const index = s.wValue & 0xff;
+        if (recipient(s) !== Recipient.DEVICE) return this.classRequest(s, out) ?? STALL;
+        if (type === DescType.DEVICE) return { status: 0, data: encodeDeviceDescriptor(this.desc) };
+        if (type === DescType.CONFIG) {
+          const c = this.desc.configs[index];
+          return c === undefined ? STALL : { status: 0, data: encodeConfigDescriptor(this.desc, c) };
+        }
+        if (type === DescType.STRING) {
+          const d = encodeStringDescriptor(this.desc, index);
+          return d === undefined ? STALL : { status: 0, data: d };
+        }
+        return STALL; // e.g. DEVICE_QUALIFIER: a full-speed-only model has none
+      }
+      case Request.SET_CONFIGURATION: {
+        const v = s.wValue & 0xff;
+        if (v !== 0 && !this.desc.configs.some((c) => c.value === v)) return STALL;
+        this.configuration = v;
+        this.halted.clear();
+        this.configured(v);
+        return { status: 0 };
+      }
+      case Request.GET_CONFIGURATION:
+        return { status: 0, data: Buffer.from([this.configuration]) };
+      case Request.SET_INTERFACE:
+        // alternate setting 0 only (the models have no alternates)
+        return s.wValue === 0 && this.config?.interfaces.some((i) => i.number === s.wIndex) ? { status: 0 } : STALL;
+      case Request.GET_INTERFACE:
+        return { status: 0, data: Buffer.from([0]) };
+      case Request.GET_STATUS:
+        return { status: 0, data: Buffer.from([recipient(s) === Recipient.ENDPOINT && this.halted.has(s.wIndex & 0xff) ? 1 : 0, 0]) };
+      case Request.CLEAR_FEATURE:
+      case Request.SET_FEATURE:
+        if (recipient(s) === Recipient.ENDPOINT && s.wValue === ENDPOINT_HALT) {
+          const address = s.wIndex & 0xff;
+          if (this.endpointDesc(address) === undefined) return STALL;
+          if (s.bRequest === Request.SET_FEATURE) this.halted.add(address);
+          else {
+            this.halted.delete(address);
+            this.haltCleared(address);
+          }
+          return { status: 0 };
+        }
+        return { status: 0 }; // device remote wakeup / test mode: accepted, no effect
+      case Request.SET_ADDRESS:
+        return { status: 0 };
+      default:
+        return STALL;
+    }
+  }
+
+  /** A class or vendor request (or an interface-recipient GET_DESCRIPTOR); undefined = stall. */
+  protected classRequest(_s: Setup, _out: Buffer): UrbResult | Promise<UrbResult> | undefined {
+    return undefined;
+  }
+  /** SET_CONFIGURATION(value) was accepted (0 = unconfigured). */
+  protected configured(_value: number): void {}
+  /** CLEAR_FEATURE(ENDPOINT_HALT) on this endpoint. */
+  protected haltCleared(_address: number): void {}
+  /** A transfer on a non-control endpoint of the current configuration. */
+  protected abstract transfer(address: number, cmd: CmdSubmit, out: Buffer): UrbHandle;
+}

@@ -1,0 +1,214 @@
+/**
+ * USB standard descriptors (USB 2.0 ch. 9.6): building them for device models and parsing
+ * them for the userspace host (probe). Pure; all multi-byte fields little-endian.
+ */
+export const DescType = { DEVICE: 1, CONFIG: 2, STRING: 3, INTERFACE: 4, ENDPOINT: 5, DEVICE_QUALIFIER: 6, HID: 0x21, HID_REPORT: 0x22 } as const;
+
+export interface EndpointDesc {
+  /** bEndpointAddress: bit 7 = IN */
+  address: number;
+  /** bmAttributes: bits 0-1 transfer type (0 control, 1 iso, 2 bulk, 3 interrupt) */
+  attributes: number;
+  maxPacketSize: number;
+  interval: number;
+}
+
+export interface InterfaceDesc {
+  number: number;
+  alternate: number;
+  class: number;
+  subClass: number;
+  protocol: number;
+  interfaceString?: string;
+  /** class-specific descriptors between the interface and its endpoints (e.g. HID 0x21) */
+  extra?: Buffer;
+  endpoints: EndpointDesc[];
+}
+
+export interface ConfigDesc {
+  value: number;
+  attributes: number;
+  /** in 2 mA units */
+  maxPower: number;
+  interfaces: InterfaceDesc[];
+}
+
+export interface DeviceDesc {
+  bcdUSB: number;
+  class: number;
+  subClass: number;
+  protocol: number;
+  maxPacketSize0: number;
+  idVendor: number;
+  idProduct: number;
+  bcdDevice: number;
+  manufacturer?: string;
+  product?: string;
+  serial?: string;
+  configs: ConfigDesc[];
+}
+
+/** The strings of a device model, indexed as its descriptors reference them (index 0 = LANGID table). */
+export function stringTable(d: DeviceDesc): string[] {
+  const t = [""];
+  for (const s of [d.manufacturer, d.product, d.serial, ...d.configs.flatMap((c) => c.interfaces.map((i) => i.interfaceString))]) if (s !== undefined && !t.includes(s)) t.push(s);
+  return t;
+}
+
+function indexOf(table: string[], s: string | undefined): number {
+  return s === undefined ? 0 : Math.max(0, table.indexOf(s));
+}
+
+export function encodeDeviceDescriptor(d: DeviceDesc): Buffer {
+  const t = stringTable(d);
+  const b = Buffer.alloc(18);
+  b[0] = 18;
+  b[1] = DescType.DEVICE;
+  b.writeUInt16LE(d.bcdUSB, 2);
+  b[4] = d.class;
+  b[5] = d.subClass;
+  b[6] = d.protocol;
+  b[7] = d.maxPacketSize0;
+  b.writeUInt16LE(d.idVendor, 8);
+  b.writeUInt16LE(d.idProduct, 10);
+  b.writeUInt16LE(d.bcdDevice, 12);
+  b[14] = indexOf(t, d.manufacturer);
+  b[15] = indexOf(t, d.product);
+  b[16] = indexOf(t, d.serial);
+  b[17] = d.configs.length;
+  return b;
+}
+
+/** The full configuration descriptor set (config + interfaces + class descriptors + endpoints). */
+export function encodeConfigDescriptor(d: DeviceDesc, c: ConfigDesc): Buffer {
+  const t = stringTable(d);
+  const parts: Buffer[] = [];
+  for (const i of c.interfaces) {
+    parts.push(Buffer.from([9, DescType.INTERFACE, i.number, i.alternate, i.endpoints.length, i.class, i.subClass, i.protocol, indexOf(t, i.interfaceString)]));
+    if (i.extra) parts.push(i.extra);
+    for (const e of i.endpoints) {
+      const b = Buffer.alloc(7);
+      b[0] = 7;
+      b[1] = DescType.ENDPOINT;
+      b[2] = e.address;
+      b[3] = e.attributes;
+      b.writeUInt16LE(e.maxPacketSize, 4);
+      b[6] = e.interval;
+      parts.push(b);
+    }
+  }
+  const body = Buffer.concat(parts);
+  const head = Buffer.alloc(9);
+  head[0] = 9;
+  head[1] = DescType.CONFIG;
+  head.writeUInt16LE(9 + body.length, 2);
+  head[4] = new Set(c.interfaces.map((i) => i.number)).size;
+  head[5] = c.value;
+  head[6] = 0;
+  head[7] = c.attributes;
+  head[8] = c.maxPower;
+  return Buffer.concat([head, body]);
+}
+
+/** String descriptor `index` (0: the LANGID table, English (US) only). */
+export function encodeStringDescriptor(d: DeviceDesc, index: number): Buffer | undefined {
+  if (index === 0) return Buffer.from([4, DescType.STRING, 0x09, 0x04]);
+  const s = stringTable(d)[index];
+  if (s === undefined) return undefined;
+  const text = Buffer.from(s, "utf16le").subarray(0, 252);
+  return Buffer.concat([Buffer.from([2 + text.length, DescType.STRING]), text]);
+}
+
+// ---- parsing (the userspace host) ------------------------------------------------------
+
+export class DescriptorError extends Error {
+  constructor(readonly offset: number, message: string) {
+    super(`descriptor byte ${offset}: ${message}`);
+  }
+}
+
+export interface ParsedDevice {
+  bcdUSB: number;
+  class: number;
+  subClass: number;
+  protocol: number;
+  maxPacketSize0: number;
+  idVendor: number;
+  idProduct: number;
+  bcdDevice: number;
+  iManufacturer: number;
+  iProduct: number;
+  iSerial: number;
+  numConfigurations: number;
+}
+
+export function parseDeviceDescriptor(b: Buffer): ParsedDevice {
+  if (b.length < 18) throw new DescriptorError(b.length, `device descriptor is ${b.length} bytes, expected 18`);
+  if (b[0] !== 18 || b[1] !== DescType.DEVICE) throw new DescriptorError(0, `not a device descriptor (bLength ${b[0]}, bDescriptorType ${b[1]})`);
+  return {
+    bcdUSB: b.readUInt16LE(2),
+    class: b[4]!,
+    subClass: b[5]!,
+    protocol: b[6]!,
+    maxPacketSize0: b[7]!,
+    idVendor: b.readUInt16LE(8),
+    idProduct: b.readUInt16LE(10),
+    bcdDevice: b.readUInt16LE(12),
+    iManufacturer: b[14]!,
+    iProduct: b[15]!,
+    iSerial: b[16]!,
+    numConfigurations: b[17]!,
+  };
+}
+
+export interface ParsedInterface extends InterfaceDesc {
+  iInterface: number;
+  /** other descriptors inside this interface, raw: [type, bytes] */
+  others: { type: number; bytes: Buffer }[];
+}
+export interface ParsedConfig {
+  totalLength: number;
+  numInterfaces: number;
+  value: number;
+  iConfiguration: number;
+  attributes: number;
+  maxPower: number;
+  interfaces: ParsedInterface[];
+}
+
+/** Parse a configuration descriptor set; every length is checked against the buffer. */
+export function parseConfigDescriptor(b: Buffer): ParsedConfig {
+  if (b.length < 9 || b[0]! < 9 || b[1] !== DescType.CONFIG) throw new DescriptorError(0, "not a configuration descriptor");
+  const totalLength = b.readUInt16LE(2);
+  if (totalLength > b.length) throw new DescriptorError(2, `wTotalLength ${totalLength} is more than the ${b.length} bytes read`);
+  const cfg: ParsedConfig = { totalLength, numInterfaces: b[4]!, value: b[5]!, iConfiguration: b[6]!, attributes: b[7]!, maxPower: b[8]!, interfaces: [] };
+  let cur: ParsedInterface | undefined;
+  for (let p = b[0]!; p < totalLength; ) {
+    const len = b[p]!;
+    if (len < 2 || p + len > totalLength) throw new DescriptorError(p, `bLength ${len} runs past wTotalLength ${totalLength}`);
+    const type = b[p + 1]!;
+    const d = b.subarray(p, p + len);
+    if (type === DescType.INTERFACE) {
+      if (len < 9) throw new DescriptorError(p, `interface descriptor bLength ${len} < 9`);
+      cur = { number: d[2]!, alternate: d[3]!, class: d[5]!, subClass: d[6]!, protocol: d[7]!, iInterface: d[8]!, endpoints: [], others: [] };
+      cfg.interfaces.push(cur);
+    } else if (type === DescType.ENDPOINT) {
+      if (len < 7) throw new DescriptorError(p, `endpoint descriptor bLength ${len} < 7`);
+      if (cur === undefined) throw new DescriptorError(p, "endpoint descriptor before any interface");
+      cur.endpoints.push({ address: d[2]!, attributes: d[3]!, maxPacketSize: d.readUInt16LE(4), interval: d[6]! });
+    } else cur?.others.push({ type, bytes: Buffer.from(d) });
+    p += len;
+  }
+  return cfg;
+}
+
+export function parseStringDescriptor(b: Buffer): string {
+  if (b.length < 2 || b[1] !== DescType.STRING) throw new DescriptorError(0, "not a string descriptor");
+  const len = Math.min(b[0]!, b.length);
+  return b.toString("utf16le", 2, len - ((len - 2) % 2));
+}
+
+export const TRANSFER_TYPES = ["control", "iso", "bulk", "interrupt"] as const;
+export function endpointType(e: EndpointDesc): (typeof TRANSFER_TYPES)[number] {
+  return TRANSFER_TYPES[e.attributes & 3]!;
+}
