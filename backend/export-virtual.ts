@@ -19,11 +19,11 @@ import type { Logger } from "../qrexec/log.js";
 export const VIRTUAL_DEVID = (0x7f << 16) | 1;
 export const DEFAULT_TEXT = "hello from usbip-qrexec\n";
 
-export async function openVirtual(spec: string, devid = VIRTUAL_DEVID, name?: string): Promise<UrbDevice> {
+export async function openVirtual(spec: string, devid = VIRTUAL_DEVID, name?: string, typeDelayMs = 2000): Promise<UrbDevice> {
   const colon = spec.indexOf(":");
   const kind = colon < 0 ? spec : spec.slice(0, colon);
   const arg = colon < 0 ? undefined : spec.slice(colon + 1);
-  if (kind === "hid-keyboard") return new HidKeyboard(devid, arg ?? DEFAULT_TEXT, 2000, name);
+  if (kind === "hid-keyboard") return new HidKeyboard(devid, arg ?? DEFAULT_TEXT, typeDelayMs, name);
   if (kind === "mass-storage") {
     if (arg === undefined || arg === "") throw new UsbipError("USBIP_ERR_USAGE", "mass-storage needs an image file: --virtual mass-storage:FILE");
     if (!existsSync(arg)) throw new UsbipError("USBIP_ERR_USAGE", `mass-storage image ${arg} does not exist (create one, e.g. truncate -s 64M ${arg})`);
@@ -32,8 +32,8 @@ export async function openVirtual(spec: string, devid = VIRTUAL_DEVID, name?: st
   throw new UsbipError("USBIP_ERR_USAGE", `unknown virtual device "${kind}" (hid-keyboard[:TEXT] or mass-storage:FILE)`);
 }
 
-export async function exportVirtual(spec: string, log: Logger): Promise<number> {
-  const device = await openVirtual(spec);
+export async function exportVirtual(spec: string, log: Logger, typeDelayMs?: number): Promise<number> {
+  const device = await openVirtual(spec, VIRTUAL_DEVID, undefined, typeDelayMs);
   const link = openLink();
   const signal = terminationSignal();
   try {

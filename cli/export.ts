@@ -29,13 +29,14 @@ Works with separate stdin/stdout or the single socket; no SIGUSR1 is sent.
 
 virtual devices (--virtual, no DEVICE, no root, no kernel module): a device model in
 TypeScript served over the link: hid-keyboard[:TEXT] is a boot keyboard that types TEXT
-(default "hello from usbip-qrexec\n") 2 s after the host starts polling it; mass-storage:FILE
+(default "hello from usbip-qrexec\n") 2 s (--type-delay) after the host starts polling it; mass-storage:FILE
 is a USB disk (bulk-only, SCSI) on the image FILE (read-write, 512-byte blocks). Every CMD_*
 is validated like in relay mode; unlinks cancel the pending transfer.
 
 Options:
   --mode M     kernel (default) or relay (userspace is not available yet)
   --virtual S  export a device model instead of DEVICE (see above)
+  --type-delay MS  (hid-keyboard) start typing MS milliseconds after the first poll (2000)
   --trace F    (relay mode) write every URB to F as pcapng (Linux usbmon events, which
                Wireshark and tshark decode: descriptors, mass-storage SCSI, HID)
   --verbose    log each step on stderr (also USBIP_QREXEC_VERBOSE=1)
@@ -49,7 +50,7 @@ export const exportCommand: Command = {
   help,
   exitWhenDone: true,
   async run(argv) {
-    const { values, positionals } = parse("export", argv, { mode: { type: "string", default: "kernel" }, verbose: { type: "boolean", default: false }, trace: { type: "string" }, virtual: { type: "string" } }, true);
+    const { values, positionals } = parse("export", argv, { mode: { type: "string", default: "kernel" }, verbose: { type: "boolean", default: false }, trace: { type: "string" }, virtual: { type: "string" }, "type-delay": { type: "string" } }, true);
     if (values.help) {
       await writeOut(help + "\n");
       return ExitCode.OK;
@@ -57,8 +58,11 @@ export const exportCommand: Command = {
     if (values.virtual !== undefined) {
       if (positionals.length !== 0) throw new UsageError("export: give either DEVICE or --virtual, not both");
       if (values.trace !== undefined) throw new UsageError("export: --trace is not available with --virtual (trace on the frontend: import --mode relay --trace)");
+      const delay = values["type-delay"] === undefined ? undefined : Number(values["type-delay"]);
+      if (delay !== undefined && !(Number.isInteger(delay) && delay >= 0 && delay <= 600_000)) throw new UsageError(`export: --type-delay must be 0..600000 milliseconds, not "${values["type-delay"]}"`);
+      if (delay !== undefined && !values.virtual.startsWith("hid-keyboard")) throw new UsageError("export: --type-delay is for --virtual hid-keyboard");
       try {
-        return await exportVirtual(values.virtual, makeLogger("export", values.verbose === true));
+        return await exportVirtual(values.virtual, makeLogger("export", values.verbose === true), delay);
       } catch (e) {
         if (e instanceof UsbipError && e.code === "USBIP_ERR_USAGE") throw new UsageError(`export: ${e.message}`);
         if (e instanceof UsbipError && e.code === "USBIP_ERR_RELAY_VIOLATION") throw new CliError(e.code, `export: ${e.message}`, ExitCode.PROTOCOL);

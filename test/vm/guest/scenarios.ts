@@ -8,6 +8,7 @@ import { relayScenarios } from "./scenario-relay.js";
 import { hostileBackend, hostileFrontend } from "./scenario-hostile.js";
 import { policyDeniesStorage } from "./scenario-policy.js";
 import { benchThroughput } from "./bench-throughput.js";
+import { virtualScenarios } from "./scenario-virtual.js";
 import { seedParityDetachAll, seedParityQubesDbReset } from "./scenario-seed-parity.js";
 
 export interface Scenario {
@@ -17,4 +18,4 @@ export interface Scenario {
   run(): Promise<void>;
 }
 
-export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, seedParityQubesDbReset, seedParityDetachAll, ...relayScenarios, policyDeniesStorage, hostileFrontend, hostileBackend, directUnlink, benchThroughput];
+export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, seedParityQubesDbReset, seedParityDetachAll, ...relayScenarios, policyDeniesStorage, hostileFrontend, hostileBackend, ...virtualScenarios, directUnlink, benchThroughput];

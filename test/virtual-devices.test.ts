@@ -1,0 +1,257 @@
+/**
+ * Issue 5 on the host: the URB server's unlink semantics against a device whose transfers we
+ * complete by hand, the mass-storage and keyboard models driven by our userspace host (in
+ * process, over a validating relay), descriptor encode/parse round trips (fast-check), and the
+ * probe / demo / export --virtual commands end to end.
+ */
+import test from "ava";
+import fc from "fast-check";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { PassThrough } from "node:stream";
+import { Direction, Errno, TransferFlag } from "../protocol/constants.js";
+import type { CmdSubmit } from "../protocol/messages.js";
+import { UrbServer } from "../device/urb-server.js";
+import type { UrbDevice, UrbResult } from "../device/urb-device.js";
+import { MassStorageDevice } from "../device/mass-storage.js";
+import { HidKeyboard, reportsFor } from "../device/hid-keyboard.js";
+import { UsbHost } from "../host/usb-host.js";
+import { enumerate } from "../host/enumerate.js";
+import { BotClient } from "../host/bot-client.js";
+import { UrbRelay } from "../relay/urb-relay.js";
+import { encodeConfigDescriptor, encodeDeviceDescriptor, parseConfigDescriptor, parseDeviceDescriptor, type DeviceDesc } from "../usb/descriptors.js";
+import { runCli } from "./helpers/cli.js";
+
+const tmp = mkdtempSync(path.join(tmpdir(), "usbip-qrexec-virt-"));
+const DEVID = 0x7f0001;
+
+/** host ↔ server on in-memory streams, optionally with the relay in between. */
+function wire(device: UrbDevice, withRelay = true) {
+  const c2s = new PassThrough();
+  const s2c = new PassThrough();
+  const server = new UrbServer(device, c2s, s2c);
+  server.start();
+  if (!withRelay) return { host: new UsbHost(device.devid, s2c, c2s), server, relay: undefined };
+  const hostOut = new PassThrough();
+  const hostIn = new PassThrough();
+  const relay = new UrbRelay({ clientIn: hostOut, clientOut: hostIn, serverIn: s2c, serverOut: c2s });
+  relay.start();
+  return { host: new UsbHost(device.devid, hostIn, hostOut), server, relay };
+}
+
+/** A device with one bulk IN endpoint whose transfers complete when the test says so. */
+class ManualDevice implements UrbDevice {
+  readonly devid = DEVID;
+  readonly speed = "480" as const;
+  readonly pending = new Map<number, { resolve: (r: UrbResult) => void; cancelled: boolean }>();
+  record() {
+    return { path: "/x", busid: "m", busnum: 0x7f, devnum: 1, speed: 3, idVendor: 1, idProduct: 2, bcdDevice: 0, bDeviceClass: 0, bDeviceSubClass: 0, bDeviceProtocol: 0, bConfigurationValue: 1, bNumConfigurations: 1, bNumInterfaces: 0, interfaces: [] };
+  }
+  endpoint(ep: number, dir: Direction) {
+    return ep === 0 ? ("control" as const) : ep === 1 && dir === Direction.IN ? ("bulk" as const) : undefined;
+  }
+  submit(cmd: CmdSubmit) {
+    let entry!: { resolve: (r: UrbResult) => void; cancelled: boolean };
+    const result = new Promise<UrbResult>((resolve) => (entry = { resolve, cancelled: false }));
+    this.pending.set(cmd.seqnum, entry);
+    return {
+      result,
+      cancel: () => {
+        entry.cancelled = true;
+      },
+    };
+  }
+  async close() {}
+}
+
+test("UrbServer: unlink of a URB in flight cancels it: RET_UNLINK -ECONNRESET and no RET_SUBMIT", async (t) => {
+  const dev = new ManualDevice();
+  const { host } = wire(dev, false);
+  let victim = 0;
+  const submitted = host.submit(1, Direction.IN, 512, { onSeqnum: (s) => (victim = s) });
+  await new Promise((r) => setImmediate(r));
+  const unlinked = host.unlink(victim);
+  await new Promise((r) => setImmediate(r));
+  const p = dev.pending.get(victim)!;
+  t.true(p.cancelled, "the device was asked to cancel");
+  p.resolve({ status: Errno.ECONNRESET, cancelled: true });
+  t.is(await unlinked, Errno.ECONNRESET);
+  t.is((await submitted).status, Errno.ECONNRESET); // answered by the RET_UNLINK, not a RET_SUBMIT
+});
+
+test("UrbServer: a URB that completes before the cancel takes effect gets its RET_SUBMIT, the unlink 0", async (t) => {
+  const dev = new ManualDevice();
+  const { host } = wire(dev, false);
+  let victim = 0;
+  const submitted = host.submit(1, Direction.IN, 4, { onSeqnum: (s) => (victim = s) });
+  await new Promise((r) => setImmediate(r));
+  const unlinked = host.unlink(victim);
+  await new Promise((r) => setImmediate(r));
+  dev.pending.get(victim)!.resolve({ status: 0, data: Buffer.from("data") });
+  const r = await submitted;
+  t.is(r.status, 0);
+  t.is(Buffer.concat(r.payload).toString(), "data");
+  t.is(await unlinked, 0);
+});
+
+test("UrbServer: unlink of an already answered URB: RET_UNLINK 0 at once; a short IN with SHORT_NOT_OK is -EREMOTEIO", async (t) => {
+  const dev = new ManualDevice();
+  const { host } = wire(dev, false);
+  let victim = 0;
+  const submitted = host.submit(1, Direction.IN, 8, { flags: TransferFlag.SHORT_NOT_OK, onSeqnum: (s) => (victim = s) });
+  await new Promise((r) => setImmediate(r));
+  dev.pending.get(victim)!.resolve({ status: 0, data: Buffer.from("abc") });
+  const r = await submitted;
+  t.is(r.status, Errno.EREMOTEIO);
+  t.is(r.actualLength, 3);
+  t.is(await host.unlink(victim), 0);
+});
+
+test("UrbServer: a CMD_SUBMIT for an endpoint the device lacks ends the session with the rule and offset", async (t) => {
+  const dev = new ManualDevice();
+  const c2s = new PassThrough();
+  const s2c = new PassThrough();
+  const server = new UrbServer(dev, c2s, s2c);
+  server.start();
+  const host = new UsbHost(DEVID, s2c, c2s);
+  host.submit(5, Direction.OUT, 0).catch(() => {});
+  const r = await server.done;
+  t.is(r.reason, "violation");
+  t.is(r.violation?.code, "USBIP_ERR_NO_SUCH_ENDPOINT");
+  t.is(r.violation?.offset, 16);
+});
+
+test("mass-storage model through the relay: enumerates, INQUIRY/READ CAPACITY, reads the image, writes land in it", async (t) => {
+  const img = path.join(tmp, "ms.img");
+  const content = randomBytes(1 << 20);
+  writeFileSync(img, content);
+  const dev = await MassStorageDevice.open(img, DEVID);
+  const { host, relay } = wire(dev);
+  const e = await enumerate(host);
+  t.is(e.device.idVendor, 0x1d6b);
+  t.is(e.strings[e.device.iProduct], "Virtual Disk");
+  t.is(e.configs[0]!.interfaces[0]!.class, 8);
+  const bot = await BotClient.open(host, e);
+  t.deepEqual(await bot.readCapacity(), { blocks: 2048, blockSize: 512 });
+  t.is((await bot.inquiry()).product, "Virtual Disk");
+  t.true((await bot.read(0, 2048)).equals(content));
+  const data = randomBytes(64 * 1024);
+  await bot.write(100, data);
+  t.true((await bot.read(100, 128)).equals(data));
+  t.true(readFileSync(img).subarray(100 * 512, 100 * 512 + data.length).equals(data));
+  // out of range: the command fails with CHECK CONDITION (and REQUEST SENSE says why)
+  await t.throwsAsync(bot.read(2040, 16), { message: /failed \(CSW status 1\)/ });
+  const sense = await bot.command(Buffer.from([0x03, 0, 0, 0, 18, 0]), 18);
+  t.is(sense[2], 5); // ILLEGAL REQUEST
+  t.is(sense[12], 0x21); // LBA out of range
+  t.is(relay!.stats.cmdSubmit, relay!.stats.retSubmit);
+  await dev.close();
+});
+
+test("keyboard model: boot keyboard descriptors, one press and one release report per character", async (t) => {
+  const kbd = new HidKeyboard(DEVID, "Hi!\n", 0);
+  const { host } = wire(kbd);
+  const e = await enumerate(host);
+  const i = e.configs[0]!.interfaces[0]!;
+  t.deepEqual([i.class, i.subClass, i.protocol], [3, 1, 1]);
+  t.is(i.endpoints[0]!.address, 0x81);
+  await host.control({ bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 });
+  const rep = await host.control({ bmRequestType: 0x81, bRequest: 6, wValue: 0x2200, wIndex: 0, wLength: 255 });
+  t.is(rep.data.length, 63);
+  const got: string[] = [];
+  for (let k = 0; k < 8; k++) got.push(Buffer.concat((await host.submit(1, Direction.IN, 8)).payload).toString("hex"));
+  t.deepEqual(got, reportsFor("Hi!\n").map((b) => b.toString("hex")));
+  t.is(got[0], "02000b0000000000"); // shift + h
+  t.throws(() => reportsFor("é"), { message: /cannot type/ });
+});
+
+const arbDevice: fc.Arbitrary<DeviceDesc> = fc.record({
+  bcdUSB: fc.constantFrom(0x0110, 0x0200),
+  class: fc.integer({ min: 0, max: 255 }),
+  subClass: fc.integer({ min: 0, max: 255 }),
+  protocol: fc.integer({ min: 0, max: 255 }),
+  maxPacketSize0: fc.constantFrom(8, 16, 32, 64),
+  idVendor: fc.integer({ min: 0, max: 0xffff }),
+  idProduct: fc.integer({ min: 0, max: 0xffff }),
+  bcdDevice: fc.integer({ min: 0, max: 0xffff }),
+  product: fc.option(fc.string({ minLength: 1, maxLength: 20 }), { nil: undefined }),
+  configs: fc.array(fc.record({
+    value: fc.integer({ min: 1, max: 255 }),
+    attributes: fc.constantFrom(0x80, 0xc0, 0xa0),
+    maxPower: fc.integer({ min: 0, max: 250 }),
+    interfaces: fc.array(fc.record({
+      number: fc.integer({ min: 0, max: 7 }),
+      alternate: fc.constant(0),
+      class: fc.integer({ min: 0, max: 255 }),
+      subClass: fc.integer({ min: 0, max: 255 }),
+      protocol: fc.integer({ min: 0, max: 255 }),
+      endpoints: fc.array(fc.record({ address: fc.integer({ min: 1, max: 0x8f }), attributes: fc.integer({ min: 0, max: 3 }), maxPacketSize: fc.integer({ min: 0, max: 1024 }), interval: fc.integer({ min: 0, max: 255 }) }), { maxLength: 4 }),
+    }), { minLength: 1, maxLength: 3 }),
+  }), { minLength: 1, maxLength: 2 }),
+});
+
+test("descriptors: what a model encodes, the host parses back field for field (property)", (t) => {
+  fc.assert(fc.property(arbDevice, (d) => {
+    const p = parseDeviceDescriptor(encodeDeviceDescriptor(d));
+    if (p.idVendor !== d.idVendor || p.idProduct !== d.idProduct || p.numConfigurations !== d.configs.length || p.class !== d.class) return false;
+    for (const c of d.configs) {
+      const pc = parseConfigDescriptor(encodeConfigDescriptor(d, c));
+      if (pc.value !== c.value || pc.interfaces.length !== c.interfaces.length) return false;
+      for (const [k, i] of c.interfaces.entries()) {
+        const pi = pc.interfaces[k]!;
+        if (pi.class !== i.class || JSON.stringify(pi.endpoints) !== JSON.stringify(i.endpoints)) return false;
+      }
+    }
+    return true;
+  }), { numRuns: 300 });
+  t.pass();
+});
+
+test("descriptors: a configuration whose lengths run past wTotalLength is refused with the offset", (t) => {
+  const good = encodeConfigDescriptor({ bcdUSB: 0x200, class: 0, subClass: 0, protocol: 0, maxPacketSize0: 64, idVendor: 1, idProduct: 1, bcdDevice: 1, configs: [] }, { value: 1, attributes: 0x80, maxPower: 1, interfaces: [{ number: 0, alternate: 0, class: 8, subClass: 6, protocol: 0x50, endpoints: [{ address: 0x81, attributes: 2, maxPacketSize: 512, interval: 0 }] }] });
+  const bad = Buffer.from(good);
+  bad[9] = 200; // the interface descriptor's bLength
+  t.throws(() => parseConfigDescriptor(bad), { message: /descriptor byte 9: bLength 200 runs past wTotalLength/ });
+});
+
+test("probe: lsusb -v style text and --json for a virtual keyboard exported by our own CLI", async (t) => {
+  const r = await runCli(["probe", "--", process.execPath, "bin/usbip-qrexec.js", "export", "--virtual", "hid-keyboard"]);
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stdout, /^Bus 127 Device 001: ID 1d6b:0105 usbip-qrexec Virtual Keyboard$/m);
+  t.regex(r.stdout, /bInterfaceClass\s+3 Human Interface Device/);
+  t.regex(r.stdout, /bEndpointAddress\s+0x81 EP 1 IN\n.*\n\s+Transfer Type\s+Interrupt/);
+  const j = await runCli(["probe", "--json", "--", process.execPath, "bin/usbip-qrexec.js", "export", "--virtual", "hid-keyboard"]);
+  const o = JSON.parse(j.stdout) as { speed: string; device: { idProduct: number }; configs: { interfaces: { others: { type: number }[] }[] }[] };
+  t.is(o.speed, "12");
+  t.is(o.device.idProduct, 0x0105);
+  t.is(o.configs[0]!.interfaces[0]!.others[0]!.type, 0x21); // the HID descriptor
+});
+
+test("probe: a service that dies before the handshake, and bad usage, are one-line errors", async (t) => {
+  const r = await runCli(["probe", "--", "sh", "-c", "exit 3"]);
+  t.is(r.code, 1);
+  t.regex(r.stderr, /^usbip-qrexec: no device info received/);
+  t.is(r.stderr.trim().split("\n").length, 1);
+  t.is((await runCli(["probe"])).code, 64);
+  t.is((await runCli(["probe", "--timeout", "x", "--", "true"])).code, 64);
+});
+
+test("demo: the virtual disk through qrexec-sim and the relay, read and written with checksums", async (t) => {
+  const r = await runCli(["demo", "--size", "2", "--chunk", "64"], { timeoutMs: 120_000 });
+  t.is(r.code, 0, r.stdout + r.stderr);
+  t.regex(r.stdout, /read: +2\.0 MiB .* sha256 matches the image/);
+  t.regex(r.stdout, /write: +1\.0 MiB .*read back identical and found in the image file/);
+  t.regex(r.stdout, /relay: +(\d+) CMD_SUBMIT and \1 RET_SUBMIT checked, no violation/);
+  t.regex(r.stdout, /^demo: ok$/m);
+  t.is((await runCli(["demo", "--size", "0"])).code, 64);
+});
+
+test("export --virtual: usage errors are one line, exit 64", async (t) => {
+  for (const args of [["export", "--virtual", "toaster"], ["export", "--virtual", "mass-storage"], ["export", "--virtual", "mass-storage:/nonexistent.img"], ["export", "1-1", "--virtual", "hid-keyboard"], ["export", "--virtual", "hid-keyboard:é"], ["export", "--virtual", "mass-storage:/x", "--type-delay", "5"]]) {
+    const r = await runCli(args);
+    t.is(r.code, 64, args.join(" "));
+    t.is(r.stderr.trim().split("\n").length, 1, args.join(" "));
+  }
+});
