@@ -70,17 +70,17 @@ export const importCommand: Command = {
   },
 };
 
-function loadPolicy(file: string): Policy {
+export function loadPolicy(file: string, cmd = "import"): Policy {
   let text: string;
   try {
     text = readFileSync(file, "utf8");
   } catch (e) {
-    throw new CliError("USBIP_ERR_INPUT", `import: cannot read the policy ${file}: ${(e as NodeJS.ErrnoException).code}`);
+    throw new CliError("USBIP_ERR_INPUT", `${cmd}: cannot read the policy ${file}: ${(e as NodeJS.ErrnoException).code}`);
   }
   try {
     return parsePolicy(text);
   } catch (e) {
-    if (e instanceof PolicyParseError) throw new UsageError(`import: policy ${file}: ${e.message}`);
+    if (e instanceof PolicyParseError) throw new UsageError(`${cmd}: policy ${file}: ${e.message}`);
     throw e;
   }
 }

@@ -6,6 +6,7 @@
  * and the exit status is non-zero. Works with the single socket or separate pipes (no SIGUSR1).
  */
 import { release } from "node:os";
+import type { Readable, Writable } from "node:stream";
 import { rmSync, writeFileSync } from "node:fs";
 import { kernelSupportsSuperPlus, speedFromString, type SpeedString } from "../protocol/speed.js";
 import { UsbipError } from "../protocol/errors.js";
@@ -33,13 +34,15 @@ export interface ImportRelayOptions {
   trace?: string;
   /** allow/deny by interface class (protocol/policy.ts) */
   policy?: Policy;
+  /** an already opened link (connect --tcp): its streams and the device it carries */
+  link?: { input: Readable; output: Writable; devid: number; speed: SpeedString; rest: Buffer };
 }
 
 export async function importRelay(opts: ImportRelayOptions): Promise<number> {
   const sysfs = opts.sysfs ?? new Sysfs();
   const log = opts.log;
-  const link = openLink();
-  const { handshake: hs, rest } = await readHandshake(link.input, opts.handshakeTimeoutMs ?? 60_000);
+  const link = opts.link ?? openLink();
+  const { handshake: hs, rest } = opts.link ? { handshake: { devid: opts.link.devid, speed: opts.link.speed }, rest: opts.link.rest } : await readHandshake(link.input, opts.handshakeTimeoutMs ?? 60_000);
   const speed = speedFromString(hs.speed as SpeedString, kernelSupportsSuperPlus(release()));
   log.info(`handshake: devid ${hs.devid} speed ${hs.speed} (enum ${speed})`);
   await ensureModule(sysfs, "vhci-hcd");

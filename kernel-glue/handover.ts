@@ -53,3 +53,18 @@ export async function attachHandover(vhci: Vhci, devid: number, speed: number, a
     }
   }
 }
+
+/**
+ * Hand an existing socket (e.g. an accepted TCP connection) to the kernel: the helper gets it
+ * as its fd 3 and writes text(3) to `rel`. Our handle stays open; the kernel has its own reference.
+ */
+export function handOverExisting(sysfs: Sysfs, rel: string, sock: net.Socket, text: (fd: number) => string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const data = text(3);
+    const child = spawn(PYTHON, [USBFS_HELPER, "write", sysfs.path(rel), data], { stdio: ["ignore", "ignore", "pipe", sock] });
+    let err = "";
+    child.stderr!.on("data", (b: Buffer) => (err += b.toString()));
+    child.on("error", (e) => reject(new GlueError(GlueErrorCode.SYSFS, `cannot run the handover helper: ${e.message}`)));
+    child.on("exit", (code) => (code === 0 ? resolve() : reject(new SysfsWriteError(sysfs.path(rel), err.trim() || `exit ${code}`, data))));
+  });
+}

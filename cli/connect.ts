@@ -1,0 +1,57 @@
+/** `usbip-qrexec connect --tcp HOST:PORT --busid B STATEFILE [--mode kernel|relay]` */
+import { connectTcp } from "../frontend/connect-tcp.js";
+import { UsbipError } from "../protocol/errors.js";
+import { makeLogger } from "../qrexec/log.js";
+import { type Command, parse, writeOut } from "./command.js";
+import { CliError, ExitCode, UsageError } from "./errors.js";
+import { parseHostPort } from "./hostport.js";
+import { loadPolicy } from "./import.js";
+
+const help = `usage: usbip-qrexec connect --tcp HOST:PORT --busid BUSID STATEFILE [--mode kernel|relay]
+                            [--trace FILE.pcapng] [--policy FILE] [--verbose]
+
+Import BUSID from a usbipd (Linux's, or 'usbip-qrexec serve') over TCP into vhci-hcd, then
+behave like 'import': STATEFILE holds the vhci port; 'usbip-qrexec detach --statefile
+STATEFILE' ends it; SIGTERM/SIGINT detach too. The OP_REP_IMPORT reply is checked strictly.
+
+  kernel mode (default): the TCP socket is handed to vhci-hcd (what 'usbip attach' does).
+  relay mode: vhci-hcd gets a socketpair and every RET_* from the server is validated first
+  (see 'import --help'); --trace and --policy work as there.
+
+Options:
+  --tcp HOST:PORT  the server (port defaults to 3240)
+  --busid B        the device to import (as 'usbip list -r HOST' shows it)
+  --mode M         kernel (default) or relay
+  --trace F        (relay) pcapng of every URB
+  --policy F       (relay) allow/deny by interface class
+  --verbose        log each step on stderr
+  -h, --help       this text
+
+Needs root (vhci-hcd's sysfs) and python3.`;
+
+export const connectCommand: Command = {
+  name: "connect",
+  summary: "import a device from a usbipd over TCP (kernel or relay mode)",
+  help,
+  exitWhenDone: true,
+  async run(argv) {
+    const { values, positionals } = parse("connect", argv, { tcp: { type: "string" }, busid: { type: "string" }, mode: { type: "string", default: "kernel" }, trace: { type: "string" }, policy: { type: "string" }, verbose: { type: "boolean", default: false } }, true);
+    if (values.help) {
+      await writeOut(help + "\n");
+      return ExitCode.OK;
+    }
+    if (values.tcp === undefined || values.busid === undefined) throw new UsageError("connect: --tcp HOST:PORT and --busid BUSID are required");
+    if (positionals.length !== 1) throw new UsageError("connect: exactly one STATEFILE is required");
+    if (values.mode !== "kernel" && values.mode !== "relay") throw new UsageError(`connect: --mode must be kernel or relay, not "${values.mode}"`);
+    if ((values.trace !== undefined || values.policy !== undefined) && values.mode !== "relay") throw new UsageError("connect: --trace and --policy need --mode relay");
+    if (values.busid.length === 0 || values.busid.length > 31) throw new UsageError("connect: --busid must be 1..31 characters");
+    const { host, port } = parseHostPort("connect", values.tcp);
+    const policy = values.policy === undefined ? undefined : loadPolicy(values.policy, "connect");
+    try {
+      return await connectTcp({ host, port, busid: values.busid, mode: values.mode, statefile: positionals[0]!, log: makeLogger("connect", values.verbose === true), trace: values.trace, policy });
+    } catch (e) {
+      if (e instanceof UsbipError && e.code === "USBIP_ERR_RELAY_VIOLATION") throw new CliError(e.code, `connect: ${e.message}`, ExitCode.PROTOCOL);
+      throw e;
+    }
+  },
+};
