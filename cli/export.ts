@@ -2,12 +2,13 @@
 import { exportKernel } from "../backend/export-kernel.js";
 import { exportRelay } from "../backend/export-relay.js";
 import { exportVirtual } from "../backend/export-virtual.js";
+import { exportUserspace } from "../backend/export-userspace.js";
 import { UsbipError } from "../protocol/errors.js";
 import { makeLogger } from "../qrexec/log.js";
 import { type Command, parse, writeOut } from "./command.js";
 import { CliError, ExitCode, UsageError } from "./errors.js";
 
-const help = `usage: usbip-qrexec export DEVICE [--mode kernel|relay] [--trace FILE.pcapng] [--verbose]
+const help = `usage: usbip-qrexec export DEVICE [--mode kernel|relay|userspace] [--trace FILE.pcapng] [--verbose]
        usbip-qrexec export --virtual hid-keyboard[:TEXT] | --virtual mass-storage:FILE [--verbose]
 
 Export a local USB device over the qrexec link on fd 0 (the qubes.USB service body).
@@ -27,6 +28,14 @@ transfer length, unlink of a submitted seqnum); unlinks are held 100 ms so usbip
 race (a use-after-free in Linux 6.1) is not hit. A violation ends the export with status 2.
 Works with separate stdin/stdout or the single socket; no SIGUSR1 is sent.
 
+userspace mode: no usbip-host; the device is opened with libusb (node-usb), its kernel drivers
+detached and its interfaces claimed, and the URBs are executed as asynchronous libusb transfers
+(CMD_* validated as in relay mode; CMD_UNLINK cancels the transfer; SET_CONFIGURATION,
+SET_INTERFACE, CLEAR_FEATURE(HALT) and port reset done through libusb, as usbip-host does).
+Isochronous endpoints are not supported (node-usb 2.x): their URBs fail with -EINVAL; use kernel
+mode for webcams and audio ('usbip-qrexec list' marks such devices). The drivers are reattached
+when the export ends.
+
 virtual devices (--virtual, no DEVICE, no root, no kernel module): a device model in
 TypeScript served over the link: hid-keyboard[:TEXT] is a boot keyboard that types TEXT
 (default "hello from usbip-qrexec\n") 2 s (--type-delay) after the host starts polling it; mass-storage:FILE
@@ -34,7 +43,7 @@ is a USB disk (bulk-only, SCSI) on the image FILE (read-write, 512-byte blocks).
 is validated like in relay mode; unlinks cancel the pending transfer.
 
 Options:
-  --mode M     kernel (default) or relay (userspace is not available yet)
+  --mode M     kernel (default), relay or userspace
   --virtual S  export a device model instead of DEVICE (see above)
   --type-delay MS  (hid-keyboard) start typing MS milliseconds after the first poll (2000)
   --trace F    (relay mode) write every URB to F as pcapng (Linux usbmon events, which
@@ -69,12 +78,12 @@ export const exportCommand: Command = {
         throw e;
       }
     }
-    if (values.mode !== "kernel" && values.mode !== "relay") throw new UsageError(`export: --mode must be kernel or relay (userspace is not available yet), not "${values.mode}"`);
+    if (values.mode !== "kernel" && values.mode !== "relay" && values.mode !== "userspace") throw new UsageError(`export: --mode must be kernel, relay or userspace, not "${values.mode}"`);
     if (positionals.length !== 1) throw new UsageError("export: exactly one DEVICE is required (a busid like 2-1, or 0xVVVV.0xPPPP)");
     if (values.trace !== undefined && values.mode !== "relay") throw new UsageError("export: --trace needs --mode relay (in kernel mode the kernel reads the link itself)");
     const o = { device: positionals[0]!, log: makeLogger("export", values.verbose === true), trace: values.trace };
     try {
-      return await (values.mode === "relay" ? exportRelay(o) : exportKernel(o));
+      return await (values.mode === "relay" ? exportRelay(o) : values.mode === "userspace" ? exportUserspace(o) : exportKernel(o));
     } catch (e) {
       if (e instanceof UsbipError && e.code === "USBIP_ERR_RELAY_VIOLATION") throw new CliError(e.code, `export: ${e.message}`, ExitCode.PROTOCOL);
       throw e;

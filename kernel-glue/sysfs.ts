@@ -42,6 +42,14 @@ export class Sysfs {
       return undefined;
     }
   }
+  /** Raw bytes (binary attributes such as `descriptors`), or undefined. */
+  tryReadBytes(rel: string): Buffer | undefined {
+    try {
+      return readFileSync(this.path(rel));
+    } catch {
+      return undefined;
+    }
+  }
   /** Write exactly `data` (no newline added) in one write(2). */
   write(rel: string, data: string): void {
     try {

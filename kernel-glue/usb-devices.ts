@@ -36,6 +36,21 @@ export interface UsbDeviceInfo {
   usbipStatus: number | undefined;
   /** the device is itself imported through vhci-hcd (never re-export it: a bind loop) */
   onVhci: boolean;
+  /** some configuration/alternate setting has an isochronous endpoint: userspace mode cannot serve it */
+  isochronous: boolean;
+}
+
+/** Any isochronous endpoint in the raw descriptors sysfs shows (device descriptor, then every configuration). */
+export function hasIsochronous(raw: Buffer | undefined): boolean {
+  if (raw === undefined || raw.length < 18) return false;
+  for (let p = 18; p + 4 <= raw.length; ) {
+    const total = raw.readUInt16LE(p + 2);
+    if (total < 9) return false;
+    const cfg = raw.subarray(p, Math.min(raw.length, p + total));
+    for (let q = 0; q + 2 <= cfg.length && cfg[q]! >= 2; q += cfg[q]!) if (cfg[q + 1] === 5 && q + 3 < cfg.length && (cfg[q + 3]! & 3) === 1) return true;
+    p += total;
+  }
+  return false;
 }
 
 const hex = (s: string | undefined) => (s === undefined ? 0 : Number.parseInt(s, 16));
@@ -102,6 +117,7 @@ export function describeDevice(sysfs: Sysfs, busid: string): UsbDeviceInfo {
     interfaces,
     usbipStatus: status === undefined ? undefined : Number.parseInt(status, 10),
     onVhci: (sysfs.realPath(d) ?? "").includes("/vhci_hcd"),
+    isochronous: hasIsochronous(sysfs.tryReadBytes(`${d}/descriptors`)),
   };
 }
 

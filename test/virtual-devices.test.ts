@@ -23,6 +23,7 @@ import { BotClient } from "../host/bot-client.js";
 import { UrbRelay } from "../relay/urb-relay.js";
 import { encodeConfigDescriptor, encodeDeviceDescriptor, parseConfigDescriptor, parseDeviceDescriptor, type DeviceDesc } from "../usb/descriptors.js";
 import { runCli } from "./helpers/cli.js";
+import { hasIsochronous } from "../kernel-glue/usb-devices.js";
 
 const tmp = mkdtempSync(path.join(tmpdir(), "usbip-qrexec-virt-"));
 const DEVID = 0x7f0001;
@@ -254,4 +255,18 @@ test("export --virtual: usage errors are one line, exit 64", async (t) => {
     t.is(r.code, 64, args.join(" "));
     t.is(r.stderr.trim().split("\n").length, 1, args.join(" "));
   }
+});
+
+test("list's iso marker: an isochronous endpoint in any alternate setting of the raw sysfs descriptors is found", (t) => {
+  const dev: DeviceDesc = { bcdUSB: 0x200, class: 0xef, subClass: 2, protocol: 1, maxPacketSize0: 64, idVendor: 0x46d, idProduct: 0x825, bcdDevice: 1, configs: [] };
+  const cfg = (isoAlt: boolean) => encodeConfigDescriptor(dev, { value: 1, attributes: 0x80, maxPower: 250, interfaces: [
+    { number: 0, alternate: 0, class: 14, subClass: 1, protocol: 0, endpoints: [{ address: 0x83, attributes: 3, maxPacketSize: 16, interval: 8 }] },
+    { number: 1, alternate: 0, class: 14, subClass: 2, protocol: 0, endpoints: [] },
+    { number: 1, alternate: 1, class: 14, subClass: 2, protocol: 0, endpoints: [{ address: 0x81, attributes: isoAlt ? 5 : 2, maxPacketSize: 1024, interval: 1 }] },
+  ] });
+  const raw = (iso: boolean) => Buffer.concat([encodeDeviceDescriptor({ ...dev, configs: [{ value: 1, attributes: 0x80, maxPower: 1, interfaces: [] }] }), cfg(iso)]);
+  t.true(hasIsochronous(raw(true)));
+  t.false(hasIsochronous(raw(false)));
+  t.false(hasIsochronous(undefined));
+  t.false(hasIsochronous(raw(true).subarray(0, 18)));
 });

@@ -9,6 +9,7 @@ import { hostileBackend, hostileFrontend } from "./scenario-hostile.js";
 import { policyDeniesStorage } from "./scenario-policy.js";
 import { benchThroughput } from "./bench-throughput.js";
 import { virtualScenarios } from "./scenario-virtual.js";
+import { tcpScenarios } from "./scenario-tcp.js";
 import { seedParityDetachAll, seedParityQubesDbReset } from "./scenario-seed-parity.js";
 
 export interface Scenario {
@@ -18,4 +19,4 @@ export interface Scenario {
   run(): Promise<void>;
 }
 
-export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, seedParityQubesDbReset, seedParityDetachAll, ...relayScenarios, policyDeniesStorage, hostileFrontend, hostileBackend, ...virtualScenarios, directUnlink, benchThroughput];
+export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, seedParityQubesDbReset, seedParityDetachAll, ...relayScenarios, policyDeniesStorage, hostileFrontend, hostileBackend, ...virtualScenarios, ...tcpScenarios, directUnlink, benchThroughput];

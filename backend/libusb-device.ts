@@ -1,0 +1,228 @@
+/**
+ * A real device served from userspace through libusb (node-usb 2.x, the `usb` package): the
+ * backend of `export DEVICE --mode userspace`. Kernel drivers are detached from its interfaces
+ * and the interfaces claimed; every CMD_SUBMIT becomes an asynchronous libusb transfer (many in
+ * flight per endpoint), completed in completion order; CMD_UNLINK cancels the transfer
+ * (libusb_cancel_transfer). Control transfers go out with the frontend's raw setup packet,
+ * except the requests usbip-host itself handles, which are done the same way here:
+ * SET_CONFIGURATION, SET_INTERFACE, CLEAR_FEATURE(ENDPOINT_HALT) and the hub's
+ * SET_FEATURE(PORT_RESET) (stub_rx.c tweak_special_requests). Isochronous endpoints: node-usb
+ * 2.x cannot submit iso transfers, so iso URBs are refused with -EINVAL and a log line.
+ * close() releases the interfaces and reattaches the kernel drivers.
+ */
+import { createRequire } from "node:module";
+import type * as UsbModule from "usb";
+import { Direction, Errno, UsbSpeed } from "../protocol/constants.js";
+import type { EndpointType } from "../protocol/client-decoder.js";
+import type { CmdSubmit, DeviceRecord, InterfaceRecord } from "../protocol/messages.js";
+import { UsbipError } from "../protocol/errors.js";
+import type { SpeedString } from "../protocol/speed.js";
+import { parseSetup, Recipient, Request, RequestType, recipient, requestType, ENDPOINT_HALT } from "../usb/setup.js";
+import { settled, type UrbDevice, type UrbHandle, type UrbResult } from "../device/urb-device.js";
+import type { Logger } from "../qrexec/log.js";
+
+type Usb = typeof UsbModule.usb;
+type UsbDevice = UsbModule.usb.Device;
+
+/** node-usb is loaded on first use: the other modes must not depend on its native addon. */
+function loadUsb(): Usb {
+  try {
+    return (createRequire(import.meta.url)("usb") as typeof UsbModule).usb;
+  } catch (e) {
+    throw new UsbipError("USBIP_ERR_LIBUSB", `userspace mode needs node-usb (the 'usb' package): ${(e as Error).message.split("\n")[0]}`);
+  }
+}
+
+/** USB_RT_PORT SET_FEATURE(USB_PORT_FEAT_RESET): vhci-hcd's port reset, which usbip-host turns into usb_reset_device(). */
+const PORT_RESET = { bmRequestType: 0x23, bRequest: Request.SET_FEATURE, wValue: 4 };
+const TRANSFER_TIMEOUT = 0; // no timeout: the frontend decides (unlink), as with usbip-host
+
+export class LibusbDevice implements UrbDevice {
+  private readonly detached = new Set<number>();
+  private readonly claimed = new Set<number>();
+  private readonly alt = new Map<number, number>();
+  private closed = false;
+
+  private constructor(
+    private readonly usb: Usb,
+    private readonly dev: UsbDevice,
+    readonly devid: number,
+    readonly speed: SpeedString,
+    private readonly busid: string,
+    private readonly log: Logger,
+  ) {}
+
+  static open(busnum: number, devnum: number, busid: string, speed: SpeedString, log: Logger): LibusbDevice {
+    const usb = loadUsb();
+    const dev = usb.getDeviceList().find((d) => d.busNumber === busnum && d.deviceAddress === devnum);
+    if (dev === undefined) throw new UsbipError("USBIP_ERR_LIBUSB", `libusb does not see ${busid} (bus ${busnum} device ${devnum})`);
+    try {
+      dev.open();
+    } catch (e) {
+      throw new UsbipError("USBIP_ERR_LIBUSB", `cannot open ${busid} with libusb: ${(e as Error).message} (root, or a udev rule granting access, is needed)`);
+    }
+    const d = new LibusbDevice(usb, dev, ((busnum << 16) | devnum) >>> 0, speed, busid, log);
+    d.claimAll();
+    return d;
+  }
+
+  /** Detach kernel drivers from the current configuration's interfaces and claim them. */
+  private claimAll(): void {
+    for (const iface of this.dev.interfaces ?? []) {
+      const n = iface.interfaceNumber;
+      try {
+        if (iface.isKernelDriverActive()) {
+          iface.detachKernelDriver();
+          this.detached.add(n);
+        }
+        iface.claim();
+        this.claimed.add(n);
+      } catch (e) {
+        this.log.warn(`${this.busid}: cannot claim interface ${n}: ${(e as Error).message}`);
+      }
+    }
+  }
+
+  private async releaseAll(): Promise<void> {
+    for (const iface of this.dev.interfaces ?? []) {
+      if (!this.claimed.delete(iface.interfaceNumber)) continue;
+      await new Promise<void>((r) => iface.release(() => r()));
+    }
+  }
+
+  record(): DeviceRecord & { interfaces: InterfaceRecord[] } {
+    const dd = this.dev.deviceDescriptor;
+    const ifaces = (this.dev.interfaces ?? []).map((i) => i.descriptor);
+    return {
+      path: `/sys/bus/usb/devices/${this.busid}`,
+      busid: this.busid,
+      busnum: this.devid >>> 16,
+      devnum: this.devid & 0xffff,
+      speed: this.speed === "1.5" ? UsbSpeed.LOW : this.speed === "12" ? UsbSpeed.FULL : this.speed === "480" ? UsbSpeed.HIGH : UsbSpeed.SUPER,
+      idVendor: dd.idVendor,
+      idProduct: dd.idProduct,
+      bcdDevice: dd.bcdDevice,
+      bDeviceClass: dd.bDeviceClass,
+      bDeviceSubClass: dd.bDeviceSubClass,
+      bDeviceProtocol: dd.bDeviceProtocol,
+      bConfigurationValue: this.dev.configDescriptor?.bConfigurationValue ?? 0,
+      bNumConfigurations: dd.bNumConfigurations,
+      bNumInterfaces: ifaces.length,
+      interfaces: ifaces.map((i) => ({ bInterfaceClass: i.bInterfaceClass, bInterfaceSubClass: i.bInterfaceSubClass, bInterfaceProtocol: i.bInterfaceProtocol })),
+    };
+  }
+
+  endpoint(ep: number, direction: Direction): EndpointType | undefined {
+    if (ep === 0) return "control";
+    const address = ep | (direction === Direction.IN ? 0x80 : 0);
+    for (const iface of this.dev.configDescriptor?.interfaces ?? []) {
+      const setting = iface.find((a) => a.bAlternateSetting === (this.alt.get(a.bInterfaceNumber) ?? 0)) ?? iface[0];
+      const e = setting?.endpoints.find((x) => x.bEndpointAddress === address);
+      if (e) return (["control", "iso", "bulk", "interrupt"] as const)[e.bmAttributes & 3];
+    }
+    return undefined;
+  }
+
+  submit(cmd: CmdSubmit, out: Buffer): UrbHandle {
+    if (this.closed) return settled({ status: Errno.ENODEV });
+    if (cmd.ep === 0) return this.control(cmd, out);
+    const type = this.endpoint(cmd.ep, cmd.direction);
+    if (type === "iso") {
+      this.log.warn(`${this.busid}: isochronous URB on ep ${cmd.ep} refused (-EINVAL): node-usb 2.x has no iso transfers; export this device with --mode kernel`);
+      return settled({ status: Errno.EINVAL });
+    }
+    const usb = this.usb;
+    const address = cmd.ep | (cmd.direction === Direction.IN ? 0x80 : 0);
+    const buf = cmd.direction === Direction.IN ? Buffer.alloc(cmd.transferBufferLength) : out;
+    return this.transfer(address, type === "interrupt" ? usb.LIBUSB_TRANSFER_TYPE_INTERRUPT : usb.LIBUSB_TRANSFER_TYPE_BULK, buf, cmd.direction === Direction.IN, 0);
+  }
+
+  /** One asynchronous libusb transfer; `skip` bytes at the start of the buffer are the setup packet. */
+  private transfer(address: number, type: number, buf: Buffer, isIn: boolean, skip: number): UrbHandle {
+    const usb = this.usb;
+    let t: UsbModule.usb.Transfer | undefined;
+    const result = new Promise<UrbResult>((resolve) => {
+      t = new usb.Transfer(this.dev, address, type, TRANSFER_TIMEOUT, (error, b, actual) => {
+        if (error === undefined || error === null) return resolve(isIn ? { status: 0, data: Buffer.from(b.subarray(skip, skip + actual)) } : { status: 0, actualLength: actual });
+        const st = error.errno;
+        if (st === usb.LIBUSB_TRANSFER_CANCELLED) return resolve({ status: Errno.ECONNRESET, cancelled: true, ...(isIn ? { data: Buffer.from(b.subarray(skip, skip + actual)) } : { actualLength: actual }) });
+        const status = st === usb.LIBUSB_TRANSFER_STALL ? Errno.EPIPE : st === usb.LIBUSB_TRANSFER_TIMED_OUT ? Errno.ETIMEDOUT : st === usb.LIBUSB_TRANSFER_NO_DEVICE ? Errno.ENODEV : st === usb.LIBUSB_TRANSFER_OVERFLOW ? Errno.EOVERFLOW : Errno.EPROTO;
+        resolve(isIn ? { status, data: Buffer.from(b.subarray(skip, skip + actual)) } : { status, actualLength: actual });
+      });
+      try {
+        t.submit(buf);
+      } catch (e) {
+        const errno = (e as { errno?: number }).errno;
+        resolve({ status: errno === usb.LIBUSB_ERROR_NO_DEVICE ? Errno.ENODEV : errno === usb.LIBUSB_ERROR_PIPE ? Errno.EPIPE : Errno.EPROTO });
+      }
+    });
+    return {
+      result,
+      cancel: () => {
+        try {
+          t?.cancel();
+        } catch {
+          /* not pending any more: it completes normally */
+        }
+      },
+    };
+  }
+
+  private control(cmd: CmdSubmit, out: Buffer): UrbHandle {
+    const s = parseSetup(cmd.setup);
+    const usb = this.usb;
+    const std = requestType(s) === RequestType.STANDARD;
+    if (std && recipient(s) === Recipient.DEVICE && s.bRequest === Request.SET_CONFIGURATION) return { result: this.setConfiguration(s.wValue & 0xff), cancel() {} };
+    if (std && recipient(s) === Recipient.INTERFACE && s.bRequest === Request.SET_INTERFACE) return { result: this.setInterface(s.wIndex & 0xff, s.wValue & 0xff), cancel() {} };
+    if (std && recipient(s) === Recipient.ENDPOINT && s.bRequest === Request.CLEAR_FEATURE && s.wValue === ENDPOINT_HALT) {
+      const addr = s.wIndex & 0xff;
+      return { result: new Promise((resolve) => this.dev.__clearHalt(addr, (e) => resolve({ status: e ? Errno.EPIPE : 0 }))), cancel() {} };
+    }
+    if (std && recipient(s) === Recipient.DEVICE && s.bRequest === Request.SET_ADDRESS) return settled({ status: 0 }); // vhci-hcd never sends it
+    if (s.bmRequestType === PORT_RESET.bmRequestType && s.bRequest === PORT_RESET.bRequest && s.wValue === PORT_RESET.wValue) {
+      this.log.info(`${this.busid}: port reset → libusb_reset_device`);
+      return { result: new Promise((resolve) => this.dev.reset((e) => resolve({ status: e ? Errno.EPROTO : 0 }))), cancel() {} };
+    }
+    const isIn = cmd.direction === Direction.IN;
+    const buf = Buffer.alloc(8 + (isIn ? s.wLength : out.length));
+    cmd.setup.copy(buf, 0);
+    if (!isIn) out.copy(buf, 8);
+    buf.writeUInt16LE(isIn ? s.wLength : out.length, 6);
+    return this.transfer(0, usb.LIBUSB_TRANSFER_TYPE_CONTROL, buf, isIn, 8);
+  }
+
+  private async setConfiguration(value: number): Promise<UrbResult> {
+    await this.releaseAll();
+    const err = await new Promise<Error | undefined>((r) => this.dev.setConfiguration(value, (e) => r(e ?? undefined)));
+    this.alt.clear();
+    this.claimAll();
+    return { status: err ? Errno.EPIPE : 0 };
+  }
+
+  private async setInterface(n: number, alt: number): Promise<UrbResult> {
+    const iface = (this.dev.interfaces ?? []).find((i) => i.interfaceNumber === n);
+    if (iface === undefined) return { status: Errno.EPIPE };
+    const err = await new Promise<Error | undefined>((r) => iface.setAltSetting(alt, (e) => r(e ?? undefined)));
+    if (!err) this.alt.set(n, alt);
+    return { status: err ? Errno.EPIPE : 0 };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.releaseAll();
+    for (const iface of this.dev.interfaces ?? []) {
+      if (!this.detached.delete(iface.interfaceNumber)) continue;
+      try {
+        iface.attachKernelDriver();
+      } catch (e) {
+        this.log.warn(`${this.busid}: cannot reattach the kernel driver of interface ${iface.interfaceNumber}: ${(e as Error).message}`);
+      }
+    }
+    try {
+      this.dev.close();
+    } catch {
+      /* already gone (unplugged) */
+    }
+  }
+}
