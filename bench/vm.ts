@@ -30,7 +30,7 @@ if (!/^ok \d+ - vm: bench: throughput/m.test(out)) checks.push("the VM scenario 
 if (line === undefined) checks.push("no bench-json line in the VM output");
 let result: Record<string, unknown> = {};
 if (line !== undefined) {
-  const r = JSON.parse(line.slice("# bench-json ".length)) as { mbps: Record<string, number>; gadgetLocalMBps: number; runs: Record<string, number[]>; rounds: number; readsPerAttach: number };
+  const r = JSON.parse(line.slice("# bench-json ".length)) as { mbps: Record<string, number>; gadgetLocalMBps: number; runs: Record<string, number[]>; rounds: number; readsPerAttach: number; userspaceMaxInFlight: number };
   const direct = r.mbps.direct ?? 0;
   if (!(direct > 1)) checks.push(`implausible direct throughput ${direct} MB/s`);
   for (const [k, v] of Object.entries(r.runs)) if (v.length !== r.rounds * r.readsPerAttach) checks.push(`${k}: ${v.length} runs`);
@@ -40,8 +40,10 @@ if (line !== undefined) {
     readSize: "1 MiB, O_DIRECT",
     rounds: r.rounds,
     mbps: { gadgetLocal: r.gadgetLocalMBps, ...r.mbps },
-    ratio: { frontendRelay: ratio("frontendRelay"), backendRelay: ratio("backendRelay"), bothRelays: ratio("bothRelays"), nodeCopyHop: ratio("nodeCopyHop") },
+    ratio: { frontendRelay: ratio("frontendRelay"), backendRelay: ratio("backendRelay"), bothRelays: ratio("bothRelays"), nodeCopyHop: ratio("nodeCopyHop"), userspaceVsUsbipHost: ratio("userspace") },
+    userspaceMaxInFlight: r.userspaceMaxInFlight,
     target: 0.95,
+    targetUserspace: 0.8,
     met: ratio("frontendRelay") >= 0.95 && ratio("backendRelay") >= 0.95,
     runs: r.runs,
   };

@@ -25,7 +25,7 @@ const MIB = 1 << 20;
 
 export interface Modes {
   importMode: "kernel" | "relay";
-  exportMode: "kernel" | "relay";
+  exportMode: "kernel" | "relay" | "userspace";
   /** relay modes: write pcapng traces on both sides and check them with tshark */
   trace?: boolean;
   /** frontend relay: a policy file's text */

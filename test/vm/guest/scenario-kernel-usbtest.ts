@@ -34,7 +34,7 @@ export async function runUsbtest(busid: string, cases = USBTEST_CASES, iteration
   return failures;
 }
 
-export async function usbtestFlow(cases: number[], importMode: "kernel" | "relay", exportMode: "kernel" | "relay"): Promise<void> {
+export async function usbtestFlow(cases: number[], importMode: "kernel" | "relay", exportMode: "kernel" | "relay" | "userspace"): Promise<void> {
   const g = await sourceSink("ss", "dummy_udc.0");
   const statefile = "/run/tmp/state-usbtest";
   try {

@@ -57,7 +57,7 @@ export const tcpScenarios: Scenario[] = [
   {
     name: "serve --tcp: Debian's 'usbip list -r' lists our virtual devices, 'usbip attach -r' imports the virtual disk (reads back), 'usbip detach' ends it",
     async run() {
-      modprobe("vhci-hcd");
+      modprobe("vhci-hcd", "usb-storage", "sd_mod");
       const img = "/run/tmp/tcp-virtual.img";
       makeImage(img, 8);
       const want = sha256(img);

@@ -10,7 +10,7 @@ import { closeSync, existsSync, fsyncSync, openSync, readdirSync, readSync, real
 import path from "node:path";
 import type { Scenario } from "./scenarios.js";
 import { makeImage } from "./gadget.js";
-import { check, diskOf, sha256, start, waitFor } from "./lib.js";
+import { check, diskOf, modprobe, sha256, start, waitFor } from "./lib.js";
 import { cli, CLI, repo, vhciPorts, waitImported } from "./flows.js";
 
 const MIB = 1 << 20;
@@ -30,6 +30,7 @@ async function detachAndCheck(statefile: string, flow: ReturnType<typeof cli>): 
 }
 
 async function virtualDisk(importMode: "kernel" | "relay"): Promise<void> {
+  modprobe("usb-storage", "sd_mod"); // no udev in the guest: drivers are not autoloaded
   const img = "/run/tmp/virtual-disk.img";
   makeImage(img, 16);
   const want = sha256(img);
@@ -61,6 +62,7 @@ export const virtualScenarios: Scenario[] = [
   {
     name: "virtual HID keyboard through vhci-hcd: the typed text arrives as input key events, detach cleans up",
     async run() {
+      modprobe("usbhid", "hid-generic", "evdev");
       const statefile = "/run/tmp/state-virtual-kbd";
       const flow = virtualFlow(`hid-keyboard:${TEXT}`, statefile, "kernel", ["--type-delay", "8000"]);
       const { local } = await waitImported(statefile, flow);

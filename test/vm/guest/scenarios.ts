@@ -10,6 +10,7 @@ import { policyDeniesStorage } from "./scenario-policy.js";
 import { benchThroughput } from "./bench-throughput.js";
 import { virtualScenarios } from "./scenario-virtual.js";
 import { tcpScenarios } from "./scenario-tcp.js";
+import { userspaceScenarios } from "./scenario-userspace.js";
 import { seedParityDetachAll, seedParityQubesDbReset } from "./scenario-seed-parity.js";
 
 export interface Scenario {
@@ -19,4 +20,4 @@ export interface Scenario {
   run(): Promise<void>;
 }
 
-export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, seedParityQubesDbReset, seedParityDetachAll, ...relayScenarios, policyDeniesStorage, hostileFrontend, hostileBackend, ...virtualScenarios, ...tcpScenarios, directUnlink, benchThroughput];
+export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, seedParityQubesDbReset, seedParityDetachAll, ...relayScenarios, policyDeniesStorage, hostileFrontend, hostileBackend, ...virtualScenarios, ...tcpScenarios, ...userspaceScenarios, directUnlink, benchThroughput];
