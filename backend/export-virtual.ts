@@ -8,12 +8,10 @@ import { existsSync } from "node:fs";
 import { HidKeyboard } from "../device/hid-keyboard.js";
 import { MassStorageDevice } from "../device/mass-storage.js";
 import type { UrbDevice } from "../device/urb-device.js";
-import { UrbServer } from "../device/urb-server.js";
 import { UsbipError } from "../protocol/errors.js";
-import { formatHandshake } from "../protocol/handshake.js";
 import { terminationSignal } from "../qrexec/agent.js";
-import { openLink } from "../qrexec/link.js";
 import type { Logger } from "../qrexec/log.js";
+import { serveOnLink } from "./serve-link.js";
 
 /** devid of a virtual device: bus 0x7f (no real bus), device 1 */
 export const VIRTUAL_DEVID = (0x7f << 16) | 1;
@@ -34,22 +32,11 @@ export async function openVirtual(spec: string, devid = VIRTUAL_DEVID, name?: st
 
 export async function exportVirtual(spec: string, log: Logger, typeDelayMs?: number): Promise<number> {
   const device = await openVirtual(spec, VIRTUAL_DEVID, undefined, typeDelayMs);
-  const link = openLink();
   const signal = terminationSignal();
   try {
-    await new Promise<void>((resolve, reject) => link.output.write(formatHandshake({ devid: device.devid, speed: device.speed }), (e) => (e ? reject(e) : resolve())));
-    log.info(`virtual ${spec}: devid ${device.devid} speed ${device.speed}; serving URBs`);
-    const server = new UrbServer(device, link.input, link.output);
-    server.start();
-    signal.promise.then(() => server.stop(), () => {});
-    const r = await server.done;
-    log.info(`session ended (${r.reason}): ${JSON.stringify(r.stats)}`);
-    if (r.violation) {
-      const e = r.violation;
-      throw new UsbipError("USBIP_ERR_RELAY_VIOLATION", `refused a message from the frontend: ${e.code} at byte ${e.offset}${e.seqnum === undefined ? "" : ` (seqnum ${e.seqnum})`}: ${e.rule}`);
-    }
-    return 0;
+    return await serveOnLink(device, log, signal.promise, `virtual ${spec}`);
   } finally {
+    signal.dispose();
     await device.close();
   }
 }

@@ -14,11 +14,10 @@ import { encode } from "../protocol/encoder.js";
 import type { DeviceRecord } from "../protocol/messages.js";
 import { ServerStreamDecoder } from "../protocol/server-decoder.js";
 import { kernelSupportsSuperPlus, speedToString } from "../protocol/speed.js";
-import { GlueError, GlueErrorCode } from "../kernel-glue/errors.js";
-import { handOverExisting } from "../kernel-glue/handover.js";
-import { SysfsWriteError, Sysfs } from "../kernel-glue/sysfs.js";
+import { attachExisting } from "../kernel-glue/handover.js";
+import { Sysfs } from "../kernel-glue/sysfs.js";
 import { ensureModule } from "../kernel-glue/system.js";
-import { hubForSpeed, Vhci } from "../kernel-glue/vhci.js";
+import { Vhci } from "../kernel-glue/vhci.js";
 import { notifyAttached, terminationSignal } from "../qrexec/agent.js";
 import type { Logger } from "../qrexec/log.js";
 import { stopReading } from "../qrexec/stop-reading.js";
@@ -88,7 +87,7 @@ export async function connectTcp(o: ConnectOptions): Promise<number> {
   const vhci = new Vhci(sysfs);
   const signal = terminationSignal();
   const speed = device.speed === 6 && !kernelSupportsSuperPlus(release()) ? 5 : device.speed;
-  const port = await attachSocket(vhci, sock, devid, speed, lastVhciPort());
+  const port = await attachExisting(vhci, sock, devid, speed, lastVhciPort());
   setLastVhciPort(port);
   sock.destroy(); // vhci-hcd holds its own reference now
   o.log.info(`attached on vhci port ${port}`);
@@ -117,22 +116,5 @@ export async function connectTcp(o: ConnectOptions): Promise<number> {
     throw e;
   } finally {
     if (statefileWritten) rmSync(o.statefile, { force: true });
-  }
-}
-
-async function attachSocket(vhci: Vhci, sock: net.Socket, devid: number, speed: number, after?: number): Promise<number> {
-  const tried = new Set<number>();
-  for (;;) {
-    const port = vhci.freePorts(speed, after).find((p) => !tried.has(p));
-    if (port === undefined) throw new GlueError(GlueErrorCode.NO_FREE_PORT, `no free vhci-hcd port on the ${hubForSpeed(speed) === "ss" ? "SuperSpeed" : "high-speed"} hub`);
-    tried.add(port);
-    try {
-      await handOverExisting(vhci.sysfs, `${vhci.dir()}/attach`, sock, (fd) => `${port} ${fd} ${devid} ${speed}`);
-      return port;
-    } catch (e) {
-      if (e instanceof SysfsWriteError && e.errno === "EBUSY") continue;
-      if (e instanceof SysfsWriteError) throw new GlueError(GlueErrorCode.ATTACH, `vhci-hcd refused the attach on port ${port}: ${e.errno}`);
-      throw e;
-    }
   }
 }

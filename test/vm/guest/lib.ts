@@ -1,7 +1,7 @@
 /** Guest-side helpers for VM scenarios: commands, waiting, files, checksums, dmesg. */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { createHash } from "node:crypto";
-import { existsSync, readFileSync, readdirSync, openSync, readSync, closeSync, fstatSync, writeFileSync } from "node:fs";
+import { createHash, randomBytes } from "node:crypto";
+import { existsSync, readFileSync, readdirSync, openSync, readSync, closeSync, fstatSync, fsyncSync, writeFileSync, writeSync } from "node:fs";
 
 export class ScenarioFailure extends Error {}
 
@@ -124,4 +124,19 @@ export function processesMatching(needle: string): string[] {
     if (cmd.includes(needle)) out.push(`${pid} ${cmd}`);
   }
   return out;
+}
+
+/** Write 1 MiB of random data at `at` through the block device, fsync, and check it is in the image file. */
+export function checkWriteLands(disk: string, image: string, at = 5 << 20): void {
+  const MIB = 1 << 20;
+  const data = randomBytes(MIB);
+  const fd = openSync(disk, "r+");
+  writeSync(fd, data, 0, MIB, at);
+  fsyncSync(fd);
+  closeSync(fd);
+  const back = Buffer.alloc(MIB);
+  const ifd = openSync(image, "r");
+  readSync(ifd, back, 0, MIB, at);
+  closeSync(ifd);
+  check(back.equals(data), `the 1 MiB written through ${disk} is not in the image ${image}`);
 }

@@ -1,0 +1,27 @@
+/**
+ * Serve a userspace device (a model or a libusb device) over the qrexec link on fd 0/1: the
+ * handshake line, then device/urb-server.ts until the link ends or a termination signal. A
+ * refused frontend message becomes USBIP_ERR_RELAY_VIOLATION (exit status 2 in the CLI).
+ */
+import type { UrbDevice } from "../device/urb-device.js";
+import { UrbServer } from "../device/urb-server.js";
+import { UsbipError } from "../protocol/errors.js";
+import { formatHandshake } from "../protocol/handshake.js";
+import { openLink } from "../qrexec/link.js";
+import type { Logger } from "../qrexec/log.js";
+
+export async function serveOnLink(device: UrbDevice, log: Logger, signal: Promise<NodeJS.Signals>, what: string): Promise<number> {
+  const link = openLink();
+  await new Promise<void>((resolve, reject) => link.output.write(formatHandshake({ devid: device.devid, speed: device.speed }), (e) => (e ? reject(e) : resolve())));
+  log.info(`${what}: devid ${device.devid} speed ${device.speed}; serving URBs`);
+  const server = new UrbServer(device, link.input, link.output);
+  server.start();
+  signal.then(() => server.stop(), () => {});
+  const r = await server.done;
+  log.info(`session ended (${r.reason}): ${JSON.stringify(r.stats)}`);
+  if (r.violation) {
+    const e = r.violation;
+    throw new UsbipError("USBIP_ERR_RELAY_VIOLATION", `refused a message from the frontend: ${e.code} at byte ${e.offset}${e.seqnum === undefined ? "" : ` (seqnum ${e.seqnum})`}: ${e.rule}`);
+  }
+  return 0;
+}
