@@ -152,8 +152,11 @@ export class LibusbDevice implements UrbDevice {
       try {
         t.submit(buf);
       } catch (e) {
+        // refused before reaching the device (usbfs checks a control request's recipient, e.g.
+        // an endpoint that does not exist): the device would have stalled it
         const errno = (e as { errno?: number }).errno;
-        resolve({ status: errno === usb.LIBUSB_ERROR_NO_DEVICE ? Errno.ENODEV : errno === usb.LIBUSB_ERROR_PIPE ? Errno.EPIPE : Errno.EPROTO });
+        const refused = errno === usb.LIBUSB_ERROR_PIPE || errno === usb.LIBUSB_ERROR_NOT_FOUND || errno === usb.LIBUSB_ERROR_INVALID_PARAM;
+        resolve({ status: errno === usb.LIBUSB_ERROR_NO_DEVICE ? Errno.ENODEV : refused ? Errno.EPIPE : Errno.EPROTO });
       }
     });
     return {

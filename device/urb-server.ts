@@ -49,6 +49,8 @@ export class UrbServer {
   private readonly dec: ClientStreamDecoder;
   private readonly inflight = new Map<number, InFlight>();
   private readonly recent = new Set<number>();
+  /** per endpoint (ep | dir << 4): the answer of the URB submitted last, to keep answers in order */
+  private readonly tails = new Map<number, Promise<void>>();
   private finished = false;
   private resolveDone!: (r: UrbServerResult) => void;
   readonly done: Promise<UrbServerResult>;
@@ -103,10 +105,15 @@ export class UrbServer {
     this.inflight.set(cmd.seqnum, entry);
     this.stats.submitted++;
     if (this.inflight.size > this.stats.maxInFlight) this.stats.maxInFlight = this.inflight.size;
-    handle.result.then(
-      (r) => this.completed(entry, r),
-      () => this.completed(entry, { status: Errno.EPROTO }),
-    );
+    // An HCD completes the URBs of one endpoint in submission order (usbtest's queued-control
+    // case checks it): a transfer that fails at once must not overtake earlier ones.
+    const key = cmd.ep | (cmd.direction << 4);
+    const settledResult = handle.result.catch((): UrbResult => ({ status: Errno.EPROTO }));
+    const answered = Promise.all([this.tails.get(key), settledResult]).then(([, r]) => this.completed(entry, r));
+    this.tails.set(key, answered);
+    void answered.then(() => {
+      if (this.tails.get(key) === answered) this.tails.delete(key);
+    });
   }
 
   private completed(e: InFlight, r: UrbResult): void {

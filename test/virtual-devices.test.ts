@@ -270,3 +270,19 @@ test("list's iso marker: an isochronous endpoint in any alternate setting of the
   t.false(hasIsochronous(undefined));
   t.false(hasIsochronous(raw(true).subarray(0, 18)));
 });
+
+test("UrbServer: answers on one endpoint keep submission order even when the device completes out of order", async (t) => {
+  const dev = new ManualDevice();
+  const { host } = wire(dev, false);
+  const seqs: number[] = [];
+  const order: number[] = [];
+  const a = host.submit(1, Direction.IN, 4, { onSeqnum: (s) => seqs.push(s) }).then((r) => order.push(r.seqnum));
+  const b = host.submit(1, Direction.IN, 4, { onSeqnum: (s) => seqs.push(s) }).then((r) => order.push(r.seqnum));
+  await new Promise((r) => setImmediate(r));
+  dev.pending.get(seqs[1]!)!.resolve({ status: 0, data: Buffer.from("b") });
+  await new Promise((r) => setTimeout(r, 20));
+  t.deepEqual(order, [], "the second URB's answer waits for the first");
+  dev.pending.get(seqs[0]!)!.resolve({ status: 0, data: Buffer.from("a") });
+  await Promise.all([a, b]);
+  t.deepEqual(order, seqs);
+});

@@ -62,6 +62,7 @@ $B mount -t debugfs debugfs /newroot/sys/kernel/debug 2>/dev/null
 $B mkdir -p /newroot/dev/pts /newroot/dev/shm
 $B mount -t devpts devpts /newroot/dev/pts
 $B mount -t tmpfs shm /newroot/dev/shm
+$B ip link set lo up 2>/dev/null || $B ifconfig lo 127.0.0.1 up # loopback for the TCP scenarios
 echo "VM: booted, running the guest suite"
 $B chroot /newroot /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/run/tmp TMPDIR=/run/tmp USBIP_VM_GUEST=1 ${guestCmd}
 echo "VM: guest suite exited with $?"
