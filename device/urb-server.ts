@@ -49,7 +49,7 @@ export class UrbServer {
   private readonly dec: ClientStreamDecoder;
   private readonly inflight = new Map<number, InFlight>();
   private readonly recent = new Set<number>();
-  /** per endpoint (ep | dir << 4): the answer of the URB submitted last, to keep answers in order */
+  /** per endpoint (ep | dir << 4; 0 for the control endpoint): the answer of the URB submitted last, to keep answers in order */
   private readonly tails = new Map<number, Promise<void>>();
   private finished = false;
   private resolveDone!: (r: UrbServerResult) => void;
@@ -107,7 +107,7 @@ export class UrbServer {
     if (this.inflight.size > this.stats.maxInFlight) this.stats.maxInFlight = this.inflight.size;
     // An HCD completes the URBs of one endpoint in submission order (usbtest's queued-control
     // case checks it): a transfer that fails at once must not overtake earlier ones.
-    const key = cmd.ep | (cmd.direction << 4);
+    const key = cmd.ep === 0 ? 0 : cmd.ep | (cmd.direction << 4); // ep 0 is one pipe for both directions
     const settledResult = handle.result.catch((): UrbResult => ({ status: Errno.EPROTO }));
     const answered = Promise.all([this.tails.get(key), settledResult]).then(([, r]) => this.completed(entry, r));
     this.tails.set(key, answered);

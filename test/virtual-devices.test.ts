@@ -286,3 +286,20 @@ test("UrbServer: answers on one endpoint keep submission order even when the dev
   await Promise.all([a, b]);
   t.deepEqual(order, seqs);
 });
+
+test("UrbServer: control requests in both directions on ep 0 are answered in submission order", async (t) => {
+  const dev = new ManualDevice();
+  const { host } = wire(dev, false);
+  const seqs: number[] = [];
+  const order: number[] = [];
+  const a = host.control({ bmRequestType: 0x80, bRequest: 6, wValue: 0x100, wIndex: 0, wLength: 18 }).then(() => order.push(1));
+  const b = host.control({ bmRequestType: 0x02, bRequest: 1, wValue: 0, wIndex: 0, wLength: 0 }).then(() => order.push(2)); // CLEAR_FEATURE(HALT), OUT
+  await new Promise((r) => setImmediate(r));
+  for (const s of dev.pending.keys()) seqs.push(s);
+  dev.pending.get(seqs[1]!)!.resolve({ status: Errno.EPIPE });
+  await new Promise((r) => setTimeout(r, 20));
+  t.deepEqual(order, []);
+  dev.pending.get(seqs[0]!)!.resolve({ status: 0, data: Buffer.alloc(18) });
+  await Promise.all([a, b]);
+  t.deepEqual(order, [1, 2]);
+});

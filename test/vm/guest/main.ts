@@ -5,7 +5,7 @@
  */
 import { appendFileSync, mkdirSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { dmesgLines, dmesgProblems } from "./lib.js";
+import { dmesgLines, dmesgProblems, processesMatching } from "./lib.js";
 import { scenarios } from "./scenarios.js";
 
 const { values, positionals } = parseArgs({ options: { results: { type: "string", default: "/run/results" } }, allowPositionals: true });
@@ -53,3 +53,13 @@ for (const s of selected) {
   }
 }
 emit("# guest suite finished");
+// A failed scenario may leave processes behind (a flow it waited for in vain): they would keep
+// this process, and so the VM, alive until the host's timeout. Kill them and exit.
+for (const p of processesMatching("usbip-qrexec")) {
+  try {
+    process.kill(Number(p.split(" ")[0]), "SIGKILL");
+  } catch {
+    /* gone */
+  }
+}
+process.exit(0);
