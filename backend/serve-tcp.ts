@@ -4,7 +4,7 @@
  * OP_REQ_IMPORT (answered with the device record, then the URB phase on the same socket).
  * Devices: virtual models (served by device/urb-server.ts, busids virtual-1, virtual-2, …)
  * and local devices in kernel mode (bound to usbip-host, the TCP socket handed to the stub, given
- * back when the connection ends). One connection per device: a busy device is refused with
+ * back when the connection ends) or userspace mode (libusb, served by the URB server). One connection per device: a busy device is refused with
  * ST_DEV_BUSY, an unknown busid with ST_NODEV, like usbipd. The OP request is untrusted input:
  * decoded strictly; a malformed one closes the connection with the rule logged.
  */
@@ -20,7 +20,9 @@ import { Sysfs } from "../kernel-glue/sysfs.js";
 import { SdevStatus, UsbipHost } from "../kernel-glue/usbip-host.js";
 import { recordFromSysfs } from "../kernel-glue/device-record.js";
 import { handOverExisting } from "../kernel-glue/handover.js";
-import { resolveDevice } from "../kernel-glue/usb-devices.js";
+import { describeDevice, resolveDevice } from "../kernel-glue/usb-devices.js";
+import { isSpeedString } from "../protocol/speed.js";
+import { LibusbDevice } from "./libusb-device.js";
 import type { Logger } from "../qrexec/log.js";
 import { stopReading } from "../qrexec/stop-reading.js";
 import { terminationSignal } from "../qrexec/agent.js";
@@ -39,6 +41,8 @@ export interface ServeOptions {
   port: number;
   virtual: string[];
   devices: string[];
+  /** how --device devices are served: handed to usbip-host (kernel) or through libusb (userspace) */
+  deviceMode?: "kernel" | "userspace";
   log: Logger;
   sysfs?: Sysfs;
   /** called once listening, with the bound port (0 in `port` picks a free one) */
@@ -85,17 +89,29 @@ export async function serveTcp(o: ServeOptions): Promise<number> {
     }
     e.busy = true;
     try {
-      if (e.virtual) await serveVirtual(sock, e, peer);
+      if (e.virtual) await serveVirtual(sock, e, peer, e.virtual);
+      else if (o.deviceMode === "userspace") await serveUserspace(sock, e, peer);
       else await serveKernel(sock, e, peer);
     } finally {
       e.busy = false;
     }
   }
 
-  async function serveVirtual(sock: net.Socket, e: Entry, peer: string): Promise<void> {
+  async function serveUserspace(sock: net.Socket, e: Entry, peer: string): Promise<void> {
+    const info = describeDevice(sysfs, e.busid);
+    if (!isSpeedString(info.speed)) throw new UsbipError("USBIP_ERR_DEVICE", `${e.busid}: unsupported speed "${info.speed}"`);
+    const dev = LibusbDevice.open(info.busnum, info.devnum, e.busid, info.speed, o.log);
+    try {
+      await serveVirtual(sock, e, peer, dev);
+    } finally {
+      await dev.close();
+    }
+  }
+
+  async function serveVirtual(sock: net.Socket, e: Entry, peer: string, device: UrbDevice): Promise<void> {
     await send(sock, { kind: "OP_REP_IMPORT", status: OpStatus.OK, device: e.record() });
-    o.log.info(`${peer}: imported ${e.busid} (virtual)`);
-    const s = new UrbServer(e.virtual!, sock, sock);
+    o.log.info(`${peer}: imported ${e.busid} (${e.virtual ? "virtual" : "userspace, libusb"})`);
+    const s = new UrbServer(device, sock, sock);
     const stop = () => void s.stop();
     sessions.add(stop);
     s.start();

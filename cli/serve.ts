@@ -6,7 +6,7 @@ import { type Command, parse, writeOut } from "./command.js";
 import { ExitCode, UsageError } from "./errors.js";
 import { parseHostPort } from "./hostport.js";
 
-const help = `usage: usbip-qrexec serve --tcp HOST:PORT [--virtual SPEC]... [--device DEVICE]... [--verbose]
+const help = `usage: usbip-qrexec serve --tcp HOST:PORT [--virtual SPEC]... [--device DEVICE]... [--mode kernel|userspace] [--verbose]
 
 A usbipd-compatible server: Linux's 'usbip list -r HOST' lists the devices and
 'usbip attach -r HOST -b BUSID' imports one, as does 'usbip-qrexec connect'.
@@ -14,12 +14,14 @@ A usbipd-compatible server: Linux's 'usbip list -r HOST' lists the devices and
                    --help'); the Nth one is listed as busid virtual-N
   --device DEVICE  a local device (busid or 0xVVVV.0xPPPP), exported in kernel mode: bound to
                    usbip-host when imported, the TCP socket handed to the kernel, given back to
-                   its driver when the connection ends (needs root)
+                   its driver when the connection ends (needs root); with --mode userspace
+                   served through libusb instead (see 'export --help')
 One connection per device: an imported device is refused to others with ST_DEV_BUSY, an
 unknown busid with ST_NODEV. Runs until SIGTERM/SIGINT. Port 3240 is usbipd's.
 
 Options:
-  --tcp HOST:PORT  where to listen (port 0: any free port, printed with --verbose)
+  --tcp HOST:PORT  where to listen (port 0: any free port; the port is printed on stderr)
+  --mode M         how --device devices are served: kernel (default) or userspace
   --verbose        log connections and sessions on stderr
   -h, --help       this text`;
 
@@ -29,16 +31,17 @@ export const serveCommand: Command = {
   help,
   exitWhenDone: true,
   async run(argv) {
-    const { values } = parse("serve", argv, { tcp: { type: "string" }, virtual: { type: "string", multiple: true, default: [] }, device: { type: "string", multiple: true, default: [] }, verbose: { type: "boolean", default: false } });
+    const { values } = parse("serve", argv, { tcp: { type: "string" }, virtual: { type: "string", multiple: true, default: [] }, device: { type: "string", multiple: true, default: [] }, mode: { type: "string", default: "kernel" }, verbose: { type: "boolean", default: false } });
     if (values.help) {
       await writeOut(help + "\n");
       return ExitCode.OK;
     }
     if (values.tcp === undefined) throw new UsageError("serve: --tcp HOST:PORT is required");
     const { host, port } = parseHostPort("serve", values.tcp);
+    if (values.mode !== "kernel" && values.mode !== "userspace") throw new UsageError(`serve: --mode must be kernel or userspace, not "${values.mode}"`);
     if (values.virtual.length + values.device.length === 0) throw new UsageError("serve: nothing to serve: give --virtual SPEC and/or --device DEVICE");
     try {
-      return await serveTcp({ host, port, virtual: values.virtual, devices: values.device, log: makeLogger("serve", values.verbose === true), onListening: (p) => process.stderr.write(`usbip-qrexec serve: listening on ${host}:${p}\n`) });
+      return await serveTcp({ host, port, virtual: values.virtual, devices: values.device, deviceMode: values.mode, log: makeLogger("serve", values.verbose === true), onListening: (p) => process.stderr.write(`usbip-qrexec serve: listening on ${host}:${p}\n`) });
     } catch (e) {
       if (e instanceof UsbipError && e.code === "USBIP_ERR_USAGE") throw new UsageError(`serve: ${e.message}`);
       throw e;

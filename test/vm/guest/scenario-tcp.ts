@@ -104,24 +104,24 @@ export const tcpScenarios: Scenario[] = [
       checkGadgetsGone();
     },
   },
-  {
-    name: "serve --device (usbip-host, the TCP socket handed to the stub) and connect: the gadget disk reads back, then is given back to usb-storage",
-    async run() {
-      modprobe("usbip-host", "vhci-hcd");
-      const img = "/run/tmp/tcp-serve-dev.img";
-      makeImage(img, 8);
-      const want = sha256(img);
-      const g = await massStorage("tcps", "dummy_udc.0", img);
-      const srv = cli(["serve", "--tcp", `127.0.0.1:${PORT}`, "--device", g.busid, "--verbose"]);
-      try {
-        await listening(srv, "serve");
-        await connectAndRead(["--tcp", `127.0.0.1:${PORT}`, "--busid", g.busid], want, 8);
-        await waitFor(`${g.busid} back on usb-storage`, () => driverOf(g.busid) === "usb" && interfaceDriver(g.busid) === "usb-storage", 30_000);
-      } finally {
-        await stop(srv);
-        g.remove();
-      }
-      checkGadgetsGone();
-    },
-  },
+  { name: "serve --device (usbip-host, the TCP socket handed to the stub) and connect: the gadget disk reads back, then is given back to usb-storage", run: () => serveDevice("kernel") },
+  { name: "serve --device --mode userspace (libusb) and connect: the gadget disk reads back, then is given back to usb-storage", run: () => serveDevice("userspace") },
 ];
+
+async function serveDevice(mode: "kernel" | "userspace"): Promise<void> {
+  modprobe("usbip-host", "vhci-hcd");
+  const img = "/run/tmp/tcp-serve-dev.img";
+  makeImage(img, 8);
+  const want = sha256(img);
+  const g = await massStorage("tcps", "dummy_udc.0", img);
+  const srv = cli(["serve", "--tcp", `127.0.0.1:${PORT}`, "--device", g.busid, "--mode", mode, "--verbose"]);
+  try {
+    await listening(srv, "serve");
+    await connectAndRead(["--tcp", `127.0.0.1:${PORT}`, "--busid", g.busid], want, 8);
+    await waitFor(`${g.busid} back on usb-storage`, () => driverOf(g.busid) === "usb" && interfaceDriver(g.busid) === "usb-storage", 30_000);
+  } finally {
+    await stop(srv);
+    g.remove();
+  }
+  checkGadgetsGone();
+}
