@@ -25,7 +25,8 @@ export async function exportUserspace(o: { device: string; log: Logger; sysfs?: 
   writeExportPid(busid);
   const signal = terminationSignal();
   try {
-    return await serveOnLink(device, o.log, signal.promise, `${busid} from userspace (libusb)`);
+    const gone = device.gone.then(() => o.log.warn(`${busid} is gone (unplugged): ending the export`));
+    return await serveOnLink(device, o.log, Promise.race([signal.promise, gone]), `${busid} from userspace (libusb)`);
   } finally {
     await device.close();
     removeExportPid(busid);

@@ -42,6 +42,10 @@ export class LibusbDevice implements UrbDevice {
   private readonly claimed = new Set<number>();
   private readonly alt = new Map<number, number>();
   private closed = false;
+  private markGone!: () => void;
+  private onDetach: ((d: UsbDevice) => void) | undefined;
+  /** resolves when libusb reports the device gone (unplugged): the export then ends */
+  readonly gone = new Promise<void>((r) => (this.markGone = r));
 
   private constructor(
     private readonly usb: Usb,
@@ -63,6 +67,11 @@ export class LibusbDevice implements UrbDevice {
     }
     const d = new LibusbDevice(usb, dev, ((busnum << 16) | devnum) >>> 0, speed, busid, log);
     d.claimAll();
+    // an idle device submits nothing that could fail: libusb's hotplug event tells us it left
+    d.onDetach = (x: UsbDevice) => {
+      if (x.busNumber === busnum && x.deviceAddress === devnum) d.markGone();
+    };
+    usb.on("detach", d.onDetach);
     return d;
   }
 
@@ -146,6 +155,7 @@ export class LibusbDevice implements UrbDevice {
         if (error === undefined || error === null) return resolve(isIn ? { status: 0, data: Buffer.from(b.subarray(skip, skip + actual)) } : { status: 0, actualLength: actual });
         const st = error.errno;
         if (st === usb.LIBUSB_TRANSFER_CANCELLED) return resolve({ status: Errno.ECONNRESET, cancelled: true, ...(isIn ? { data: Buffer.from(b.subarray(skip, skip + actual)) } : { actualLength: actual }) });
+        if (st === usb.LIBUSB_TRANSFER_NO_DEVICE) this.markGone();
         const status = st === usb.LIBUSB_TRANSFER_STALL ? Errno.EPIPE : st === usb.LIBUSB_TRANSFER_TIMED_OUT ? Errno.ETIMEDOUT : st === usb.LIBUSB_TRANSFER_NO_DEVICE ? Errno.ENODEV : st === usb.LIBUSB_TRANSFER_OVERFLOW ? Errno.EOVERFLOW : Errno.EPROTO;
         resolve(isIn ? { status, data: Buffer.from(b.subarray(skip, skip + actual)) } : { status, actualLength: actual });
       });
@@ -213,6 +223,7 @@ export class LibusbDevice implements UrbDevice {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.onDetach) this.usb.removeListener("detach", this.onDetach);
     await this.releaseAll();
     for (const iface of this.dev.interfaces ?? []) {
       if (!this.detached.delete(iface.interfaceNumber)) continue;

@@ -10,13 +10,13 @@ import { formatHandshake } from "../protocol/handshake.js";
 import { openLink } from "../qrexec/link.js";
 import type { Logger } from "../qrexec/log.js";
 
-export async function serveOnLink(device: UrbDevice, log: Logger, signal: Promise<NodeJS.Signals>, what: string): Promise<number> {
+export async function serveOnLink(device: UrbDevice, log: Logger, stop: Promise<unknown>, what: string): Promise<number> {
   const link = openLink();
   await new Promise<void>((resolve, reject) => link.output.write(formatHandshake({ devid: device.devid, speed: device.speed }), (e) => (e ? reject(e) : resolve())));
   log.info(`${what}: devid ${device.devid} speed ${device.speed}; serving URBs`);
   const server = new UrbServer(device, link.input, link.output);
   server.start();
-  signal.then(() => server.stop(), () => {});
+  stop.then(() => server.stop(), () => {});
   const r = await server.done;
   log.info(`session ended (${r.reason}): ${JSON.stringify(r.stats)}`);
   if (r.violation) {

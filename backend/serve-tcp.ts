@@ -101,6 +101,10 @@ export async function serveTcp(o: ServeOptions): Promise<number> {
     const info = describeDevice(sysfs, e.busid);
     if (!isSpeedString(info.speed)) throw new UsbipError("USBIP_ERR_DEVICE", `${e.busid}: unsupported speed "${info.speed}"`);
     const dev = LibusbDevice.open(info.busnum, info.devnum, e.busid, info.speed, o.log);
+    void dev.gone.then(() => {
+      o.log.warn(`${e.busid} is gone (unplugged): closing the connection`);
+      sock.destroy();
+    });
     try {
       await serveVirtual(sock, e, peer, dev);
     } finally {
