@@ -142,22 +142,25 @@ export class LibusbDevice implements UrbDevice {
     }
     const usb = this.usb;
     const address = cmd.ep | (cmd.direction === Direction.IN ? 0x80 : 0);
-    const buf = cmd.direction === Direction.IN ? Buffer.alloc(cmd.transferBufferLength) : out;
+    const buf = cmd.direction === Direction.IN ? Buffer.allocUnsafe(cmd.transferBufferLength) // only the actual_length bytes libusb filled are sent : out;
     return this.transfer(address, type === "interrupt" ? usb.LIBUSB_TRANSFER_TYPE_INTERRUPT : usb.LIBUSB_TRANSFER_TYPE_BULK, buf, cmd.direction === Direction.IN, 0);
   }
 
-  /** One asynchronous libusb transfer; `skip` bytes at the start of the buffer are the setup packet. */
+  /**
+   * One asynchronous libusb transfer; `skip` bytes at the start of the buffer are the setup
+   * packet. Every transfer has its own buffer, so the IN data is answered as a view, not copied.
+   */
   private transfer(address: number, type: number, buf: Buffer, isIn: boolean, skip: number): UrbHandle {
     const usb = this.usb;
     let t: UsbModule.usb.Transfer | undefined;
     const result = new Promise<UrbResult>((resolve) => {
       t = new usb.Transfer(this.dev, address, type, TRANSFER_TIMEOUT, (error, b, actual) => {
-        if (error === undefined || error === null) return resolve(isIn ? { status: 0, data: Buffer.from(b.subarray(skip, skip + actual)) } : { status: 0, actualLength: actual });
+        if (error === undefined || error === null) return resolve(isIn ? { status: 0, data: b.subarray(skip, skip + actual) } : { status: 0, actualLength: actual });
         const st = error.errno;
-        if (st === usb.LIBUSB_TRANSFER_CANCELLED) return resolve({ status: Errno.ECONNRESET, cancelled: true, ...(isIn ? { data: Buffer.from(b.subarray(skip, skip + actual)) } : { actualLength: actual }) });
+        if (st === usb.LIBUSB_TRANSFER_CANCELLED) return resolve({ status: Errno.ECONNRESET, cancelled: true, ...(isIn ? { data: b.subarray(skip, skip + actual) } : { actualLength: actual }) });
         if (st === usb.LIBUSB_TRANSFER_NO_DEVICE) this.markGone();
         const status = st === usb.LIBUSB_TRANSFER_STALL ? Errno.EPIPE : st === usb.LIBUSB_TRANSFER_TIMED_OUT ? Errno.ETIMEDOUT : st === usb.LIBUSB_TRANSFER_NO_DEVICE ? Errno.ENODEV : st === usb.LIBUSB_TRANSFER_OVERFLOW ? Errno.EOVERFLOW : Errno.EPROTO;
-        resolve(isIn ? { status, data: Buffer.from(b.subarray(skip, skip + actual)) } : { status, actualLength: actual });
+        resolve(isIn ? { status, data: b.subarray(skip, skip + actual) } : { status, actualLength: actual });
       });
       try {
         t.submit(buf);
