@@ -142,7 +142,8 @@ export class LibusbDevice implements UrbDevice {
     }
     const usb = this.usb;
     const address = cmd.ep | (cmd.direction === Direction.IN ? 0x80 : 0);
-    const buf = cmd.direction === Direction.IN ? Buffer.allocUnsafe(cmd.transferBufferLength) // only the actual_length bytes libusb filled are sent : out;
+    // IN: only the actual_length bytes libusb filled are sent, so the buffer need not be zeroed
+    const buf = cmd.direction === Direction.IN ? Buffer.allocUnsafe(cmd.transferBufferLength) : out;
     return this.transfer(address, type === "interrupt" ? usb.LIBUSB_TRANSFER_TYPE_INTERRUPT : usb.LIBUSB_TRANSFER_TYPE_BULK, buf, cmd.direction === Direction.IN, 0);
   }
 
