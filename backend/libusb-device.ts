@@ -41,11 +41,16 @@ export class LibusbDevice implements UrbDevice {
   private readonly detached = new Set<number>();
   private readonly claimed = new Set<number>();
   private readonly alt = new Map<number, number>();
+  private endpoints = new Map<number, EndpointType>();
   private closed = false;
   private markGone!: () => void;
   private onDetach: ((d: UsbDevice) => void) | undefined;
   /** resolves when libusb reports the device gone (unplugged): the export then ends */
-  readonly gone = new Promise<void>((r) => (this.markGone = r));
+  readonly gone = new Promise<void>((r) => (this.markGone = () => {
+    this.isGone = true;
+    r();
+  }));
+  private isGone = false;
 
   private constructor(
     private readonly usb: Usb,
@@ -67,6 +72,7 @@ export class LibusbDevice implements UrbDevice {
     }
     const d = new LibusbDevice(usb, dev, ((busnum << 16) | devnum) >>> 0, speed, busid, log);
     d.claimAll();
+    d.refreshEndpoints();
     // an idle device submits nothing that could fail: libusb's hotplug event tells us it left
     d.onDetach = (x: UsbDevice) => {
       if (x.busNumber === busnum && x.deviceAddress === devnum) d.markGone();
@@ -123,13 +129,25 @@ export class LibusbDevice implements UrbDevice {
 
   endpoint(ep: number, direction: Direction): EndpointType | undefined {
     if (ep === 0) return "control";
-    const address = ep | (direction === Direction.IN ? 0x80 : 0);
-    for (const iface of this.dev.configDescriptor?.interfaces ?? []) {
-      const setting = iface.find((a) => a.bAlternateSetting === (this.alt.get(a.bInterfaceNumber) ?? 0)) ?? iface[0];
-      const e = setting?.endpoints.find((x) => x.bEndpointAddress === address);
-      if (e) return (["control", "iso", "bulk", "interrupt"] as const)[e.bmAttributes & 3];
+    return this.endpoints.get(ep | (direction === Direction.IN ? 0x80 : 0));
+  }
+
+  /**
+   * The endpoints of the current configuration and alternate settings, kept here (not read from
+   * libusb on each URB): after an unplug libusb has no descriptors, and the URBs still in the
+   * pipe must fail with -ENODEV, not look like a frontend's protocol violation.
+   */
+  private refreshEndpoints(): void {
+    const map = new Map<number, EndpointType>();
+    try {
+      for (const iface of this.dev.configDescriptor?.interfaces ?? []) {
+        const setting = iface.find((a) => a.bAlternateSetting === (this.alt.get(a.bInterfaceNumber) ?? 0)) ?? iface[0];
+        for (const e of setting?.endpoints ?? []) map.set(e.bEndpointAddress, (["control", "iso", "bulk", "interrupt"] as const)[e.bmAttributes & 3]!);
+      }
+    } catch {
+      return; // gone: keep what we knew
     }
-    return undefined;
+    this.endpoints = map;
   }
 
   submit(cmd: CmdSubmit, out: Buffer): UrbHandle {
@@ -213,6 +231,7 @@ export class LibusbDevice implements UrbDevice {
     const err = await new Promise<Error | undefined>((r) => this.dev.setConfiguration(value, (e) => r(e ?? undefined)));
     this.alt.clear();
     this.claimAll();
+    this.refreshEndpoints();
     return { status: err ? Errno.EPIPE : 0 };
   }
 
@@ -220,7 +239,10 @@ export class LibusbDevice implements UrbDevice {
     const iface = (this.dev.interfaces ?? []).find((i) => i.interfaceNumber === n);
     if (iface === undefined) return { status: Errno.EPIPE };
     const err = await new Promise<Error | undefined>((r) => iface.setAltSetting(alt, (e) => r(e ?? undefined)));
-    if (!err) this.alt.set(n, alt);
+    if (!err) {
+      this.alt.set(n, alt);
+      this.refreshEndpoints();
+    }
     return { status: err ? Errno.EPIPE : 0 };
   }
 
@@ -230,7 +252,7 @@ export class LibusbDevice implements UrbDevice {
     if (this.onDetach) this.usb.removeListener("detach", this.onDetach);
     await this.releaseAll();
     for (const iface of this.dev.interfaces ?? []) {
-      if (!this.detached.delete(iface.interfaceNumber)) continue;
+      if (!this.detached.delete(iface.interfaceNumber) || this.isGone) continue; // an unplugged device has no driver to return to
       try {
         iface.attachKernelDriver();
       } catch (e) {
