@@ -41,7 +41,7 @@ export interface ServeOptions {
   port: number;
   virtual: string[];
   devices: string[];
-  /** how --device devices are served: handed to usbip-host (kernel) or through libusb (userspace) */
+  /** how DEVICE arguments are served: handed to usbip-host (kernel) or through libusb (userspace) */
   deviceMode?: "kernel" | "userspace";
   log: Logger;
   sysfs?: Sysfs;
@@ -62,7 +62,7 @@ export async function serveTcp(o: ServeOptions): Promise<number> {
     recordFromSysfs(sysfs, busid); // fails now, with a clear message, if it cannot be described
     entries.push({ busid, record: () => recordFromSysfs(sysfs, busid), busy: false });
   }
-  if (entries.length === 0) throw new UsbipError("USBIP_ERR_USAGE", "nothing to serve: give --virtual SPEC and/or --device BUSID");
+  if (entries.length === 0) throw new UsbipError("USBIP_ERR_USAGE", "nothing to serve: give DEVICE arguments and/or --virtual SPEC");
   const sessions = new Set<() => void>();
   const server = net.createServer({ pauseOnConnect: true }, (sock) => void connection(sock).catch((e: Error) => {
     o.log.warn(`connection from ${sock.remoteAddress}: ${e.message}`);

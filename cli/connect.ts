@@ -1,4 +1,4 @@
-/** `usbip-qrexec connect --tcp HOST:PORT --busid B STATEFILE [--mode kernel|relay]` */
+/** `usbip-qrexec connect --tcp HOST:PORT --busid B [STATEFILE] [--mode kernel|relay]` */
 import { connectTcp } from "../frontend/connect-tcp.js";
 import { UsbipError } from "../protocol/errors.js";
 import { makeLogger } from "../qrexec/log.js";
@@ -6,13 +6,18 @@ import { type Command, parse, writeOut } from "./command.js";
 import { CliError, ExitCode, UsageError } from "./errors.js";
 import { parseHostPort } from "./hostport.js";
 import { loadPolicy } from "./import.js";
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import { runDir } from "../qrexec/rundir.js";
 
-const help = `usage: usbip-qrexec connect --tcp HOST:PORT --busid BUSID STATEFILE [--mode kernel|relay]
+const help = `usage: usbip-qrexec connect --tcp HOST:PORT --busid BUSID [STATEFILE] [--mode kernel|relay]
                             [--trace FILE.pcapng] [--policy FILE] [--verbose]
 
 Import BUSID from a usbipd (Linux's, or 'usbip-qrexec serve') over TCP into vhci-hcd, then
-behave like 'import': STATEFILE holds the vhci port; 'usbip-qrexec detach --statefile
-STATEFILE' ends it; SIGTERM/SIGINT detach too. The OP_REP_IMPORT reply is checked strictly.
+behave like 'import' and stay in the foreground: STATEFILE (default
+/run/usbip-qrexec/connect-HOST-PORT-BUSID.state) holds the vhci port and is printed on stderr;
+'usbip-qrexec detach --statefile STATEFILE' ends it; SIGTERM/SIGINT detach too. The
+OP_REP_IMPORT reply is checked strictly.
 
   kernel mode (default): the TCP socket is handed to vhci-hcd (what 'usbip attach' does).
   relay mode: vhci-hcd gets a socketpair and every RET_* from the server is validated first
@@ -41,14 +46,17 @@ export const connectCommand: Command = {
       return ExitCode.OK;
     }
     if (values.tcp === undefined || values.busid === undefined) throw new UsageError("connect: --tcp HOST:PORT and --busid BUSID are required");
-    if (positionals.length !== 1) throw new UsageError("connect: exactly one STATEFILE is required");
+    if (positionals.length > 1) throw new UsageError("connect: at most one STATEFILE");
     if (values.mode !== "kernel" && values.mode !== "relay") throw new UsageError(`connect: --mode must be kernel or relay, not "${values.mode}"`);
     if ((values.trace !== undefined || values.policy !== undefined) && values.mode !== "relay") throw new UsageError("connect: --trace and --policy need --mode relay");
     if (values.busid.length === 0 || values.busid.length > 31) throw new UsageError("connect: --busid must be 1..31 characters");
     const { host, port } = parseHostPort("connect", values.tcp);
+    if (!/^[A-Za-z0-9._:-]+$/.test(values.busid)) throw new UsageError(`connect: --busid "${values.busid}" has characters a busid cannot have`);
+    const statefile = positionals[0] ?? path.join(runDir(), `connect-${host.replace(/[^A-Za-z0-9.]/g, "_")}-${port}-${values.busid}.state`);
+    if (positionals[0] === undefined) mkdirSync(runDir(), { recursive: true });
     const policy = values.policy === undefined ? undefined : loadPolicy(values.policy, "connect");
     try {
-      return await connectTcp({ host, port, busid: values.busid, mode: values.mode, statefile: positionals[0]!, log: makeLogger("connect", values.verbose === true), trace: values.trace, policy });
+      return await connectTcp({ host, port, busid: values.busid, mode: values.mode, statefile, log: makeLogger("connect", values.verbose === true), trace: values.trace, policy });
     } catch (e) {
       if (e instanceof UsbipError && e.code === "USBIP_ERR_RELAY_VIOLATION") throw new CliError(e.code, `connect: ${e.message}`, ExitCode.PROTOCOL);
       throw e;

@@ -16,9 +16,10 @@ import { probeCommand } from "./probe.js";
 import { demoCommand } from "./demo.js";
 import { serveCommand } from "./serve.js";
 import { connectCommand } from "./connect.js";
+import { benchCommand } from "./bench.js";
 import { CliError, ExitCode } from "./errors.js";
 
-const commands: Command[] = [demoCommand, probeCommand, exportCommand, importCommand, detachCommand, serveCommand, connectCommand, listCommand, decodeCommand, pcapCommand, qrexecSimCommand];
+const commands: Command[] = [demoCommand, probeCommand, exportCommand, importCommand, detachCommand, serveCommand, connectCommand, listCommand, decodeCommand, pcapCommand, qrexecSimCommand, benchCommand];
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };

@@ -1,4 +1,4 @@
-/** `usbip-qrexec serve --tcp HOST:PORT [--virtual SPEC]... [--device BUSID]...` */
+/** `usbip-qrexec serve --tcp HOST:PORT [DEVICE...] [--virtual SPEC]...` */
 import { serveTcp } from "../backend/serve-tcp.js";
 import { UsbipError } from "../protocol/errors.js";
 import { makeLogger } from "../qrexec/log.js";
@@ -6,13 +6,13 @@ import { type Command, parse, writeOut } from "./command.js";
 import { ExitCode, UsageError } from "./errors.js";
 import { parseHostPort } from "./hostport.js";
 
-const help = `usage: usbip-qrexec serve --tcp HOST:PORT [--virtual SPEC]... [--device DEVICE]... [--mode kernel|userspace] [--verbose]
+const help = `usage: usbip-qrexec serve --tcp HOST:PORT [DEVICE...] [--virtual SPEC]... [--mode kernel|userspace] [--verbose]
 
 A usbipd-compatible server: Linux's 'usbip list -r HOST' lists the devices and
 'usbip attach -r HOST -b BUSID' imports one, as does 'usbip-qrexec connect'.
   --virtual SPEC   a device model (hid-keyboard[:TEXT] or mass-storage:FILE, see 'export
                    --help'); the Nth one is listed as busid virtual-N
-  --device DEVICE  a local device (busid or 0xVVVV.0xPPPP), exported in kernel mode: bound to
+  DEVICE           a local device (busid or 0xVVVV.0xPPPP), exported in kernel mode: bound to
                    usbip-host when imported, the TCP socket handed to the kernel, given back to
                    its driver when the connection ends (needs root); with --mode userspace
                    served through libusb instead (see 'export --help')
@@ -21,7 +21,7 @@ unknown busid with ST_NODEV. Runs until SIGTERM/SIGINT. Port 3240 is usbipd's.
 
 Options:
   --tcp HOST:PORT  where to listen (port 0: any free port; the port is printed on stderr)
-  --mode M         how --device devices are served: kernel (default) or userspace
+  --mode M         how DEVICE arguments are served: kernel (default) or userspace
   --verbose        log connections and sessions on stderr
   -h, --help       this text`;
 
@@ -31,7 +31,7 @@ export const serveCommand: Command = {
   help,
   exitWhenDone: true,
   async run(argv) {
-    const { values } = parse("serve", argv, { tcp: { type: "string" }, virtual: { type: "string", multiple: true, default: [] }, device: { type: "string", multiple: true, default: [] }, mode: { type: "string", default: "kernel" }, verbose: { type: "boolean", default: false } });
+    const { values, positionals } = parse("serve", argv, { tcp: { type: "string" }, virtual: { type: "string", multiple: true, default: [] }, mode: { type: "string", default: "kernel" }, verbose: { type: "boolean", default: false } }, true);
     if (values.help) {
       await writeOut(help + "\n");
       return ExitCode.OK;
@@ -39,9 +39,9 @@ export const serveCommand: Command = {
     if (values.tcp === undefined) throw new UsageError("serve: --tcp HOST:PORT is required");
     const { host, port } = parseHostPort("serve", values.tcp);
     if (values.mode !== "kernel" && values.mode !== "userspace") throw new UsageError(`serve: --mode must be kernel or userspace, not "${values.mode}"`);
-    if (values.virtual.length + values.device.length === 0) throw new UsageError("serve: nothing to serve: give --virtual SPEC and/or --device DEVICE");
+    if (values.virtual.length + positionals.length === 0) throw new UsageError("serve: nothing to serve: give DEVICE arguments and/or --virtual SPEC");
     try {
-      return await serveTcp({ host, port, virtual: values.virtual, devices: values.device, deviceMode: values.mode, log: makeLogger("serve", values.verbose === true), onListening: (p) => process.stderr.write(`usbip-qrexec serve: listening on ${host}:${p}\n`) });
+      return await serveTcp({ host, port, virtual: values.virtual, devices: positionals, deviceMode: values.mode, log: makeLogger("serve", values.verbose === true), onListening: (p) => process.stderr.write(`usbip-qrexec serve: listening on ${host}:${p}\n`) });
     } catch (e) {
       if (e instanceof UsbipError && e.code === "USBIP_ERR_USAGE") throw new UsageError(`serve: ${e.message}`);
       throw e;

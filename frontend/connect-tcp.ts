@@ -77,6 +77,7 @@ export async function requestImport(host: string, port: number, busid: string, t
 export async function connectTcp(o: ConnectOptions): Promise<number> {
   const sysfs = o.sysfs ?? new Sysfs();
   const { sock, device, rest } = await requestImport(o.host, o.port, o.busid);
+  process.stderr.write(`usbip-qrexec connect: importing ${o.busid} from ${o.host}:${o.port} (${o.mode} mode); detach with: usbip-qrexec detach --statefile ${o.statefile}\n`);
   const devid = ((device.busnum << 16) | device.devnum) >>> 0;
   o.log.info(`${o.host}:${o.port} exports ${o.busid}: devid ${devid} speed ${device.speed} ${device.idVendor.toString(16).padStart(4, "0")}:${device.idProduct.toString(16).padStart(4, "0")}`);
   if (o.mode === "relay") {

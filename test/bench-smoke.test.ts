@@ -7,6 +7,7 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import path from "node:path";
 import { repoRoot } from "./helpers/fixtures.js";
+import { runCli } from "./helpers/cli.js";
 
 test("bench/codec.js --quick: self-checks pass and every case reports a ratio", async (t) => {
   const { stdout } = await promisify(execFile)(process.execPath, [path.join(repoRoot, "dist/bench/codec.js"), "--quick"]);
@@ -16,4 +17,16 @@ test("bench/codec.js --quick: self-checks pass and every case reports a ratio", 
   for (const c of r.cases) {
     t.true(c.ours > 0 && c.baseline > 0 && Number.isFinite(c.ratio), c.name);
   }
+});
+
+test("usbip-qrexec bench --quick --json: codec and relay run side by side, self-checks pass, ratios and latency reported", async (t) => {
+  const r = await runCli(["bench", "--quick", "--json"], { timeoutMs: 180_000 });
+  t.is(r.code, 0, r.stderr);
+  const o = JSON.parse(r.stdout) as { ok: boolean; benches: Array<{ bench: string; checks: unknown; throughput?: { ratio: number; nodePipeRatio: number }; latency?: { addedP50us: number } }> };
+  t.true(o.ok);
+  t.deepEqual(o.benches.map((b) => b.bench), ["codec", "relay"]);
+  const relay = o.benches[1]!;
+  t.is(relay.checks, "ok");
+  t.true(relay.throughput!.ratio > 0 && relay.throughput!.nodePipeRatio > 0);
+  t.true(Number.isFinite(relay.latency!.addedP50us));
 });

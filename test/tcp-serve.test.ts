@@ -19,6 +19,7 @@ import { enumerate } from "../host/enumerate.js";
 import { BotClient } from "../host/bot-client.js";
 import { requestImport } from "../frontend/connect-tcp.js";
 import { repoRoot } from "./helpers/fixtures.js";
+import { runCli } from "./helpers/cli.js";
 
 const tmp = mkdtempSync(path.join(tmpdir(), "usbip-qrexec-tcp-"));
 const img = path.join(tmp, "disk.img");
@@ -97,4 +98,23 @@ test.serial("a malformed OP request (wrong version) gets no reply and the connec
   // and the server still serves others
   const { msgs: ok } = await op(encode({ kind: "OP_REQ_DEVLIST" }));
   t.is(ok[0]?.kind, "OP_REP_DEVLIST");
+});
+
+test.serial("serve and connect: the CLI contract's forms (positional DEVICE, no STATEFILE); errors are one line", async (t) => {
+  const c = await runCli(["connect", "--tcp", "127.0.0.1:1", "--busid", "1-1"], { env: { USBIP_QREXEC_RUNDIR: mkdtempSync(path.join(tmp, "run-")) } });
+  t.is(c.code, 1);
+  t.regex(c.stderr, /^usbip-qrexec: cannot connect to 127\.0\.0\.1:1: ECONNREFUSED$/m);
+  t.is(c.stderr.trim().split("\n").length, 1);
+  const refused = await runCli(["connect", "--tcp", `127.0.0.1:${port}`, "--busid", "9-9"], { env: { USBIP_QREXEC_RUNDIR: mkdtempSync(path.join(tmp, "run-")) } });
+  t.is(refused.code, 1);
+  t.regex(refused.stderr, /refused to export 9-9: ST_NODEV/);
+  for (const args of [["serve"], ["serve", "--tcp", "127.0.0.1:0"], ["serve", "--tcp", "nohost:99999", "--virtual", "hid-keyboard"], ["connect", "--tcp", "127.0.0.1:1"], ["connect", "--tcp", "127.0.0.1:1", "--busid", "a b"]]) {
+    const r = await runCli(args);
+    t.is(r.code, 64, args.join(" "));
+    t.is(r.stderr.trim().split("\n").length, 1, args.join(" "));
+  }
+  // a positional DEVICE that does not exist is refused before listening
+  const bad = await runCli(["serve", "--tcp", "127.0.0.1:0", "77-7"], { env: { USBIP_QREXEC_SYSFS: mkdtempSync(path.join(tmp, "sys-")) } });
+  t.is(bad.code, 1);
+  t.is(bad.stderr.trim().split("\n").length, 1, bad.stderr);
 });

@@ -5,7 +5,7 @@
  *    disk into vhci-hcd: /dev/sdX reads back the image; `usbip detach` ends the session;
  *  - our `connect --tcp` imports a gadget disk from Debian's `usbipd` (kernel and relay mode):
  *    checksummed read, detach --statefile frees the port;
- *  - our `serve --device` (usbip-host, TCP socket handed over) and `connect`: the gadget disk
+ *  - our `serve DEVICE` (usbip-host, TCP socket handed over; or libusb) and `connect`: the gadget disk
  *    reads back and is given back to usb-storage afterwards.
  */
 import { existsSync } from "node:fs";
@@ -104,8 +104,8 @@ export const tcpScenarios: Scenario[] = [
       checkGadgetsGone();
     },
   },
-  { name: "serve --device (usbip-host, the TCP socket handed to the stub) and connect: the gadget disk reads back, then is given back to usb-storage", run: () => serveDevice("kernel") },
-  { name: "serve --device --mode userspace (libusb) and connect: the gadget disk reads back, then is given back to usb-storage", run: () => serveDevice("userspace") },
+  { name: "serve DEVICE (usbip-host, the TCP socket handed to the stub) and connect: the gadget disk reads back, then is given back to usb-storage", run: () => serveDevice("kernel") },
+  { name: "serve DEVICE --mode userspace (libusb) and connect: the gadget disk reads back, then is given back to usb-storage", run: () => serveDevice("userspace") },
 ];
 
 async function serveDevice(mode: "kernel" | "userspace"): Promise<void> {
@@ -114,7 +114,7 @@ async function serveDevice(mode: "kernel" | "userspace"): Promise<void> {
   makeImage(img, 8);
   const want = sha256(img);
   const g = await massStorage("tcps", "dummy_udc.0", img);
-  const srv = cli(["serve", "--tcp", `127.0.0.1:${PORT}`, "--device", g.busid, "--mode", mode, "--verbose"]);
+  const srv = cli(["serve", "--tcp", `127.0.0.1:${PORT}`, g.busid, "--mode", mode, "--verbose"]);
   try {
     await listening(srv, "serve");
     await connectAndRead(["--tcp", `127.0.0.1:${PORT}`, "--busid", g.busid], want, 8);
