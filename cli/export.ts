@@ -55,7 +55,7 @@ Needs root (sysfs writes) and python3 (kernel-glue/helpers/usbfs.py).`;
 
 export const exportCommand: Command = {
   name: "export",
-  summary: "export a local USB device over the qrexec link on fd 0 (qubes.USB)",
+  summary: "export a local USB device (or a --virtual one) over the qrexec link on fd 0 (qubes.USB)",
   help,
   exitWhenDone: true,
   async run(argv) {

@@ -37,7 +37,7 @@ test("usage errors of export/import/detach/qrexec-sim: one line, exit 64", async
 });
 
 test("every command has a --help that names its arguments", async (t) => {
-  for (const [cmd, word] of [["export", "DEVICE"], ["import", "STATEFILE"], ["detach", "--busid"], ["list", "--json"], ["qrexec-sim", "LOCAL_CMD"], ["decode", "--from-client"], ["probe", "SERVICE_CMD"], ["demo", "--size"], ["export", "--virtual"]] as const) {
+  for (const [cmd, word] of [["export", "DEVICE"], ["import", "STATEFILE"], ["detach", "--busid"], ["list", "--json"], ["qrexec-sim", "LOCAL_CMD"], ["decode", "--from-client"], ["probe", "SERVICE_CMD"], ["demo", "--size"], ["export", "--virtual"], ["serve", "--tcp"], ["connect", "--busid"], ["bench", "--json"]] as const) {
     const r = await runCli([cmd, "--help"]);
     t.is(r.code, 0, cmd);
     t.true(r.stdout.includes(word), cmd);
