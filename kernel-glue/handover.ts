@@ -1,11 +1,11 @@
 /**
- * Handing one end of a fresh socketpair to the kernel (relay modes). The sysfs write that hands
- * an fd over (vhci attach, usbip_sockfd) is resolved in the writing process's fd table, so a
- * helper child does it: libuv gives the child a Unix stream socketpair end as its fd 3 ('pipe'
- * stdio) and us the other end, which we keep and relay. The kernel takes its own reference; the
- * helper exits.
+ * Handing a socket to the kernel (relay modes: one end of a fresh socketpair; TCP: the
+ * connection). The sysfs write that hands an fd over (vhci attach, usbip_sockfd) is resolved in
+ * the writing process's fd table, so a helper child does it with the socket as its fd 3. The
+ * kernel takes its own reference; the helper exits.
  */
 import { spawn } from "node:child_process";
+import { socketPair } from "../qrexec/socketpair.js";
 import type net from "node:net";
 import { GlueError, GlueErrorCode } from "./errors.js";
 import { USBFS_HELPER } from "./system.js";
@@ -14,26 +14,25 @@ import { hubForSpeed, Vhci } from "./vhci.js";
 
 const PYTHON = process.env.USBIP_QREXEC_PYTHON ?? "python3";
 
-/** Write text(3) to `rel` from a helper whose fd 3 is a new socket; returns our end of it. */
-export function handOverSocket(sysfs: Sysfs, rel: string, text: (fd: number) => string): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const data = text(3);
-    const child = spawn(PYTHON, [USBFS_HELPER, "write", sysfs.path(rel), data], { stdio: ["ignore", "ignore", "pipe", "pipe"] });
-    const sock = child.stdio[3] as net.Socket;
-    let err = "";
-    child.stderr!.on("data", (b: Buffer) => (err += b.toString()));
-    child.on("error", (e) => reject(new GlueError(GlueErrorCode.SYSFS, `cannot run the handover helper: ${e.message}`)));
-    // 'exit', not 'close': 'close' waits for every stdio stream, and we keep fd 3's other end
-    child.on("exit", (code) => {
-      if (code === 0) {
-        sock.pause();
-        resolve(sock);
-      } else {
-        sock.destroy();
-        reject(new SysfsWriteError(sysfs.path(rel), err.trim() || `exit ${code}`, data));
-      }
-    });
-  });
+/**
+ * Write text(3) to `rel` from a helper whose fd 3 is one end of a new socketpair; returns our
+ * end of it, paused, with whatever the kernel already sent kept in its buffer. (Not a 'pipe'
+ * stdio of the helper: Node resumes a child's unread stdio streams once it exits, which threw
+ * away a CMD_SUBMIT vhci-hcd sent right after the attach, before the relay listened.)
+ */
+export async function handOverSocket(sysfs: Sysfs, rel: string, text: (fd: number) => string): Promise<net.Socket> {
+  const [mine, theirs] = await socketPair();
+  mine.pause();
+  theirs.pause();
+  try {
+    await handOverExisting(sysfs, rel, theirs, text);
+  } catch (e) {
+    mine.destroy();
+    throw e;
+  } finally {
+    theirs.destroy(); // the kernel holds its own reference now
+  }
+  return mine;
 }
 
 /** vhci-hcd attach through a handed-over socket, on the first free port of the right hub (EBUSY: next). */

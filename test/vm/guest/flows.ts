@@ -1,5 +1,5 @@
 /** Running our CLI in the guest, and the checks every kernel-mode scenario ends with. */
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { check, processesMatching, start, tryRead, waitFor, type Spawned } from "./lib.js";
@@ -28,7 +28,9 @@ export interface VhciPortLine {
 
 export function vhciPorts(): VhciPortLine[] {
   const out: VhciPortLine[] = [];
-  for (const f of ["status"]) {
+  // vhci_hcd.0 holds one status file per controller (status, status.1, …): ports beyond the
+  // first controller's 16 are in the others
+  for (const f of readdirSync(VHCI).filter((n) => /^status(\.\d+)?$/.test(n))) {
     for (const line of (tryRead(`${VHCI}/${f}`) ?? "").split("\n")) {
       const t = line.trim().split(/\s+/);
       if (t[0] !== "hs" && t[0] !== "ss") continue;
