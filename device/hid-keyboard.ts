@@ -12,6 +12,7 @@ import { DescType } from "../usb/descriptors.js";
 import { Recipient, RequestType, recipient, requestType, Request, type Setup } from "../usb/setup.js";
 import type { UrbHandle, UrbResult } from "./urb-device.js";
 import { STALL, VirtualDevice } from "./virtual-device.js";
+import { PendingUrbs } from "./pending-urbs.js";
 
 /** The boot keyboard report descriptor of HID 1.11 Appendix B.1 (63 bytes). */
 export const BOOT_KEYBOARD_REPORT = Buffer.from(
@@ -48,13 +49,9 @@ export function reportsFor(text: string): Buffer[] {
   return out;
 }
 
-interface PendingIn {
-  resolve: (r: UrbResult) => void;
-}
-
 export class HidKeyboard extends VirtualDevice {
   private readonly queue: Buffer[];
-  private readonly pending: PendingIn[] = [];
+  private readonly pending = new PendingUrbs<undefined>();
   private startAt: number | undefined;
   private timer: NodeJS.Timeout | undefined;
   /** LED state last set by the host (SET_REPORT output report) */
@@ -86,7 +83,7 @@ export class HidKeyboard extends VirtualDevice {
 
   override async close(): Promise<void> {
     clearTimeout(this.timer);
-    for (const p of this.pending.splice(0)) p.resolve({ status: Errno.ESHUTDOWN });
+    this.pending.failAll(Errno.ESHUTDOWN);
   }
 
   protected override classRequest(s: Setup, out: Buffer): UrbResult | undefined {
@@ -117,30 +114,19 @@ export class HidKeyboard extends VirtualDevice {
 
   protected transfer(address: number, _cmd: CmdSubmit): UrbHandle {
     if (address !== 0x81) return { result: Promise.resolve(STALL), cancel() {} };
-    let entry!: PendingIn;
-    const result = new Promise<UrbResult>((resolve) => (entry = { resolve }));
-    this.pending.push(entry);
-    if (this.startAt === undefined) {
-      this.startAt = Date.now() + this.delayMs;
-      this.timer = setTimeout(() => this.serve(), this.delayMs);
-    } else this.serve();
-    return {
-      result,
-      cancel: () => {
-        const i = this.pending.indexOf(entry);
-        if (i >= 0) {
-          this.pending.splice(i, 1);
-          entry.resolve({ status: Errno.ECONNRESET, cancelled: true });
-        }
-      },
-    };
+    return this.pending.add(undefined, () => {
+      if (this.startAt === undefined) {
+        this.startAt = Date.now() + this.delayMs;
+        this.timer = setTimeout(() => this.serve(), this.delayMs);
+      } else this.serve();
+    });
   }
 
   private serve(): void {
     if (this.startAt === undefined || Date.now() < this.startAt) return;
     while (this.pending.length > 0 && this.queue.length > 0) {
       this.typed++;
-      this.pending.shift()!.resolve({ status: 0, data: this.queue.shift()! });
+      this.pending.answer({ status: 0, data: this.queue.shift()! });
     }
   }
 }

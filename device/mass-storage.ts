@@ -13,6 +13,7 @@ import { RequestType, recipient, requestType, Recipient, type Setup } from "../u
 import { ScsiDisk, type ScsiDataOut, type ScsiOutcome } from "./scsi.js";
 import type { UrbHandle, UrbResult } from "./urb-device.js";
 import { STALL, VirtualDevice } from "./virtual-device.js";
+import { PendingUrbs } from "./pending-urbs.js";
 
 const CBW_SIGNATURE = 0x43425355; // "USBC" little-endian
 const CSW_SIGNATURE = 0x53425355; // "USBS"
@@ -29,14 +30,9 @@ type Phase =
   | { p: "data-out"; tag: number; expected: number; want: ScsiDataOut; got: Buffer[]; n: number }
   | { p: "csw"; tag: number; residue: number; status: number };
 
-interface PendingIn {
-  cmd: CmdSubmit;
-  resolve: (r: UrbResult) => void;
-}
-
 export class MassStorageDevice extends VirtualDevice {
   private phase: Phase = { p: "cbw" };
-  private readonly pendingIn: PendingIn[] = [];
+  private readonly pendingIn = new PendingUrbs<CmdSubmit>();
   /** bytes moved through READ(10)/WRITE(10) etc. (for the demo's statistics) */
   readonly counters = { commands: 0, read: 0, written: 0 };
 
@@ -75,7 +71,7 @@ export class MassStorageDevice extends VirtualDevice {
   }
 
   override async close(): Promise<void> {
-    for (const p of this.pendingIn.splice(0)) p.resolve({ status: Errno.ESHUTDOWN });
+    this.pendingIn.failAll(Errno.ESHUTDOWN);
     await this.file.close().catch(() => {});
   }
 
@@ -96,20 +92,7 @@ export class MassStorageDevice extends VirtualDevice {
   protected transfer(address: number, cmd: CmdSubmit, out: Buffer): UrbHandle {
     if (address === EP_OUT) return { result: this.bulkOut(out), cancel() {} };
     if (address !== EP_IN) return { result: Promise.resolve(STALL), cancel() {} };
-    let entry!: PendingIn;
-    const result = new Promise<UrbResult>((resolve) => (entry = { cmd, resolve }));
-    this.pendingIn.push(entry);
-    this.serveIn();
-    return {
-      result,
-      cancel: () => {
-        const i = this.pendingIn.indexOf(entry);
-        if (i >= 0) {
-          this.pendingIn.splice(i, 1);
-          entry.resolve({ status: Errno.ECONNRESET, cancelled: true });
-        }
-      },
-    };
+    return this.pendingIn.add(cmd, () => this.serveIn());
   }
 
   private async bulkOut(out: Buffer): Promise<UrbResult> {
@@ -164,21 +147,20 @@ export class MassStorageDevice extends VirtualDevice {
     while (this.pendingIn.length > 0) {
       const ph = this.phase;
       if (ph.p === "data-in") {
-        const p = this.pendingIn.shift()!;
-        const chunk = ph.data.subarray(ph.sent, ph.sent + p.cmd.transferBufferLength);
+        const cmd = this.pendingIn.peek()!;
+        const chunk = ph.data.subarray(ph.sent, ph.sent + cmd.transferBufferLength);
         ph.sent += chunk.length;
         // all data sent, or this URB came back short: the data phase is over
         if (ph.sent >= ph.data.length) this.phase = { p: "csw", tag: ph.tag, residue: ph.expected - ph.sent, status: ph.good ? 0 : 1 };
-        p.resolve({ status: 0, data: chunk });
+        this.pendingIn.answer({ status: 0, data: chunk });
       } else if (ph.p === "csw") {
-        const p = this.pendingIn.shift()!;
         const csw = Buffer.alloc(13);
         csw.writeUInt32LE(CSW_SIGNATURE, 0);
         csw.writeUInt32LE(ph.tag, 4);
         csw.writeUInt32LE(ph.residue, 8);
         csw[12] = ph.status;
         this.phase = { p: "cbw" };
-        p.resolve({ status: 0, data: csw });
+        this.pendingIn.answer({ status: 0, data: csw });
       } else return;
     }
   }

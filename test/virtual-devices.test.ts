@@ -303,3 +303,16 @@ test("UrbServer: control requests in both directions on ep 0 are answered in sub
   await Promise.all([a, b]);
   t.deepEqual(order, [1, 2]);
 });
+
+test("keyboard model: an interrupt IN URB waiting for a keystroke is cancelled by CMD_UNLINK (-ECONNRESET, no RET_SUBMIT)", async (t) => {
+  const kbd = new HidKeyboard(DEVID, "x", 60_000);
+  const { host } = wire(kbd);
+  await host.control({ bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 });
+  let victim = 0;
+  const waiting = host.submit(1, Direction.IN, 8, { onSeqnum: (s) => (victim = s) });
+  await new Promise((r) => setTimeout(r, 20));
+  t.is(await host.unlink(victim), Errno.ECONNRESET);
+  t.is((await waiting).status, Errno.ECONNRESET);
+  t.is(kbd.typed, 0);
+  await kbd.close();
+});

@@ -33,7 +33,8 @@ export interface ConfigDesc {
   interfaces: InterfaceDesc[];
 }
 
-export interface DeviceDesc {
+/** The fixed fields of a device descriptor, as built and as parsed. */
+export interface DeviceFields {
   bcdUSB: number;
   class: number;
   subClass: number;
@@ -42,6 +43,9 @@ export interface DeviceDesc {
   idVendor: number;
   idProduct: number;
   bcdDevice: number;
+}
+
+export interface DeviceDesc extends DeviceFields {
   manufacturer?: string;
   product?: string;
   serial?: string;
@@ -127,15 +131,7 @@ export class DescriptorError extends Error {
   }
 }
 
-export interface ParsedDevice {
-  bcdUSB: number;
-  class: number;
-  subClass: number;
-  protocol: number;
-  maxPacketSize0: number;
-  idVendor: number;
-  idProduct: number;
-  bcdDevice: number;
+export interface ParsedDevice extends DeviceFields {
   iManufacturer: number;
   iProduct: number;
   iSerial: number;
