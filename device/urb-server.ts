@@ -15,7 +15,8 @@ import { Direction, Errno, TransferFlag } from "../protocol/constants.js";
 import { encode } from "../protocol/encoder.js";
 import { ProtocolError } from "../protocol/errors.js";
 import type { CmdSubmit, CmdUnlink, ServerMessage } from "../protocol/messages.js";
-import { checkCmdSubmit, checkCmdUnlink } from "../protocol/relay-rules.js";
+import { checkCmdSubmit, checkCmdUnlink, type DeviceView } from "../protocol/relay-rules.js";
+import { RecentSeqnums } from "../protocol/recent-seqnums.js";
 import type { UrbDevice, UrbHandle, UrbResult } from "./urb-device.js";
 
 export interface UrbServerStats {
@@ -41,14 +42,15 @@ interface InFlight {
   unlinkedBy?: number;
 }
 
-/** Answered seqnums remembered so a late CMD_UNLINK for one of them is "known". */
-const RECENT = 4096;
 
 export class UrbServer {
   readonly stats: UrbServerStats = { submitted: 0, completed: 0, unlinked: 0, inBytes: 0, outBytes: 0, maxInFlight: 0 };
   private readonly dec: ClientStreamDecoder;
   private readonly inflight = new Map<number, InFlight>();
-  private readonly recent = new Set<number>();
+  /** answered seqnums, so a late CMD_UNLINK for one of them is "known" */
+  private readonly recent = new RecentSeqnums();
+  /** the device as the CMD_* rules see it (made once: checked on every URB) */
+  private readonly view: DeviceView;
   /** per endpoint (ep | dir << 4; 0 for the control endpoint): the answer of the URB submitted last, to keep answers in order */
   private readonly tails = new Map<number, Promise<void>>();
   private finished = false;
@@ -62,6 +64,7 @@ export class UrbServer {
     private readonly opts: { prefix?: Buffer; onMessage?: (m: CmdSubmit | CmdUnlink | ServerMessage) => void } = {},
   ) {
     this.dec = new ClientStreamDecoder({ phase: "urb", endpointType: (ep, dir) => device.endpoint(ep, dir) });
+    this.view = { devid: device.devid, endpoint: (ep, dir) => device.endpoint(ep, dir as Direction) };
     this.done = new Promise((r) => (this.resolveDone = r));
   }
 
@@ -97,7 +100,7 @@ export class UrbServer {
   }
 
   private submit(cmd: CmdSubmit, at: number): void {
-    checkCmdSubmit(cmd, { devid: this.device.devid, endpoint: (ep, dir) => this.device.endpoint(ep, dir as Direction) }, at);
+    checkCmdSubmit(cmd, this.view, at);
     this.opts.onMessage?.(cmd);
     const out = cmd.direction === Direction.OUT ? (cmd.payload.length === 1 ? cmd.payload[0]! : Buffer.concat(cmd.payload)) : Buffer.alloc(0);
     const handle = this.device.submit(cmd, out);
@@ -119,7 +122,7 @@ export class UrbServer {
   private completed(e: InFlight, r: UrbResult): void {
     this.inflight.delete(e.cmd.seqnum);
     this.dec.table.answerSubmit(e.cmd.seqnum);
-    this.remember(e.cmd.seqnum);
+    this.recent.add(e.cmd.seqnum);
     if (this.finished) return;
     if (e.unlinkedBy !== undefined && r.cancelled) {
       this.stats.unlinked++;
@@ -144,7 +147,7 @@ export class UrbServer {
   }
 
   private unlink(m: CmdUnlink, at: number): void {
-    checkCmdUnlink(m, { devid: this.device.devid, endpoint: (ep, dir) => this.device.endpoint(ep, dir as Direction) }, (s) => this.inflight.has(s) || this.recent.has(s), at);
+    checkCmdUnlink(m, this.view, (s) => this.inflight.has(s) || this.recent.has(s), at);
     this.opts.onMessage?.(m);
     const victim = this.inflight.get(m.unlinkSeqnum);
     if (victim !== undefined && victim.unlinkedBy === undefined) {
@@ -159,11 +162,6 @@ export class UrbServer {
   private send(m: ServerMessage): void {
     this.opts.onMessage?.(m);
     for (const b of encode(m)) this.output.write(b);
-  }
-
-  private remember(seqnum: number): void {
-    this.recent.add(seqnum);
-    if (this.recent.size > RECENT) this.recent.delete(this.recent.values().next().value as number);
   }
 
   private async finish(r: UrbServerResult): Promise<void> {

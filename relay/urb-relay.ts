@@ -23,6 +23,7 @@ import { ProtocolError } from "../protocol/errors.js";
 import type { ClientMessage, CmdUnlink, Message, RetSubmit, ServerMessage } from "../protocol/messages.js";
 import { checkCmdSubmit, checkCmdUnlink, checkRetSubmit, checkRetUnlink, type DeviceView } from "../protocol/relay-rules.js";
 import { UrbTable, type SubmittedUrb } from "../protocol/urb-table.js";
+import { RecentSeqnums } from "../protocol/recent-seqnums.js";
 
 export type RelayEnd = "client" | "server";
 
@@ -64,15 +65,14 @@ export interface RelayStats {
   payloadBytes: number;
 }
 
-/** How many answered seqnums are remembered for "unlink of a known seqnum". */
-const RECENT = 4096;
 
 export class UrbRelay extends EventEmitter {
   readonly table = new UrbTable();
   readonly stats: RelayStats = { cmdSubmit: 0, cmdUnlink: 0, retSubmit: 0, retUnlink: 0, unlinksAnswered: 0, payloadBytes: 0 };
   private readonly cdec: ClientStreamDecoder;
   private readonly sdec: ServerStreamDecoder;
-  private readonly recent = new Set<number>();
+  /** answered seqnums, for "unlink of a known seqnum" */
+  private readonly recent = new RecentSeqnums();
   private readonly held = new Map<number, { unlink: CmdUnlink; timer: NodeJS.Timeout }>();
   private finished = false;
   private resolveDone!: (r: RelayResult) => void;
@@ -160,7 +160,7 @@ export class UrbRelay extends EventEmitter {
       this.o.screen?.(m, this.sdec.lastSubmit!, at);
       this.stats.retSubmit++;
       this.stats.payloadBytes += m.actualLength * (this.sdec.lastSubmit!.direction === 1 ? 1 : 0);
-      this.remember(m.seqnum);
+      this.recent.add(m.seqnum);
       const urb = this.sdec.lastSubmit;
       this.o.onMessage?.("server", m, urb);
       this.write(this.o.clientOut, m);
@@ -180,17 +180,12 @@ export class UrbRelay extends EventEmitter {
     if (m.kind === "RET_UNLINK") {
       checkRetUnlink(m, at);
       this.stats.retUnlink++;
-      if (this.sdec.lastSubmit) this.remember(this.sdec.lastSubmit.seqnum);
+      if (this.sdec.lastSubmit) this.recent.add(this.sdec.lastSubmit.seqnum);
       this.o.onMessage?.("server", m, this.sdec.lastSubmit);
       this.write(this.o.clientOut, m);
       return;
     }
     throw new ProtocolError("USBIP_ERR_UNEXPECTED_OP", at, `${m.kind} in the URB phase`);
-  }
-
-  private remember(seqnum: number): void {
-    this.recent.add(seqnum);
-    if (this.recent.size > RECENT) this.recent.delete(this.recent.values().next().value as number);
   }
 
   private write(out: Writable, m: Message): void {
