@@ -250,7 +250,9 @@ test("demo: the virtual disk through qrexec-sim and the relay, read and written 
 });
 
 test("export --virtual: usage errors are one line, exit 64", async (t) => {
-  for (const args of [["export", "--virtual", "toaster"], ["export", "--virtual", "mass-storage"], ["export", "--virtual", "mass-storage:/nonexistent.img"], ["export", "1-1", "--virtual", "hid-keyboard"], ["export", "--virtual", "hid-keyboard:é"], ["export", "--virtual", "mass-storage:/x", "--type-delay", "5"]]) {
+  const tiny = path.join(tmp, "tiny.img");
+  writeFileSync(tiny, Buffer.alloc(100));
+  for (const args of [["export", "--virtual", `mass-storage:${tiny}`], ["export", "--virtual", "toaster"], ["export", "--virtual", "mass-storage"], ["export", "--virtual", "mass-storage:/nonexistent.img"], ["export", "1-1", "--virtual", "hid-keyboard"], ["export", "--virtual", "hid-keyboard:é"], ["export", "--virtual", "mass-storage:/x", "--type-delay", "5"]]) {
     const r = await runCli(args);
     t.is(r.code, 64, args.join(" "));
     t.is(r.stderr.trim().split("\n").length, 1, args.join(" "));
