@@ -12,6 +12,7 @@ import { SdevStatus, UsbipHost } from "../kernel-glue/usbip-host.js";
 import { checkExportable, describeDevice, resolveDevice } from "../kernel-glue/usb-devices.js";
 import { ensureModule, resetDevice } from "../kernel-glue/system.js";
 import { giveBack } from "../kernel-glue/give-back.js";
+import { guardExport } from "../kernel-glue/orphan-guard.js";
 import { terminationSignal } from "../qrexec/agent.js";
 import type { Logger } from "../qrexec/log.js";
 import { removeExportPid, writeExportPid } from "../qrexec/rundir.js";
@@ -51,7 +52,14 @@ export async function runExport(opts: ExportOptions): Promise<number> {
   const host = new UsbipHost(sysfs);
   const signal = terminationSignal();
 
-  const original = host.bind(busid);
+  const guard = guardExport(busid);
+  let original: string | undefined;
+  try {
+    original = host.bind(busid);
+  } catch (e) {
+    guard.disarm();
+    throw e;
+  }
   log.info(`${busid} bound to usbip-host (was: ${original ?? "no driver"})`);
   let cleaned = false;
   let published = false;
@@ -93,6 +101,7 @@ export async function runExport(opts: ExportOptions): Promise<number> {
     return 0;
   } finally {
     await cleanup("error");
+    guard.disarm();
   }
 }
 

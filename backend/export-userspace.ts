@@ -13,6 +13,7 @@ import { terminationSignal } from "../qrexec/agent.js";
 import type { Logger } from "../qrexec/log.js";
 import { removeExportPid, writeExportPid } from "../qrexec/rundir.js";
 import { LibusbDevice } from "./libusb-device.js";
+import { guardExport } from "../kernel-glue/orphan-guard.js";
 import { serveOnLink } from "./serve-link.js";
 
 export async function exportUserspace(o: { device: string; log: Logger; sysfs?: Sysfs }): Promise<number> {
@@ -21,7 +22,14 @@ export async function exportUserspace(o: { device: string; log: Logger; sysfs?: 
   const info = describeDevice(sysfs, busid);
   checkExportable(info);
   if (!isSpeedString(info.speed)) throw new GlueError(GlueErrorCode.BAD_DEVICE, `${busid}: unsupported speed "${info.speed}"`);
-  const device = LibusbDevice.open(info.busnum, info.devnum, busid, info.speed, o.log);
+  const guard = guardExport(busid);
+  let device: LibusbDevice;
+  try {
+    device = LibusbDevice.open(info.busnum, info.devnum, busid, info.speed, o.log);
+  } catch (e) {
+    guard.disarm();
+    throw e;
+  }
   writeExportPid(busid);
   const signal = terminationSignal();
   try {
@@ -31,5 +39,6 @@ export async function exportUserspace(o: { device: string; log: Logger; sysfs?: 
     await device.close();
     removeExportPid(busid);
     signal.dispose();
+    guard.disarm();
   }
 }

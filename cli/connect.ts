@@ -1,4 +1,5 @@
 /** `usbip-qrexec connect --tcp HOST:PORT --busid B [STATEFILE] [--mode kernel|relay]` */
+import { guardImport } from "../kernel-glue/orphan-guard.js";
 import { connectTcp } from "../frontend/connect-tcp.js";
 import { UsbipError } from "../protocol/errors.js";
 import { makeLogger } from "../qrexec/log.js";
@@ -55,11 +56,14 @@ export const connectCommand: Command = {
     const statefile = positionals[0] ?? path.join(runDir(), `connect-${host.replace(/[^A-Za-z0-9.]/g, "_")}-${port}-${values.busid}.state`);
     if (positionals[0] === undefined) mkdirSync(runDir(), { recursive: true });
     const policy = values.policy === undefined ? undefined : loadPolicy(values.policy, "connect");
+    const guard = guardImport(statefile);
     try {
       return await connectTcp({ host, port, busid: values.busid, mode: values.mode, statefile, log: makeLogger("connect", values.verbose === true), trace: values.trace, policy });
     } catch (e) {
       if (e instanceof UsbipError && e.code === "USBIP_ERR_RELAY_VIOLATION") throw new CliError(e.code, `connect: ${e.message}`, ExitCode.PROTOCOL);
       throw e;
+    } finally {
+      guard.disarm();
     }
   },
 };

@@ -5,7 +5,7 @@ import { Vhci } from "../kernel-glue/vhci.js";
 import { UsbipHost } from "../kernel-glue/usbip-host.js";
 import { busids, isBusid } from "../kernel-glue/usb-devices.js";
 import { giveBack } from "../kernel-glue/give-back.js";
-import { alive, runningExports } from "../qrexec/rundir.js";
+import { alive, removeStaleExportPid, runningExports } from "../qrexec/rundir.js";
 import { type Command, parse, writeOut } from "./command.js";
 import { CliError, ExitCode, UsageError } from "./errors.js";
 
@@ -20,7 +20,11 @@ const help = `usage: usbip-qrexec detach --statefile STATEFILE
   killed), the device is disconnected, unbound from usbip-host, reset and reprobed here, so
   its original driver takes it back.
 --all (backend, before suspend; the seed's usb-detach-all): stop every export of this machine
-  the same way, and give back every device still bound to usbip-host.`;
+  the same way, and give back every device still bound to usbip-host.
+--orphan-of PID (with --statefile or --busid; what the orphan guard of 'import', 'connect' and
+  'export' runs when that process died without cleaning up, e.g. kill -9): clean up whatever
+  PID left (a used port, the statefile, a device on usbip-host or with its interfaces' drivers
+  detached by libusb, its pid file) and say nothing when there is nothing left to clean.`;
 
 export const detachCommand: Command = {
   name: "detach",
@@ -28,24 +32,32 @@ export const detachCommand: Command = {
   help,
   exitWhenDone: true,
   async run(argv) {
-    const { values } = parse("detach", argv, { statefile: { type: "string" }, busid: { type: "string" }, all: { type: "boolean", default: false } });
+    const { values } = parse("detach", argv, { statefile: { type: "string" }, busid: { type: "string" }, all: { type: "boolean", default: false }, "orphan-of": { type: "string" } });
     if (values.help) {
       await writeOut(help + "\n");
       return ExitCode.OK;
     }
     const given = [values.statefile !== undefined, values.busid !== undefined, values.all === true].filter(Boolean).length;
     if (given !== 1) throw new UsageError("detach: give exactly one of --statefile STATEFILE, --busid BUSID or --all");
+    const orphanOf = values["orphan-of"];
+    if (orphanOf !== undefined) {
+      if (!/^[1-9]\d{0,9}$/.test(orphanOf)) throw new UsageError(`detach: --orphan-of takes a process id, not "${orphanOf}"`);
+      if (values.all) throw new UsageError("detach: --orphan-of goes with --statefile or --busid, not --all");
+      if (alive(Number(orphanOf))) throw new CliError("USBIP_ERR_BUSY", `detach: process ${orphanOf} is still running (use detach without --orphan-of to stop it)`);
+      return values.statefile !== undefined ? detachStatefile(values.statefile, true) : detachOrphanedExport(values.busid!, Number(orphanOf));
+    }
     if (values.statefile !== undefined) return detachStatefile(values.statefile);
     if (values.all) return detachAll();
     return detachBusid(values.busid!);
   },
 };
 
-async function detachStatefile(file: string): Promise<number> {
+async function detachStatefile(file: string, orphaned = false): Promise<number> {
   let text: string;
   try {
     text = readFileSync(file, "utf8").trim();
   } catch {
+    if (orphaned) return ExitCode.OK; // it died before attaching, or after its own cleanup
     throw new CliError("USBIP_ERR_NOT_ATTACHED", `detach: ${file}: no such statefile (not attached)`);
   }
   const port = Number(text);
@@ -95,4 +107,34 @@ async function detachAll(): Promise<number> {
   }
   if (problems.length > 0) throw new CliError("USBIP_ERR_GIVE_BACK", `detach --all: ${problems.join("; ")}`);
   return ExitCode.OK;
+}
+
+/**
+ * The export with pid `pid` died without cleaning up: give its device back. Kernel and relay
+ * modes leave it on usbip-host (the zombie-device fix as in detachBusid); userspace mode leaves
+ * interfaces whose drivers libusb detached unbound (usbfs does not reprobe on close).
+ */
+async function detachOrphanedExport(busid: string, pid: number): Promise<number> {
+  if (!isBusid(busid)) throw new UsageError(`detach: invalid busid "${busid}"`);
+  removeStaleExportPid(busid, pid);
+  const sysfs = new Sysfs();
+  if (!sysfs.exists(`bus/usb/devices/${busid}`)) return ExitCode.OK; // unplugged meanwhile
+  const problems = new UsbipHost(sysfs).driver(busid) === "usbip-host" ? await giveBack(sysfs, busid) : reprobeUnbound(sysfs, busid);
+  if (problems.length > 0) throw new CliError("USBIP_ERR_GIVE_BACK", `detach: ${busid}: ${problems.join("; ")}`);
+  process.stderr.write(`usbip-qrexec: detach: ${busid} given back after its export (pid ${pid}) died\n`);
+  return ExitCode.OK;
+}
+
+/** Ask the kernel to find drivers for the device's interfaces that have none. */
+function reprobeUnbound(sysfs: Sysfs, busid: string): string[] {
+  const problems: string[] = [];
+  for (const intf of sysfs.list(`bus/usb/devices/${busid}`).filter((n) => n.startsWith(`${busid}:`))) {
+    if (sysfs.exists(`bus/usb/devices/${busid}/${intf}/driver`)) continue;
+    try {
+      sysfs.write("bus/usb/drivers_probe", intf);
+    } catch (e) {
+      problems.push(`reprobe ${intf}: ${(e as Error).message}`);
+    }
+  }
+  return problems;
 }

@@ -6,6 +6,7 @@ import { UsbipError } from "../protocol/errors.js";
 import { parsePolicy, PolicyParseError, type Policy } from "../protocol/policy.js";
 import { readFileSync } from "node:fs";
 import { makeLogger } from "../qrexec/log.js";
+import { guardImport } from "../kernel-glue/orphan-guard.js";
 import { type Command, parse, writeOut } from "./command.js";
 import { CliError, ExitCode, UsageError } from "./errors.js";
 
@@ -59,6 +60,7 @@ export const importCommand: Command = {
     if (values.trace !== undefined && values.mode !== "relay") throw new UsageError("import: --trace needs --mode relay (in kernel mode the kernel reads the link itself)");
     if (values.policy !== undefined && values.mode !== "relay") throw new UsageError("import: --policy needs --mode relay (in kernel mode the kernel reads the link itself)");
     const policy = values.policy === undefined ? undefined : loadPolicy(values.policy);
+    const guard = guardImport(positionals[0]!);
     try {
       const o = { statefile: positionals[0]!, log: makeLogger("import", values.verbose === true), trace: values.trace, policy };
       return await (values.mode === "relay" ? importRelay(o) : importKernel(o));
@@ -66,6 +68,8 @@ export const importCommand: Command = {
       if (e instanceof UsbipError) reportToAttachService(e.code, e.message);
       if (e instanceof UsbipError && e.code === "USBIP_ERR_RELAY_VIOLATION") throw new CliError(e.code, `import: ${e.message}`, ExitCode.PROTOCOL);
       throw e;
+    } finally {
+      guard.disarm();
     }
   },
 };

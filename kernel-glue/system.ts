@@ -12,7 +12,7 @@ import type { Sysfs } from "./sysfs.js";
 
 /** Resolved from dist/kernel-glue/ (compiled) back to the source tree's helpers. */
 export const USBFS_HELPER = fileURLToPath(new URL("../../kernel-glue/helpers/usbfs.py", import.meta.url));
-const PYTHON = process.env.USBIP_QREXEC_PYTHON ?? "python3";
+export const PYTHON = process.env.USBIP_QREXEC_PYTHON ?? "python3";
 
 /** modprobe a module unless /sys/module shows it loaded already. */
 export async function ensureModule(sysfs: Sysfs, name: string): Promise<void> {

@@ -20,10 +20,15 @@ export function writeExportPid(busid: string): void {
 }
 
 export function removeExportPid(busid: string): void {
+  removeStaleExportPid(busid, process.pid);
+}
+
+/** Remove the pid file of `busid` if it names `pid` (an export that died without doing it). */
+export function removeStaleExportPid(busid: string, pid: number): void {
   try {
-    if (readFileSync(exportPidFile(busid), "utf8").trim() === String(process.pid)) rmSync(exportPidFile(busid));
+    if (readFileSync(exportPidFile(busid), "utf8").trim() === String(pid)) rmSync(exportPidFile(busid));
   } catch {
-    /* gone already */
+    /* none */
   }
 }
 

@@ -43,8 +43,9 @@ interface Side {
 }
 
 // Writes "r" once its handler is installed (Node's default SIGUSR1 action starts the
-// inspector), then "1" per SIGUSR1.
-const AGENT_SRC = "process.on('SIGUSR1',()=>process.stdout.write('1'));process.on('SIGTERM',()=>process.exit(0));process.stdout.write('r');setInterval(()=>{},1<<30);";
+// inspector), then "1" per SIGUSR1. Ends on SIGTERM or when its stdin (a pipe from us) reaches
+// EOF: a simulator killed with SIGKILL leaves no agent behind.
+const AGENT_SRC = "process.on('SIGUSR1',()=>process.stdout.write('1'));process.on('SIGTERM',()=>process.exit(0));process.stdin.on('end',()=>process.exit(0)).resume();process.stdout.write('r');";
 
 export async function runQrexecSim(local: string[], service: string[], link: LinkMode, log: Logger): Promise<number> {
   if (link === "direct") return runDirect(local, service, log);
@@ -71,7 +72,7 @@ export async function runQrexecSim(local: string[], service: string[], link: Lin
 }
 
 async function startAgent(): Promise<ChildProcess> {
-  const agent = spawn(process.execPath, ["-e", AGENT_SRC], { stdio: ["ignore", "pipe", "inherit"] });
+  const agent = spawn(process.execPath, ["-e", AGENT_SRC], { stdio: ["pipe", "pipe", "inherit"] });
   await new Promise<void>((resolve, reject) => {
     agent.stdout!.once("data", () => resolve());
     agent.once("error", reject);

@@ -15,11 +15,19 @@
                                         hang-up (POLLHUP/POLLRDHUP/POLLERR); never reads from it,
                                         so bytes meant for the kernel (usbip-host, vhci-hcd) are
                                         not consumed. Exits 0 on hang-up.
+  usbfs.py guard CMD [ARG...]           the orphan guard of a long-lived command: block reading
+                                        fd 3 (a pipe whose other end only the parent holds).
+                                        SIGTERM (the parent finished its own cleanup) exits 0
+                                        quietly; EOF on fd 3 without it means the parent died
+                                        (kill -9, crash), so exec CMD to clean up what it left
+                                        (a vhci port, a statefile, a device on usbip-host).
+                                        SIGINT and SIGHUP are ignored.
 """
 import errno
 import fcntl
 import os
 import select
+import signal
 import sys
 
 USBDEVFS_RESET = (ord("U") << 8) | 20  # _IO('U', 20)
@@ -40,6 +48,23 @@ def wait_hup(fd):
         for _, ev in p.poll():
             if ev & (select.POLLHUP | select.POLLRDHUP | select.POLLERR | select.POLLNVAL):
                 return
+
+
+def guard(cmd):
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    while True:
+        try:
+            if not os.read(3, 64):
+                break
+        except InterruptedError:
+            continue
+        except OSError:
+            break
+    sys.stderr.write("usbip-qrexec: guard: process %d ended without cleaning up; running: %s\n" % (int(os.environ.get("USBIP_QREXEC_GUARDED_PID", "0")), " ".join(cmd)))
+    sys.stderr.flush()
+    os.execvp(cmd[0], cmd)
 
 
 def read_line(limit):
@@ -81,6 +106,8 @@ def main(argv):
         return write(argv[2], argv[3])
     elif len(argv) >= 2 and argv[1] == "read-line":
         return read_line(int(argv[2]) if len(argv) > 2 else 256)
+    elif len(argv) >= 3 and argv[1] == "guard":
+        guard(argv[2:])
     elif len(argv) >= 2 and argv[1] == "wait-hup":
         wait_hup(int(argv[2]) if len(argv) > 2 else 0)
     else:

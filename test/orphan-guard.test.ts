@@ -1,0 +1,102 @@
+/**
+ * The orphan guard (kernel-glue/orphan-guard.ts + usbfs.py guard): a process that dies without
+ * disarming it (SIGKILL, a crash) has its cleanup command run; one that disarms, or is stopped
+ * by a signal sent to its whole process group, has nothing run. Plus the CLI side:
+ * `detach --orphan-of` cleans a dead importer's statefile quietly and refuses a live pid.
+ */
+import test from "ava";
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const tmp = mkdtempSync(path.join(tmpdir(), "usbip-qrexec-guard-"));
+const CLI = path.resolve(here, "../../bin/usbip-qrexec.js");
+
+/** A child that starts a guard writing `marker`, then disarms and exits, or waits to be killed. */
+function guarded(marker: string, mode: "disarm" | "wait"): ReturnType<typeof spawn> {
+  const src = `
+    const { startOrphanGuard } = await import(${JSON.stringify(path.resolve(here, "../kernel-glue/orphan-guard.js"))});
+    const g = startOrphanGuard(["sh", "-c", "echo cleaned > ${marker}"]);
+    process.stdout.write("ready\\n");
+    if (${JSON.stringify(mode)} === "disarm") { g.disarm(); } else { setInterval(() => {}, 1000); }
+  `;
+  return spawn(process.execPath, ["--input-type=module", "-e", src], { stdio: ["ignore", "pipe", "inherit"] });
+}
+
+const ready = (c: ReturnType<typeof spawn>) => new Promise<void>((r) => c.stdout!.once("data", () => r()));
+const exited = (c: ReturnType<typeof spawn>) => new Promise<void>((r) => c.once("close", () => r()));
+
+async function eventually(f: () => boolean, ms = 10_000): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (f()) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return f();
+}
+
+test("a guarded process killed with SIGKILL has its cleanup run", async (t) => {
+  const marker = path.join(tmp, "killed");
+  const c = guarded(marker, "wait");
+  await ready(c);
+  t.false(existsSync(marker), "the cleanup ran while the process was alive");
+  c.kill("SIGKILL");
+  await exited(c);
+  t.true(await eventually(() => existsSync(marker)), "the guard did not run the cleanup");
+  t.is(readFileSync(marker, "utf8").trim(), "cleaned");
+});
+
+test("a process that disarms its guard and exits has nothing run", async (t) => {
+  const marker = path.join(tmp, "disarmed");
+  const c = guarded(marker, "disarm");
+  await exited(c);
+  // the guard runs the cleanup within milliseconds of EOF; give it ample time to (wrongly) do so
+  await new Promise((r) => setTimeout(r, 1500));
+  t.false(existsSync(marker));
+});
+
+test("the guard is in its own session: SIGINT to the guarded process's group does not reach it", async (t) => {
+  const marker = path.join(tmp, "group");
+  const c = spawn(process.execPath, ["--input-type=module", "-e", `
+    const { startOrphanGuard } = await import(${JSON.stringify(path.resolve(here, "../kernel-glue/orphan-guard.js"))});
+    startOrphanGuard(["sh", "-c", "echo cleaned > ${marker}"]);
+    process.stdout.write("ready\\n");
+    setInterval(() => {}, 1000);
+  `], { stdio: ["ignore", "pipe", "inherit"], detached: true });
+  await ready(c);
+  process.kill(-c.pid!, "SIGINT"); // the whole group: the guarded process dies of it, unguarded
+  await exited(c);
+  t.true(await eventually(() => existsSync(marker)), "the guard died with its process group instead of cleaning up");
+});
+
+function run(args: string[]): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const c = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    c.stderr!.on("data", (b: Buffer) => (stderr += b));
+    c.on("close", (code) => resolve({ code, stderr }));
+  });
+}
+
+test("detach --statefile --orphan-of: a dead importer that never attached leaves nothing to do, quietly", async (t) => {
+  const dead = spawn("true");
+  await exited(dead);
+  const r = await run(["detach", "--statefile", path.join(tmp, "never-written"), "--orphan-of", String(dead.pid)]);
+  t.is(r.code, 0);
+  t.is(r.stderr, "");
+});
+
+test("detach --orphan-of refuses a process that is still running, and bad pids", async (t) => {
+  const sf = path.join(tmp, "live-state");
+  writeFileSync(sf, "3\n");
+  const r = await run(["detach", "--statefile", sf, "--orphan-of", String(process.pid)]);
+  t.is(r.code, 1);
+  t.regex(r.stderr, /^usbip-qrexec: detach: process \d+ is still running/);
+  t.true(existsSync(sf), "the statefile of a live import was removed");
+  const bad = await run(["detach", "--statefile", sf, "--orphan-of", "12x"]);
+  t.is(bad.code, 64);
+  t.regex(bad.stderr, /--orphan-of takes a process id/);
+});
