@@ -1,9 +1,10 @@
 /** `usbip-qrexec bench [--json] [--quick] [--vm]`: the benchmarks of bench/, side by side. */
 import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Command, parse, writeOut } from "./command.js";
-import { ExitCode } from "./errors.js";
+import { CliError, ExitCode } from "./errors.js";
 
 const help = `usage: usbip-qrexec bench [--json] [--quick] [--vm]
 
@@ -40,6 +41,7 @@ export const benchCommand: Command = {
       return ExitCode.OK;
     }
     const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../bench");
+    if (!existsSync(path.join(dir, "codec.js"))) throw new CliError("USBIP_ERR_INPUT", "bench: the benchmarks are not part of this installation (the Debian package ships the CLI only); run 'npx usbip-qrexec bench' in a source checkout");
     const names = ["codec", "relay", ...(values.vm ? ["vm"] : [])];
     const results: BenchOut[] = [];
     for (const name of names) {

@@ -58,7 +58,11 @@ if (want("unit")) await runTap("unit, property and integration tests (ava)", pro
 const fuzzSeconds = process.env.FUZZ_SECONDS ?? (process.env.CI ? "10" : "5");
 if (want("fuzz")) await runTap(`fuzz (${fuzzSeconds} s)`, process.execPath, [path.join(root, "dist/fuzz/run.js"), "--seconds", fuzzSeconds]);
 const vm = path.join(root, "dist/test/vm/run.js");
-if (want("vm") && existsSync(vm)) await runTap("real-kernel VM suite (test/vm)", process.execPath, [vm]);
+if (want("vm") && existsSync(vm)) {
+  // the VM suite installs nothing: its package scenario unpacks build/*.deb, made here
+  await runTap("Debian package for the VM suite (npm run package)", "sh", ["-c", `${JSON.stringify(process.execPath)} scripts/package.mjs >/dev/null && echo "ok - npm run package built build/usbip-qrexec_*.deb" || echo "not ok - npm run package failed"`]);
+  await runTap("real-kernel VM suite (test/vm)", process.execPath, [vm]);
+}
 
 const skipped = totals.skipped ? `, ${totals.skipped} skipped` : "";
 process.stdout.write(`\n${totals.passed} passed, ${totals.failed} failed${skipped}\n`);

@@ -9,14 +9,20 @@ export const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "
 export const CLI = path.join(repo, "bin/usbip-qrexec.js");
 const VHCI = "/sys/devices/platform/vhci_hcd.0";
 
-export function cli(args: string[], env: NodeJS.ProcessEnv = {}): Spawned {
-  return start(process.execPath, [CLI, ...args], env);
+export function cli(args: string[], env: NodeJS.ProcessEnv = {}, cliPath = CLI): Spawned {
+  return start(process.execPath, [cliPath, ...args], env);
 }
 
 /** export DEVICE ↔ import STATEFILE through qrexec-sim (kernel mode on both sides). */
-export function kernelFlow(busid: string, statefile: string, extra: { importArgs?: string[]; exportArgs?: string[]; env?: NodeJS.ProcessEnv; link?: "socket" | "pipes" | "direct" } = {}): Spawned {
+export function kernelFlow(busid: string, statefile: string, extra: { importArgs?: string[]; exportArgs?: string[]; env?: NodeJS.ProcessEnv; link?: "socket" | "pipes" | "direct"; cli?: string } = {}): Spawned {
   const node = process.execPath;
-  return cli(["qrexec-sim", "--link", extra.link ?? "socket", "--", node, CLI, "import", statefile, ...(extra.importArgs ?? []), "--", node, CLI, "export", busid, ...(extra.exportArgs ?? [])], extra.env);
+  const c = extra.cli ?? CLI;
+  return cli(["qrexec-sim", "--link", extra.link ?? "socket", "--", node, c, "import", statefile, ...(extra.importArgs ?? []), "--", node, c, "export", busid, ...(extra.exportArgs ?? [])], extra.env, c);
+}
+
+/** Our processes (CLI from the tree or a package, the python helpers and guards, qrexec agents). */
+export function ourProcesses(): string[] {
+  return [...processesMatching("usbip-qrexec"), ...processesMatching("SIGUSR1")];
 }
 
 export interface VhciPortLine {
@@ -66,6 +72,6 @@ export async function checkCleanedUp(o: { port: number; statefile: string; busid
   check(!existsSync(o.statefile), `statefile ${o.statefile} still exists`);
   await waitFor(`${o.busid} back on its driver`, () => driverOf(o.busid) === "usb" && interfaceDriver(o.busid) === o.interfaceDriver, 20_000);
   check(!existsSync(`/run/usbip-qrexec/export-${o.busid}.pid`), "export pid file left behind");
-  const left = processesMatching("usbip-qrexec.js");
+  const left = ourProcesses();
   check(left.length === 0, `processes left: ${left.join(" | ")}`);
 }

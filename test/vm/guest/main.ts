@@ -25,11 +25,12 @@ for (const s of selected) {
   const since = dmesgLines().length;
   const t0 = Date.now();
   let failure: string | undefined;
+  let note: string | undefined;
   let retried = false;
   for (let attempt = 1; attempt <= 2; attempt++) {
     failure = undefined;
     try {
-      await s.run();
+      note = (await s.run()) ?? undefined;
     } catch (e) {
       failure = e instanceof Error ? e.message : String(e);
     }
@@ -44,7 +45,7 @@ for (const s of selected) {
   const problems = dmesgProblems(since);
   if (failure === undefined && problems.length > 0) failure = `kernel log: ${problems.slice(0, 3).join(" | ")}`;
   const secs = ((Date.now() - t0) / 1000).toFixed(1);
-  if (failure === undefined) emit(`ok ${n} - vm: ${s.name} (${secs} s)${retried ? " [passed on a second run after a vhci-hcd enumeration stall: 'vhci_device speed not set']" : ""}`);
+  if (failure === undefined) emit(`ok ${n} - vm: ${s.name} (${secs} s)${note ? ` [${note}]` : ""}${retried ? " [passed on a second run after a vhci-hcd enumeration stall: 'vhci_device speed not set']" : ""}`);
   else {
     emit(`not ok ${n} - vm: ${s.name} (${secs} s)`);
     for (const l of failure.split("\n")) emit(`#   ${l}`);

@@ -29,6 +29,10 @@ export interface Modes {
   trace?: boolean;
   /** frontend relay: a policy file's text */
   policy?: string;
+  /** run this CLI instead of the tree's bin/usbip-qrexec.js (an unpacked .deb) */
+  cli?: string;
+  /** called while the device is imported (after the read and the write) */
+  whileImported?: () => void;
 }
 const KERNEL: Modes = { importMode: "kernel", exportMode: "kernel" };
 
@@ -44,12 +48,14 @@ export async function storageFlow(detachFrom: "frontend" | "backend", modes: Mod
     const flow = kernelFlow(g.busid, statefile, {
       importArgs: ["--mode", modes.importMode, ...(modes.trace ? ["--trace", traces[0]!] : []), ...(modes.policy !== undefined ? ["--policy", "/run/tmp/policy"] : [])],
       exportArgs: ["--mode", modes.exportMode, ...(modes.trace ? ["--trace", traces[1]!] : [])],
+      cli: modes.cli,
     });
     const { port, local } = await waitImported(statefile, flow);
     const disk = await waitFor(`a disk on the imported device ${local}`, () => diskOf(local), 30_000);
     check(sha256(disk, 16 * MIB) === sha256(img), `imported disk ${disk} does not read back the image`);
     checkWriteLands(disk, img); // 1 MiB at 5 MiB through the disk lands in the image file
-    const d = detachFrom === "frontend" ? cli(["detach", "--statefile", statefile]) : cli(["detach", "--busid", g.busid]);
+    modes.whileImported?.();
+    const d = cli(detachFrom === "frontend" ? ["detach", "--statefile", statefile] : ["detach", "--busid", g.busid], {}, modes.cli);
     const r = await d.exited;
     check(r.code === 0, `detach exited ${r.code}: ${d.stderr().trim()}`);
     await checkCleanedUp({ port, statefile, busid: g.busid, interfaceDriver: "usb-storage", flow });

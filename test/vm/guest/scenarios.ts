@@ -11,13 +11,16 @@ import { benchThroughput } from "./bench-throughput.js";
 import { virtualScenarios } from "./scenario-virtual.js";
 import { tcpScenarios } from "./scenario-tcp.js";
 import { userspaceScenarios } from "./scenario-userspace.js";
+import { faultScenarios } from "./scenario-faults.js";
+import { packageScenario } from "./scenario-package.js";
 import { seedParityDetachAll, seedParityQubesDbReset } from "./scenario-seed-parity.js";
 
 export interface Scenario {
   name: string;
   /** run only when selected by name (diagnostics) */
   optional?: boolean;
-  run(): Promise<void>;
+  /** may resolve with a short note (a measurement) for the TAP line */
+  run(): Promise<void | string>;
 }
 
-export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, seedParityQubesDbReset, seedParityDetachAll, ...relayScenarios, policyDeniesStorage, hostileFrontend, hostileBackend, ...virtualScenarios, ...tcpScenarios, ...userspaceScenarios, directUnlink, benchThroughput];
+export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, seedParityQubesDbReset, seedParityDetachAll, ...relayScenarios, policyDeniesStorage, hostileFrontend, hostileBackend, ...virtualScenarios, ...tcpScenarios, ...userspaceScenarios, directUnlink, ...faultScenarios, packageScenario, benchThroughput];
