@@ -13,6 +13,8 @@ its own output):
   codec   decode/encode of small and 64 KiB URBs vs plain header loops and Buffer.copy
   relay   a 64 KiB bulk URB stream through one relay stage between pipes vs cat (and a bare
           Node pipe), and the relay's added latency per small URB (p50/p99)
+  soak    60 s (--quick: 10 s) of random-size URBs and unlinks through both relays to a
+          virtual SourceSink: no stuck URB, CMD/RET balanced, heap growth and RSS within bounds
   vm      (--vm; boots the real-kernel VM, minutes) a 64 MiB gadget disk with O_DIRECT 1 MiB
           reads: direct kernel path vs the relays vs the userspace backend
 Prints one line per result, or with --json one object holding every bench's JSON.
@@ -20,7 +22,7 @@ Exit status 1 if a bench's self-check failed.
 
 Options:
   --json     machine-readable output
-  --quick    fewer rounds (codec, relay)
+  --quick    fewer rounds (codec, relay), a 10 s soak
   --vm       include the VM bench
   -h, --help this text`;
 
@@ -42,11 +44,11 @@ export const benchCommand: Command = {
     }
     const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../bench");
     if (!existsSync(path.join(dir, "codec.js"))) throw new CliError("USBIP_ERR_INPUT", "bench: the benchmarks are not part of this installation (the Debian package ships the CLI only); run 'npx usbip-qrexec bench' in a source checkout");
-    const names = ["codec", "relay", ...(values.vm ? ["vm"] : [])];
+    const names = ["codec", "relay", "soak", ...(values.vm ? ["vm"] : [])];
     const results: BenchOut[] = [];
     for (const name of names) {
       if (!values.json) process.stderr.write(`bench: running ${name}…\n`);
-      const r = spawnSync(process.execPath, [path.join(dir, `${name}.js`), ...(values.quick && name !== "vm" ? ["--quick"] : [])], { encoding: "utf8", maxBuffer: 64 << 20, stdio: ["ignore", "pipe", "inherit"] });
+      const r = spawnSync(process.execPath, [path.join(dir, `${name}.js`), ...(values.quick ? (name === "soak" ? ["--seconds", "10"] : name === "vm" ? [] : ["--quick"]) : [])], { encoding: "utf8", maxBuffer: 64 << 20, stdio: ["ignore", "pipe", "inherit"] });
       try {
         results.push(JSON.parse(r.stdout) as BenchOut);
       } catch {
@@ -66,6 +68,10 @@ export const benchCommand: Command = {
         const l = b.latency as { addedP50us: number; addedP99us: number };
         if (t) lines.push(`relay  throughput vs cat: ${t.ratio}x (${t.relayMBps} vs ${t.catMBps} MB/s; bare Node pipe ${t.nodePipeRatio}x; target ${t.target}, ${t.met ? "met" : "NOT met"})`);
         if (l) lines.push(`relay  added latency per small URB: p50 +${l.addedP50us} us, p99 +${l.addedP99us} us`);
+      } else if (b.bench === "soak") {
+        const m = b.memory as { heapGrowthMiB: number; heapGrowthBoundMiB: number; rssMaxMiB: number; rssBoundMiB: number };
+        const u = b.unlinks as { sent: number; cancelled: number };
+        lines.push(`soak   ${String(b.seconds)} s: ${String(b.urbs)} URBs (${String(b.urbsPerSecond)}/s, ${String(b.MBps)} MB/s), ${u.sent} unlinks (${u.cancelled} cancelled), ${String(b.stuck)} stuck; heap growth ${m.heapGrowthMiB} MiB (bound ${m.heapGrowthBoundMiB}), RSS max ${m.rssMaxMiB} MiB (bound ${m.rssBoundMiB})`);
       } else if (b.bench === "vm-throughput") {
         if (b.skipped) lines.push(`vm     skipped: ${String(b.skipped)}`);
         else lines.push(`vm     vs direct kernel path: ${Object.entries((b.ratio as Record<string, number>) ?? {}).map(([k, v]) => `${k} ${v}x`).join(", ")} (target ${String(b.target)})`);
