@@ -15,7 +15,7 @@ import { giveBack } from "../kernel-glue/give-back.js";
 import { guardExport } from "../kernel-glue/orphan-guard.js";
 import { terminationSignal } from "../qrexec/agent.js";
 import type { Logger } from "../qrexec/log.js";
-import { removeExportPid, writeExportPid } from "../qrexec/rundir.js";
+import { removeExportPid, runningExports, writeExportPid } from "../qrexec/rundir.js";
 import { publishExport, remoteDomain, unpublishExport, usbguardAllow, wantsResetOnAttach } from "./qubes-integration.js";
 
 export interface ExportContext {
@@ -50,6 +50,7 @@ export async function runExport(opts: ExportOptions): Promise<number> {
   opts.precheck?.();
   await ensureModule(sysfs, "usbip-host");
   const host = new UsbipHost(sysfs);
+  checkNotExported(sysfs, busid); // before anything is touched: the device is someone else's
   const signal = terminationSignal();
 
   const guard = guardExport(busid);
@@ -66,8 +67,17 @@ export async function runExport(opts: ExportOptions): Promise<number> {
   const cleanup = async (why: string) => {
     if (cleaned) return;
     cleaned = true;
-    log.info(`connection ended (${why}); giving ${busid} back`);
-    for (const p of await giveBack(sysfs, busid)) log.warn(p);
+    if (!sysfs.exists(`bus/usb/devices/${busid}`)) {
+      log.warn(`${busid} is gone (unplugged): the export ends, nothing to give back`);
+      try {
+        host.forget(busid); // a re-plugged device must not land on usbip-host again
+      } catch (e) {
+        log.warn(`cannot remove ${busid} from usbip-host's match_busid: ${(e as Error).message}`);
+      }
+    } else {
+      log.info(`connection ended (${why}); giving ${busid} back`);
+      for (const p of await giveBack(sysfs, busid)) log.warn(p);
+    }
     if (published) await unpublishExport(busid);
     removeExportPid(busid);
   };
@@ -103,6 +113,18 @@ export async function runExport(opts: ExportOptions): Promise<number> {
     await cleanup("error");
     guard.disarm();
   }
+}
+
+/**
+ * Refuse a device another export is serving (any mode): its pid file names a live process, or
+ * usbip-host has it in use (an export by other tools, e.g. usbipd). Touching it would cut the
+ * other export's connection; so the error names who has it and how to end that.
+ */
+export function checkNotExported(sysfs: Sysfs, busid: string): void {
+  const pid = runningExports().get(busid);
+  if (pid !== undefined && pid !== process.pid) throw new GlueError(GlueErrorCode.ALREADY_EXPORTED, `${busid} is already exported (by process ${pid}): end that first ('usbip-qrexec detach --busid ${busid}')`);
+  const host = new UsbipHost(sysfs);
+  if (host.present() && host.driver(busid) === "usbip-host" && host.status(busid) === SdevStatus.USED) throw new GlueError(GlueErrorCode.ALREADY_EXPORTED, `${busid} is already exported: usbip-host has it in use (by another tool?); 'usbip-qrexec detach --busid ${busid}' gives it back`);
 }
 
 /** The udev devpath (/devices/…) of a device, as `udevadm info --path` takes it. */

@@ -14,6 +14,7 @@ import type { Logger } from "../qrexec/log.js";
 import { removeExportPid, writeExportPid } from "../qrexec/rundir.js";
 import { LibusbDevice } from "./libusb-device.js";
 import { guardExport } from "../kernel-glue/orphan-guard.js";
+import { checkNotExported } from "./export-lifecycle.js";
 import { serveOnLink } from "./serve-link.js";
 
 export async function exportUserspace(o: { device: string; log: Logger; sysfs?: Sysfs }): Promise<number> {
@@ -22,6 +23,7 @@ export async function exportUserspace(o: { device: string; log: Logger; sysfs?: 
   const info = describeDevice(sysfs, busid);
   checkExportable(info);
   if (!isSpeedString(info.speed)) throw new GlueError(GlueErrorCode.BAD_DEVICE, `${busid}: unsupported speed "${info.speed}"`);
+  checkNotExported(sysfs, busid);
   const guard = guardExport(busid);
   let device: LibusbDevice;
   try {

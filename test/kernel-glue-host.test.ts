@@ -102,3 +102,29 @@ test("waitSettled: waits while usbip_status is USED, returns once the stub set i
   put(root, "bus/usb/devices/2-1/usbip_status", "2\n");
   t.false(await host.waitSettled("2-1", 100));
 });
+
+test("checkNotExported: a live export's pid file, or usbip-host using the device, refuses before anything is written", async (t) => {
+  const { checkNotExported } = await import("../backend/export-lifecycle.js");
+  const { mkdtempSync, writeFileSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const path = await import("node:path");
+  const run = mkdtempSync(path.join(tmpdir(), "usbip-qrexec-run-"));
+  process.env.USBIP_QREXEC_RUNDIR = run;
+  try {
+    const fs = new RecordingSysfs(hostTree());
+    t.notThrows(() => checkNotExported(fs, "2-1"));
+    writeFileSync(path.join(run, "export-2-1.pid"), `${process.ppid}\n`); // a live process that is not us
+    const e = t.throws(() => checkNotExported(fs, "2-1"));
+    t.is((e as { code?: string }).code, GlueErrorCode.ALREADY_EXPORTED);
+    t.regex(e!.message, /^2-1 is already exported \(by process \d+\): end that first \('usbip-qrexec detach --busid 2-1'\)$/);
+    writeFileSync(path.join(run, "export-2-1.pid"), "999999999\n"); // stale: no such process
+    t.notThrows(() => checkNotExported(fs, "2-1"));
+    const used = hostTree();
+    addDevice(used, { busid: "4-1", busnum: 4, devnum: 3, driver: "usbip-host", usbipStatus: 2 });
+    const e2 = t.throws(() => checkNotExported(new RecordingSysfs(used), "4-1"));
+    t.regex(e2!.message, /4-1 is already exported: usbip-host has it in use/);
+    t.deepEqual(fs.writes, []);
+  } finally {
+    delete process.env.USBIP_QREXEC_RUNDIR;
+  }
+});

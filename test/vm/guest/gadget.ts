@@ -21,8 +21,8 @@ export interface Gadget {
 let dummyLoaded = false;
 export function loadDummyHcd(): void {
   if (dummyLoaded) return;
-  // two UDCs (dummy_udc.0, dummy_udc.1): two gadgets at once
-  sh("modprobe", ["dummy_hcd", "num=2"]);
+  // three UDCs (dummy_udc.0-2): up to three gadgets at once
+  sh("modprobe", ["dummy_hcd", "num=3"]);
   modprobe("libcomposite", "usb_f_mass_storage", "usb_f_ss_lb", "usb-storage", "sd_mod", "usbtest");
   // configfs is a module here: mount it once it is loaded
   if (!existsSync(CFG)) sh("mount", ["-t", "configfs", "configfs", "/sys/kernel/config"]);
