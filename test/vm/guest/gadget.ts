@@ -66,7 +66,7 @@ function create(name: string, udc: string, vendor: number, product: number, fn: 
     busid,
     remove() {
       try {
-        w(`${g}/UDC`, "");
+        w(`${g}/UDC`, "\n"); // unbind from the UDC ("" would be a 0-byte write the kernel never sees)
       } catch {
         /* already unbound */
       }

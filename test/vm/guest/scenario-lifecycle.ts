@@ -68,7 +68,7 @@ async function unplugMidTransfer(mode: Mode): Promise<void> {
     const { flow, disk } = await importDisk(g, img, 16, mode, statefile);
     reader = readLoop(disk, 16);
     await sleep(1500);
-    writeFileSync(udcFile, ""); // unplug
+    writeFileSync(udcFile, "\n"); // unplug (an empty write(2) would never reach the kernel)
     await ended(reader, 60_000, "the disk reader");
     const r = await ended(flow, 60_000, "the flow after the unplug");
     const err = flow.stderr();
