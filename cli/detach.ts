@@ -129,7 +129,7 @@ async function detachOrphanedExport(busid: string, pid: number): Promise<number>
 function reprobeUnbound(sysfs: Sysfs, busid: string): string[] {
   const problems: string[] = [];
   for (const intf of sysfs.list(`bus/usb/devices/${busid}`).filter((n) => n.startsWith(`${busid}:`))) {
-    if (sysfs.exists(`bus/usb/devices/${busid}/${intf}/driver`)) continue;
+    if (sysfs.linkName(`bus/usb/devices/${busid}/${intf}/driver`) !== undefined) continue;
     try {
       sysfs.write("bus/usb/drivers_probe", intf);
     } catch (e) {

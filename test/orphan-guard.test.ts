@@ -100,3 +100,24 @@ test("detach --orphan-of refuses a process that is still running, and bad pids",
   t.is(bad.code, 64);
   t.regex(bad.stderr, /--orphan-of takes a process id/);
 });
+
+test("detach --busid --orphan-of: after a killed userspace export, driverless interfaces are reprobed and the stale pid file goes", async (t) => {
+  const { fakeRoot, addDevice, put } = await import("./helpers/fake-sysfs.js");
+  const root = fakeRoot();
+  put(root, "bus/usb/drivers_probe", "");
+  addDevice(root, { busid: "2-1", busnum: 2, devnum: 5, driver: "usb", interfaces: [{ cls: "08" }, { cls: "03", driver: "usbhid" }] });
+  const run = mkdtempSync(path.join(tmpdir(), "usbip-qrexec-run-"));
+  const dead = spawn("true");
+  await exited(dead);
+  writeFileSync(path.join(run, "export-2-1.pid"), `${dead.pid}\n`);
+  const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+    const c = spawn(process.execPath, [CLI, "detach", "--busid", "2-1", "--orphan-of", String(dead.pid)], { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, USBIP_QREXEC_SYSFS: root, USBIP_QREXEC_RUNDIR: run } });
+    let stderr = "";
+    c.stderr!.on("data", (b: Buffer) => (stderr += b));
+    c.on("close", (code) => resolve({ code, stderr }));
+  });
+  t.is(r.code, 0, r.stderr);
+  t.is(readFileSync(path.join(root, "bus/usb/drivers_probe"), "utf8"), "2-1:1.0", "only the interface without a driver is reprobed");
+  t.false(existsSync(path.join(run, "export-2-1.pid")));
+  t.regex(r.stderr, new RegExp(`^usbip-qrexec: detach: 2-1 given back after its export \\(pid ${dead.pid}\\) died\\n$`));
+});

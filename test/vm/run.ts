@@ -16,7 +16,7 @@ import { buildInitramfs, findKernel } from "./initramfs.js";
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 const requested = process.argv.slice(2).concat(process.env.VM_SCENARIOS ? process.env.VM_SCENARIOS.split(",") : []);
-const timeoutMs = Number(process.env.VM_TIMEOUT_S ?? 1500) * 1000;
+const timeoutMs = Number(process.env.VM_TIMEOUT_S ?? 3600) * 1000;
 const memMiB = Number(process.env.VM_MEM_MIB ?? 2048);
 
 function which(cmd: string): string | undefined {
@@ -46,8 +46,8 @@ if (!existsSync(path.join(repo, "dist/test/vm/guest/main.js"))) unavailable("pro
 const cacheDir = path.join(tmpdir(), "usbip-qrexec-vm-cache");
 mkdirSync(cacheDir, { recursive: true });
 const results = mkdtempSync(path.join(tmpdir(), "usbip-qrexec-vm-"));
-// BENCH_* variables (bench knobs) pass into the guest
-const benchEnv = Object.entries(process.env).filter(([k, v]) => k.startsWith("BENCH_") && /^[\w ,.=:-]*$/.test(v ?? "")).map(([k, v]) => `${k}='${v}' `).join("");
+// BENCH_* variables (bench knobs) and VM_CYCLES (the attach/detach cycle count) pass into the guest
+const benchEnv = Object.entries(process.env).filter(([k, v]) => (k.startsWith("BENCH_") || k === "VM_CYCLES") && /^[\w ,.=:-]*$/.test(v ?? "")).map(([k, v]) => `${k}='${v}' `).join("");
 const guestCmd = `${benchEnv}/usr/bin/node ${path.join(repo, "dist/test/vm/guest/main.js")} --results /run/results ${requested.map((s) => `'${s}'`).join(" ")}`;
 let initrd: string;
 try {
