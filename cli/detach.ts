@@ -3,7 +3,8 @@ import { readFileSync, rmSync } from "node:fs";
 import { Sysfs } from "../kernel-glue/sysfs.js";
 import { Vhci } from "../kernel-glue/vhci.js";
 import { UsbipHost } from "../kernel-glue/usbip-host.js";
-import { busids, isBusid } from "../kernel-glue/usb-devices.js";
+import { busids, describeDevice, isBusid } from "../kernel-glue/usb-devices.js";
+import { resetDevice } from "../kernel-glue/system.js";
 import { giveBack } from "../kernel-glue/give-back.js";
 import { alive, removeStaleExportPid, runningExports } from "../qrexec/rundir.js";
 import { type Command, parse, writeOut } from "./command.js";
@@ -119,15 +120,21 @@ async function detachOrphanedExport(busid: string, pid: number): Promise<number>
   removeStaleExportPid(busid, pid);
   const sysfs = new Sysfs();
   if (!sysfs.exists(`bus/usb/devices/${busid}`)) return ExitCode.OK; // unplugged meanwhile
-  const problems = new UsbipHost(sysfs).driver(busid) === "usbip-host" ? await giveBack(sysfs, busid) : reprobeUnbound(sysfs, busid);
+  const problems = new UsbipHost(sysfs).driver(busid) === "usbip-host" ? await giveBack(sysfs, busid) : await resetAndReprobe(sysfs, busid);
   if (problems.length > 0) throw new CliError("USBIP_ERR_GIVE_BACK", `detach: ${busid}: ${problems.join("; ")}`);
   process.stderr.write(`usbip-qrexec: detach: ${busid} given back after its export (pid ${pid}) died\n`);
   return ExitCode.OK;
 }
 
-/** Ask the kernel to find drivers for the device's interfaces that have none. */
-function reprobeUnbound(sysfs: Sysfs, busid: string): string[] {
+/** After a userspace export: reset the device (it may be mid-transfer), then find drivers for its interfaces that have none. */
+async function resetAndReprobe(sysfs: Sysfs, busid: string): Promise<string[]> {
   const problems: string[] = [];
+  try {
+    const d = describeDevice(sysfs, busid);
+    await resetDevice(d.busnum, d.devnum);
+  } catch (e) {
+    problems.push(`reset: ${(e as Error).message}`);
+  }
   for (const intf of sysfs.list(`bus/usb/devices/${busid}`).filter((n) => n.startsWith(`${busid}:`))) {
     if (sysfs.linkName(`bus/usb/devices/${busid}/${intf}/driver`) !== undefined) continue;
     try {

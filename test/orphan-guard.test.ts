@@ -101,7 +101,7 @@ test("detach --orphan-of refuses a process that is still running, and bad pids",
   t.regex(bad.stderr, /--orphan-of takes a process id/);
 });
 
-test("detach --busid --orphan-of: after a killed userspace export, driverless interfaces are reprobed and the stale pid file goes", async (t) => {
+test("detach --busid --orphan-of: after a killed userspace export, the device is reset, driverless interfaces are reprobed, the stale pid file goes", async (t) => {
   const { fakeRoot, addDevice, put } = await import("./helpers/fake-sysfs.js");
   const root = fakeRoot();
   put(root, "bus/usb/drivers_probe", "");
@@ -110,8 +110,11 @@ test("detach --busid --orphan-of: after a killed userspace export, driverless in
   const dead = spawn("true");
   await exited(dead);
   writeFileSync(path.join(run, "export-2-1.pid"), `${dead.pid}\n`);
+  const fakePython = path.join(run, "python");
+  const calls = path.join(run, "calls");
+  writeFileSync(fakePython, `#!/bin/sh\necho "$2 $3" >> ${calls}\n`, { mode: 0o755 });
   const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-    const c = spawn(process.execPath, [CLI, "detach", "--busid", "2-1", "--orphan-of", String(dead.pid)], { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, USBIP_QREXEC_SYSFS: root, USBIP_QREXEC_RUNDIR: run } });
+    const c = spawn(process.execPath, [CLI, "detach", "--busid", "2-1", "--orphan-of", String(dead.pid)], { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, USBIP_QREXEC_SYSFS: root, USBIP_QREXEC_RUNDIR: run, USBIP_QREXEC_PYTHON: fakePython } });
     let stderr = "";
     c.stderr!.on("data", (b: Buffer) => (stderr += b));
     c.on("close", (code) => resolve({ code, stderr }));
@@ -119,5 +122,6 @@ test("detach --busid --orphan-of: after a killed userspace export, driverless in
   t.is(r.code, 0, r.stderr);
   t.is(readFileSync(path.join(root, "bus/usb/drivers_probe"), "utf8"), "2-1:1.0", "only the interface without a driver is reprobed");
   t.false(existsSync(path.join(run, "export-2-1.pid")));
+  t.is(readFileSync(calls, "utf8"), "reset /dev/bus/usb/002/005\n", "the device is reset (it may have been cut mid-transfer)");
   t.regex(r.stderr, new RegExp(`^usbip-qrexec: detach: 2-1 given back after its export \\(pid ${dead.pid}\\) died\\n$`));
 });
