@@ -16,7 +16,7 @@ import { buildInitramfs, findKernel } from "./initramfs.js";
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 const requested = process.argv.slice(2).concat(process.env.VM_SCENARIOS ? process.env.VM_SCENARIOS.split(",") : []);
-const timeoutMs = Number(process.env.VM_TIMEOUT_S ?? 3600) * 1000;
+const timeoutMs = Number(process.env.VM_TIMEOUT_S ?? 4500) * 1000;
 const memMiB = Number(process.env.VM_MEM_MIB ?? 2048);
 
 function which(cmd: string): string | undefined {

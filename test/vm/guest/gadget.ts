@@ -24,6 +24,9 @@ export function loadDummyHcd(): void {
   // three UDCs (dummy_udc.0-2): up to three gadgets at once
   sh("modprobe", ["dummy_hcd", "num=3"]);
   modprobe("libcomposite", "usb_f_mass_storage", "usb_f_ss_lb", "usb-storage", "sd_mod", "usbtest");
+  // usb-storage waits delay_use (1 s) before scanning a new disk, for slow real devices; the
+  // gadgets and their vhci imports are ready at once, and the suite attaches hundreds of times
+  writeFileSync("/sys/module/usb_storage/parameters/delay_use", "0\n");
   // configfs is a module here: mount it once it is loaded
   if (!existsSync(CFG)) sh("mount", ["-t", "configfs", "configfs", "/sys/kernel/config"]);
   check(existsSync(CFG), "configfs has no usb_gadget directory");
