@@ -9,9 +9,10 @@
  * Result: one `# bench-json {...}` line appended to the TAP file (bench/vm.ts parses it).
  */
 import { appendFileSync } from "node:fs";
+import path from "node:path";
 import type { Scenario } from "./scenarios.js";
 import { checkGadgetsGone, makeImage, massStorage } from "./gadget.js";
-import { check, diskOf, sh, sha256, waitFor } from "./lib.js";
+import { check, diskOf, processesMatching, sh, sha256, start, waitFor } from "./lib.js";
 import { checkCleanedUp, cli, kernelFlow, waitImported } from "./flows.js";
 
 const MIB = 1 << 20;
@@ -61,11 +62,25 @@ export const benchThroughput: Scenario = {
       for (let r = 0; r < rounds; r++) {
         for (const m of r % 2 === 0 ? MODES : [...MODES].reverse()) {
           const statefile = `/run/tmp/state-bench-${m.name}`;
-          const flow = kernelFlow(g.busid, statefile, { link: m.link ?? "direct", importArgs: ["--mode", m.importMode], exportArgs: ["--mode", m.exportMode, ...(m.exportMode === "userspace" ? ["--verbose"] : [])] });
+          // BENCH_PROFILE=1: every Node process of the flow writes a V8 CPU profile to <results>/prof
+          const env = process.env.BENCH_PROFILE ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${path.dirname(process.env.VM_RESULTS_TAP ?? "/run/results/x")}/prof/${m.name}` } : {};
+          const flow = kernelFlow(g.busid, statefile, { link: m.link ?? "direct", importArgs: ["--mode", m.importMode], exportArgs: ["--mode", m.exportMode, ...(m.exportMode === "userspace" ? ["--verbose"] : [])], env });
           const { port, local } = await waitImported(statefile, flow);
           const disk = await waitFor(`a disk on the imported device ${local}`, () => diskOf(local), 30_000);
           check(sha256(disk, SIZE_MIB * MIB) === want, `${m.name}: imported disk does not read back the image`);
           for (let i = 0; i < readsPerAttach; i++) runs[m.name]!.push(directRead(disk));
+          // BENCH_STRACE=1 (diagnostics): one more read, untimed, with the export process's syscalls counted
+          if (process.env.BENCH_STRACE && r === 0) {
+            const pid = processesMatching("usbip-qrexec.js export ").filter((p) => !p.includes("qrexec-sim"))[0]?.split(" ")[0];
+            if (pid !== undefined) {
+              const out = `${path.dirname(process.env.VM_RESULTS_TAP ?? "/run/results/x")}/strace-${m.name}.txt`;
+              const st = start("strace", ["-f", "-c", "-w", "-p", pid, "-o", out]);
+              await new Promise((res) => setTimeout(res, 1000));
+              directRead(disk);
+              st.child.kill("SIGINT");
+              await st.exited;
+            }
+          }
           const d = cli(["detach", "--statefile", statefile]);
           check((await d.exited).code === 0, `${m.name}: detach failed: ${d.stderr().trim()}`);
           await checkCleanedUp({ port, statefile, busid: g.busid, interfaceDriver: "usb-storage", flow });
