@@ -62,9 +62,7 @@ export const benchThroughput: Scenario = {
       for (let r = 0; r < rounds; r++) {
         for (const m of r % 2 === 0 ? MODES : [...MODES].reverse()) {
           const statefile = `/run/tmp/state-bench-${m.name}`;
-          // BENCH_PROFILE=1: every Node process of the flow writes a V8 CPU profile to <results>/prof
-          const env = process.env.BENCH_PROFILE ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${path.dirname(process.env.VM_RESULTS_TAP ?? "/run/results/x")}/prof/${m.name}` } : {};
-          const flow = kernelFlow(g.busid, statefile, { link: m.link ?? "direct", importArgs: ["--mode", m.importMode], exportArgs: ["--mode", m.exportMode, ...(m.exportMode === "userspace" ? ["--verbose"] : [])], env });
+          const flow = kernelFlow(g.busid, statefile, { link: m.link ?? "direct", importArgs: ["--mode", m.importMode], exportArgs: ["--mode", m.exportMode, ...(m.exportMode === "userspace" ? ["--verbose"] : [])] });
           const { port, local } = await waitImported(statefile, flow);
           const disk = await waitFor(`a disk on the imported device ${local}`, () => diskOf(local), 30_000);
           check(sha256(disk, SIZE_MIB * MIB) === want, `${m.name}: imported disk does not read back the image`);
