@@ -140,3 +140,15 @@ export function checkWriteLands(disk: string, image: string, at = 5 << 20): void
   closeSync(ifd);
   check(back.equals(data), `the 1 MiB written through ${disk} is not in the image ${image}`);
 }
+
+/** Wait for a spawned process to end; fails the scenario after `ms`. Resolves with its exit code. */
+export async function ended(p: Spawned, ms: number, what: string): Promise<number | null> {
+  const r = await Promise.race([p.exited, new Promise<undefined>((res) => setTimeout(() => res(undefined), ms))]);
+  check(r !== undefined, `${what} did not end within ${ms / 1000} s; stderr: ${p.stderr().trim()}`);
+  return r.code;
+}
+
+/** Read the first `mib` MiB of a disk with O_DIRECT again and again until it fails (or is killed). */
+export function readLoop(disk: string, mib: number): Spawned {
+  return start("sh", ["-c", `while dd if=${disk} of=/dev/null bs=1M count=${mib} iflag=direct 2>/dev/null; do :; done`]);
+}

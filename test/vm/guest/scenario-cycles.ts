@@ -9,7 +9,7 @@
 import { existsSync, readdirSync } from "node:fs";
 import type { Scenario } from "./scenarios.js";
 import { checkGadgetsGone, driverOf, interfaceDriver, makeImage, massStorage } from "./gadget.js";
-import { check, diskOf, dmesgLines, sha256, waitFor, type Spawned } from "./lib.js";
+import { check, diskOf, dmesgLines, ended, sha256, waitFor, type Spawned } from "./lib.js";
 import { cli, kernelFlow, ourProcesses, vhciPorts, waitImported } from "./flows.js";
 
 const CYCLES = Number(process.env.VM_CYCLES ?? 100);
@@ -18,12 +18,6 @@ const TCP_PORT = 3251;
 
 function fdCount(pid: number): number {
   return readdirSync(`/proc/${pid}/fd`).length;
-}
-
-async function ended(p: Spawned, ms: number, what: string): Promise<number | null> {
-  const r = await Promise.race([p.exited, new Promise<undefined>((res) => setTimeout(() => res(undefined), ms))]);
-  check(r !== undefined, `${what} did not end within ${ms / 1000} s; stderr: ${p.stderr().trim()}`);
-  return r.code;
 }
 
 async function cycles(): Promise<string> {

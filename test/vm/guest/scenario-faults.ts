@@ -11,7 +11,7 @@
 import { existsSync } from "node:fs";
 import type { Scenario } from "./scenarios.js";
 import { checkGadgetsGone, driverOf, interfaceDriver, makeImage, massStorage } from "./gadget.js";
-import { check, diskOf, processesMatching, sha256, start, tryRead, waitFor, type Spawned } from "./lib.js";
+import { check, diskOf, processesMatching, readLoop, sha256, tryRead, waitFor, type Spawned } from "./lib.js";
 import { kernelFlow, ourProcesses, vhciPorts, waitImported } from "./flows.js";
 
 type Mode = "kernel" | "relay" | "userspace";
@@ -62,7 +62,7 @@ export async function killDuringRead(mode: Mode, victim: Victim): Promise<string
     const { local } = await waitImported(statefile, flow);
     const disk = await waitFor(`a disk on the imported device ${local}`, () => diskOf(local), 30_000);
     // read the whole 32 MiB disk again and again until it goes away
-    reader = start("sh", ["-c", `while dd if=${disk} of=/dev/null bs=1M count=32 iflag=direct 2>/dev/null; do :; done`]);
+    reader = readLoop(disk, 32);
     await waitFor("the reader to be under way", () => {
       const dd = processesMatching(`if=${disk}`).filter((p) => p.includes(" dd "));
       return dd.some((p) => bytesRead(Number(p.split(" ")[0])) >= 4 * MIB);

@@ -8,7 +8,7 @@ import { existsSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { Scenario } from "./scenarios.js";
 import { checkGadgetsGone, driverOf, interfaceDriver, makeImage, massStorage, sourceSink, type Gadget } from "./gadget.js";
-import { check, diskOf, sha256, sleep, start, waitFor, type Spawned } from "./lib.js";
+import { check, diskOf, ended, readLoop, sha256, sleep, start, waitFor, type Spawned } from "./lib.js";
 import { cli, kernelFlow, ourProcesses, repo, vhciPorts, waitImported } from "./flows.js";
 import { runUsbtest } from "./scenario-kernel-usbtest.js";
 
@@ -20,17 +20,6 @@ const MODES: Record<Mode, { importArgs: string[]; exportArgs: string[] }> = {
 };
 const MIB = 1 << 20;
 const VERBOSE = { USBIP_QREXEC_VERBOSE: "1" };
-
-/** Read the whole disk with O_DIRECT again and again until it fails (or is killed). */
-function readLoop(disk: string, mib: number): Spawned {
-  return start("sh", ["-c", `while dd if=${disk} of=/dev/null bs=1M count=${mib} iflag=direct 2>/dev/null; do :; done`]);
-}
-
-async function ended(p: Spawned, ms: number, what: string): Promise<{ code: number | null }> {
-  const r = await Promise.race([p.exited, new Promise<undefined>((res) => setTimeout(() => res(undefined), ms))]);
-  check(r !== undefined, `${what} did not end within ${ms / 1000} s; stderr: ${p.stderr().trim()}`);
-  return r;
-}
 
 /** Nothing of ours left: ports free, no statefile, no process. */
 async function checkAllClear(statefiles: string[]): Promise<void> {
@@ -70,13 +59,13 @@ async function unplugMidTransfer(mode: Mode): Promise<void> {
     await sleep(1500);
     writeFileSync(udcFile, "\n"); // unplug (an empty write(2) would never reach the kernel)
     await ended(reader, 60_000, "the disk reader");
-    const r = await ended(flow, 60_000, "the flow after the unplug");
+    const code = await ended(flow, 60_000, "the flow after the unplug");
     const err = flow.stderr();
     // the backend says what happened, in one line; the frontend saw its link end
     check(/usbip-qrexec export: (warning: )?.*is gone \(unplugged\)/.test(err), `no "gone (unplugged)" line from the export: ${err.trim()}`);
     check(/usbip-qrexec import: (ending \(|relay ended \()/.test(err), `the import did not log the end of its link: ${err.trim()}`);
     check(!/internal error|at .*\.js:\d+/.test(err), `a stack trace or internal error: ${err.trim()}`);
-    check(r.code !== null, "the flow was killed by a signal");
+    check(code !== null, "the flow was killed by a signal");
     await checkAllClear([statefile]);
     writeFileSync(udcFile, "dummy_udc.0"); // plug it back
     await waitFor(`${g.busid} to enumerate again`, () => interfaceDriver(g.busid) === "usb-storage" && diskOf(g.busid), 30_000);
@@ -105,11 +94,11 @@ async function detachMidTransfer(mode: Mode, from: "frontend" | "backend"): Prom
     reader = readLoop(disk, 16);
     await sleep(1500);
     const d = cli(from === "frontend" ? ["detach", "--statefile", statefile] : ["detach", "--busid", g.busid]);
-    const dr = await ended(d, 60_000, "detach");
-    check(dr.code === 0, `detach exited ${dr.code}: ${d.stderr().trim()}`);
+    const dcode = await ended(d, 60_000, "detach");
+    check(dcode === 0, `detach exited ${dcode}: ${d.stderr().trim()}`);
     await ended(reader, 60_000, "the disk reader");
-    const r = await ended(flow, 60_000, "the flow after detach");
-    check(r.code === 0, `the flow exited ${r.code}: ${flow.stderr().trim()}`);
+    const fcode = await ended(flow, 60_000, "the flow after detach");
+    check(fcode === 0, `the flow exited ${fcode}: ${flow.stderr().trim()}`);
     await checkAllClear([statefile]);
     await backOnStorage(g, img, 16);
   } finally {
@@ -129,8 +118,8 @@ async function alreadyExported(): Promise<void> {
     const { flow, disk } = await importDisk(g, img, 8, "kernel", statefile);
     for (const mode of ["kernel", "relay", "userspace"] as const) {
       const second = kernelFlow(g.busid, "/run/tmp/state-twice-2", { importArgs: ["--mode", "kernel"], exportArgs: ["--mode", mode] });
-      const r = await ended(second, 60_000, `the second export (${mode} mode)`);
-      check(r.code !== 0, `a second export in ${mode} mode of an exported device succeeded`);
+      const code = await ended(second, 60_000, `the second export (${mode} mode)`);
+      check(code !== 0, `a second export in ${mode} mode of an exported device succeeded`);
       check(new RegExp(`usbip-qrexec: ${g.busid.replace(/\./g, "\\.")} is already exported \\(by process \\d+\\): end that first`).test(second.stderr()), `no clear refusal in ${mode} mode: ${second.stderr().trim()}`);
       check(!existsSync("/run/tmp/state-twice-2"), "the refused attach left a statefile");
       // the first export is untouched: still on usbip-host, the imported disk still reads back
@@ -187,8 +176,8 @@ async function hubFull(): Promise<void> {
     await waitFor("the ports to be filled", () => /filled \d+/.test(filler.stdout()) || filler.child.exitCode !== null, 30_000);
     check(/filled [1-9]/.test(filler.stdout()), `fill-ports: ${filler.stdout()} ${filler.stderr()}`);
     const flow = kernelFlow(g.busid, statefile, { env: VERBOSE });
-    const r = await ended(flow, 60_000, "the import onto a full hub");
-    check(r.code !== 0, "the import onto a full hub succeeded");
+    const code = await ended(flow, 60_000, "the import onto a full hub");
+    check(code !== 0, "the import onto a full hub succeeded");
     check(/usbip-qrexec: no free vhci-hcd port on the high-speed hub/.test(flow.stderr()), `no clear message: ${flow.stderr().trim()}`);
     check(!existsSync(statefile), "statefile written for a failed import");
     await backOnStorage(g, img, 8);
@@ -233,8 +222,8 @@ async function severalDevices(): Promise<void> {
     const ds = statefiles.map((s) => cli(["detach", "--statefile", s]));
     for (const d of ds) check((await d.exited).code === 0, `detach: ${d.stderr()}`);
     for (const f of flows) {
-      const r = await ended(f, 30_000, "a flow after detach");
-      check(r.code === 0, `a flow exited ${r.code}: ${f.stderr().trim()}`);
+      const code = await ended(f, 30_000, "a flow after detach");
+      check(code === 0, `a flow exited ${code}: ${f.stderr().trim()}`);
     }
     await checkAllClear(statefiles);
     for (const [i, g] of disks.entries()) await backOnStorage(g, imgs[i]!, 16);
