@@ -10,7 +10,6 @@ import { GlueError, GlueErrorCode } from "../kernel-glue/errors.js";
 import { Sysfs } from "../kernel-glue/sysfs.js";
 import { checkExportable, describeDevice, resolveDevice } from "../kernel-glue/usb-devices.js";
 import { terminationSignal } from "../qrexec/agent.js";
-import { resetDevice } from "../kernel-glue/system.js";
 import type { Logger } from "../qrexec/log.js";
 import { removeExportPid, writeExportPid } from "../qrexec/rundir.js";
 import { LibusbDevice } from "./libusb-device.js";
@@ -39,11 +38,7 @@ export async function exportUserspace(o: { device: string; log: Logger; sysfs?: 
     const gone = device.gone.then(() => o.log.warn(`${busid} is gone (unplugged): ending the export`));
     return await serveOnLink(device, o.log, Promise.race([signal.promise, gone]), `${busid} from userspace (libusb)`);
   } finally {
-    await device.close();
-    // as the kernel modes' give-back does: a session cut mid-transfer leaves the device mid-
-    // protocol (a bulk-only disk waiting to send the rest of a READ), and its driver would hang
-    // in recovery; a reset starts it clean (drivers with pre/post_reset, e.g. usb-storage, stay bound)
-    if (sysfs.exists(`bus/usb/devices/${busid}`)) await resetDevice(info.busnum, info.devnum).catch((e: Error) => o.log.warn(`${busid}: ${e.message}`));
+    await device.close(); // resets the device before its drivers get it back (see LibusbDevice.close)
     removeExportPid(busid);
     signal.dispose();
     guard.disarm();

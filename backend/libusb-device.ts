@@ -8,7 +8,7 @@
  * SET_CONFIGURATION, SET_INTERFACE, CLEAR_FEATURE(ENDPOINT_HALT) and the hub's
  * SET_FEATURE(PORT_RESET) (stub_rx.c tweak_special_requests). Isochronous endpoints: node-usb
  * 2.x cannot submit iso transfers, so iso URBs are refused with -EINVAL and a log line.
- * close() releases the interfaces and reattaches the kernel drivers.
+ * close() releases the interfaces, resets the device and reattaches the kernel drivers.
  */
 import { createRequire } from "node:module";
 import type * as UsbModule from "usb";
@@ -251,6 +251,15 @@ export class LibusbDevice implements UrbDevice {
     this.closed = true;
     if (this.onDetach) this.usb.removeListener("detach", this.onDetach);
     await this.releaseAll();
+    // A session may end mid-transfer (the frontend killed during a READ): the device is then
+    // mid-protocol (a bulk-only disk waiting to send the rest of the data), and a driver bound
+    // now would hang in its first command until a timeout and its own reset (20 s for
+    // usb-storage, and a reset we sent after binding would wait behind it). So reset FIRST, while
+    // no interface has a driver, then give the interfaces back.
+    if (!this.isGone) {
+      const err = await new Promise<Error | undefined>((r) => this.dev.reset((e) => r(e ?? undefined)));
+      if (err && !this.isGone) this.log.warn(`${this.busid}: reset before giving the device back failed: ${err.message}`);
+    }
     for (const iface of this.dev.interfaces ?? []) {
       if (!this.detached.delete(iface.interfaceNumber) || this.isGone) continue; // an unplugged device has no driver to return to
       try {

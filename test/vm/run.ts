@@ -46,8 +46,9 @@ if (!existsSync(path.join(repo, "dist/test/vm/guest/main.js"))) unavailable("pro
 const cacheDir = path.join(tmpdir(), "usbip-qrexec-vm-cache");
 mkdirSync(cacheDir, { recursive: true });
 const results = mkdtempSync(path.join(tmpdir(), "usbip-qrexec-vm-"));
-// BENCH_* variables (bench knobs) and VM_CYCLES (the attach/detach cycle count) pass into the guest
-const benchEnv = Object.entries(process.env).filter(([k, v]) => (k.startsWith("BENCH_") || k === "VM_CYCLES") && /^[\w ,.=:-]*$/.test(v ?? "")).map(([k, v]) => `${k}='${v}' `).join("");
+// BENCH_* variables (bench knobs), VM_CYCLES (the attach/detach cycle count) and VM_REPEAT (run
+// the selected scenarios that many times, to chase a flaky one) pass into the guest
+const benchEnv = Object.entries(process.env).filter(([k, v]) => (k.startsWith("BENCH_") || k === "VM_CYCLES" || k === "VM_REPEAT") && /^[\w ,.=:-]*$/.test(v ?? "")).map(([k, v]) => `${k}='${v}' `).join("");
 const guestCmd = `${benchEnv}/usr/bin/node ${path.join(repo, "dist/test/vm/guest/main.js")} --results /run/results ${requested.map((s) => `'${s}'`).join(" ")}`;
 let initrd: string;
 try {

@@ -17,7 +17,10 @@ const emit = (line: string) => {
   process.stdout.write(line + "\n");
 };
 
-const selected = positionals.length > 0 ? scenarios.filter((s) => positionals.some((p) => s.name.includes(p))) : scenarios.filter((s) => !s.optional);
+const chosen = positionals.length > 0 ? scenarios.filter((s) => positionals.some((p) => s.name.includes(p))) : scenarios.filter((s) => !s.optional);
+// VM_REPEAT=N runs the selection N times in this boot (to chase a scenario that fails now and then)
+const repeat = Math.max(1, Number(process.env.VM_REPEAT ?? 1) || 1);
+const selected = Array.from({ length: repeat }, () => chosen).flat();
 emit(`# guest: kernel ${(await import("node:os")).release()}, ${selected.length} scenarios`);
 let n = 0;
 for (const s of selected) {
