@@ -29,7 +29,6 @@ const help = `usage: usbip-qrexec detach --statefile STATEFILE
 
 export const detachCommand: Command = {
   name: "detach",
-  summary: "end an import (--statefile) or an export (--busid)",
   help,
   exitWhenDone: true,
   async run(argv) {
@@ -118,6 +117,13 @@ async function detachAll(): Promise<number> {
 async function detachOrphanedExport(busid: string, pid: number): Promise<number> {
   if (!isBusid(busid)) throw new UsageError(`detach: invalid busid "${busid}"`);
   removeStaleExportPid(busid, pid);
+  // a new export of the same device may have started in the moment since the old one died: the
+  // device is that export's now, and giving it back would pull it from under it
+  const owner = runningExports().get(busid);
+  if (owner !== undefined && owner !== pid) {
+    process.stderr.write(`usbip-qrexec: detach: ${busid} left alone: it is exported again (by process ${owner}) since its export (pid ${pid}) died\n`);
+    return ExitCode.OK;
+  }
   const sysfs = new Sysfs();
   if (!sysfs.exists(`bus/usb/devices/${busid}`)) return ExitCode.OK; // unplugged meanwhile
   const problems = new UsbipHost(sysfs).driver(busid) === "usbip-host" ? await giveBack(sysfs, busid) : await resetAndReprobe(sysfs, busid);

@@ -101,27 +101,48 @@ test("detach --orphan-of refuses a process that is still running, and bad pids",
   t.regex(bad.stderr, /--orphan-of takes a process id/);
 });
 
-test("detach --busid --orphan-of: after a killed userspace export, the device is reset, driverless interfaces are reprobed, the stale pid file goes", async (t) => {
+/** A fake sysfs with 2-1 (a disk interface without driver, a HID one with) and a run dir; `detach` run against them with a fake python that logs its calls. */
+async function orphanedExportFixture() {
   const { fakeRoot, addDevice, put } = await import("./helpers/fake-sysfs.js");
   const root = fakeRoot();
   put(root, "bus/usb/drivers_probe", "");
   addDevice(root, { busid: "2-1", busnum: 2, devnum: 5, driver: "usb", interfaces: [{ cls: "08" }, { cls: "03", driver: "usbhid" }] });
   const run = mkdtempSync(path.join(tmpdir(), "usbip-qrexec-run-"));
-  const dead = spawn("true");
-  await exited(dead);
-  writeFileSync(path.join(run, "export-2-1.pid"), `${dead.pid}\n`);
   const fakePython = path.join(run, "python");
   const calls = path.join(run, "calls");
   writeFileSync(fakePython, `#!/bin/sh\necho "$2 $3" >> ${calls}\n`, { mode: 0o755 });
-  const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-    const c = spawn(process.execPath, [CLI, "detach", "--busid", "2-1", "--orphan-of", String(dead.pid)], { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, USBIP_QREXEC_SYSFS: root, USBIP_QREXEC_RUNDIR: run, USBIP_QREXEC_PYTHON: fakePython } });
-    let stderr = "";
-    c.stderr!.on("data", (b: Buffer) => (stderr += b));
-    c.on("close", (code) => resolve({ code, stderr }));
-  });
+  const detach = (args: string[]) =>
+    new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const c = spawn(process.execPath, [CLI, "detach", ...args], { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, USBIP_QREXEC_SYSFS: root, USBIP_QREXEC_RUNDIR: run, USBIP_QREXEC_PYTHON: fakePython } });
+      let stderr = "";
+      c.stderr!.on("data", (b: Buffer) => (stderr += b));
+      c.on("close", (code) => resolve({ code, stderr }));
+    });
+  const dead = spawn("true");
+  await exited(dead);
+  return { root, run, calls, detach, dead: dead.pid! };
+}
+
+test("detach --busid --orphan-of: after a killed userspace export, the device is reset, driverless interfaces are reprobed, the stale pid file goes", async (t) => {
+  const { root, run, calls, detach, dead } = await orphanedExportFixture();
+  writeFileSync(path.join(run, "export-2-1.pid"), `${dead}\n`);
+  const r = await detach(["--busid", "2-1", "--orphan-of", String(dead)]);
   t.is(r.code, 0, r.stderr);
   t.is(readFileSync(path.join(root, "bus/usb/drivers_probe"), "utf8"), "2-1:1.0", "only the interface without a driver is reprobed");
   t.false(existsSync(path.join(run, "export-2-1.pid")));
   t.is(readFileSync(calls, "utf8"), "reset /dev/bus/usb/002/005\n", "the device is reset (it may have been cut mid-transfer)");
-  t.regex(r.stderr, new RegExp(`^usbip-qrexec: detach: 2-1 given back after its export \\(pid ${dead.pid}\\) died\\n$`));
+  t.regex(r.stderr, new RegExp(`^usbip-qrexec: detach: 2-1 given back after its export \\(pid ${dead}\\) died\\n$`));
+});
+
+test("detach --busid --orphan-of: a device exported again since (a live pid in its pid file) is left alone", async (t) => {
+  const { root, run, calls, detach, dead } = await orphanedExportFixture();
+  const live = spawn("sleep", ["30"]);
+  t.teardown(() => live.kill("SIGKILL"));
+  writeFileSync(path.join(run, "export-2-1.pid"), `${live.pid}\n`);
+  const r = await detach(["--busid", "2-1", "--orphan-of", String(dead)]);
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stderr, new RegExp(`2-1 left alone: it is exported again \\(by process ${live.pid}\\)`));
+  t.false(existsSync(calls), "no reset");
+  t.is(readFileSync(path.join(root, "bus/usb/drivers_probe"), "utf8"), "", "no reprobe");
+  t.is(readFileSync(path.join(run, "export-2-1.pid"), "utf8").trim(), String(live.pid), "the new export's pid file stays");
 });
