@@ -27,7 +27,9 @@ import type { Logger } from "../qrexec/log.js";
 import { stopReading } from "../qrexec/stop-reading.js";
 import { terminationSignal } from "../qrexec/agent.js";
 import { openVirtual } from "./export-virtual.js";
-import { runExport } from "./export-lifecycle.js";
+import { checkNotExported, runExport } from "./export-lifecycle.js";
+import { guardExport } from "../kernel-glue/orphan-guard.js";
+import { removeExportPid, writeExportPid } from "../qrexec/rundir.js";
 
 interface Entry {
   busid: string;
@@ -100,7 +102,17 @@ export async function serveTcp(o: ServeOptions): Promise<number> {
   async function serveUserspace(sock: net.Socket, e: Entry, peer: string): Promise<void> {
     const info = describeDevice(sysfs, e.busid);
     if (!isSpeedString(info.speed)) throw new UsbipError("USBIP_ERR_DEVICE", `${e.busid}: unsupported speed "${info.speed}"`);
-    const dev = LibusbDevice.open(info.busnum, info.devnum, e.busid, info.speed, o.log);
+    checkNotExported(sysfs, e.busid);
+    // killed with SIGKILL mid-session, the guard resets the device and gives its interfaces back
+    const guard = guardExport(e.busid);
+    let dev: LibusbDevice;
+    try {
+      dev = LibusbDevice.open(info.busnum, info.devnum, e.busid, info.speed, o.log);
+    } catch (err) {
+      guard.disarm();
+      throw err;
+    }
+    writeExportPid(e.busid);
     void dev.gone.then(() => {
       o.log.warn(`${e.busid} is gone (unplugged): closing the connection`);
       sock.destroy();
@@ -109,6 +121,8 @@ export async function serveTcp(o: ServeOptions): Promise<number> {
       await serveVirtual(sock, e, peer, dev);
     } finally {
       await dev.close();
+      removeExportPid(e.busid);
+      guard.disarm();
     }
   }
 

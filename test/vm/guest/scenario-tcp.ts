@@ -6,13 +6,14 @@
  *  - our `connect --tcp` imports a gadget disk from Debian's `usbipd` (kernel and relay mode):
  *    checksummed read, detach --statefile frees the port;
  *  - our `serve DEVICE` (usbip-host, TCP socket handed over; or libusb) and `connect`: the gadget disk
- *    reads back and is given back to usb-storage afterwards.
+ *    reads back and is given back to usb-storage afterwards; and after `serve` is killed with
+ *    SIGKILL mid-read, its orphan guard gives the device back.
  */
 import { existsSync } from "node:fs";
 import type { Scenario } from "./scenarios.js";
 import { checkGadgetsGone, driverOf, interfaceDriver, makeImage, massStorage } from "./gadget.js";
-import { check, diskOf, modprobe, sh, sha256, start, waitFor, type Spawned } from "./lib.js";
-import { cli, vhciPorts } from "./flows.js";
+import { check, diskOf, ended, modprobe, readLoop, sh, sha256, start, waitFor, type Spawned } from "./lib.js";
+import { cli, ourProcesses, vhciPorts } from "./flows.js";
 
 const MIB = 1 << 20;
 const PORT = 3299;
@@ -106,7 +107,49 @@ export const tcpScenarios: Scenario[] = [
   },
   { name: "serve DEVICE (usbip-host, the TCP socket handed to the stub) and connect: the gadget disk reads back, then is given back to usb-storage", run: () => serveDevice("kernel") },
   { name: "serve DEVICE --mode userspace (libusb) and connect: the gadget disk reads back, then is given back to usb-storage", run: () => serveDevice("userspace") },
+  ...(["kernel", "userspace"] as const).map((mode) => ({
+    name: `serve DEVICE --mode ${mode} killed with SIGKILL during a read: connect ends, port free, its guard gives the device back to usb-storage, no process left, the disk reads back`,
+    run: () => killServer(mode),
+  })),
 ];
+
+async function killServer(mode: "kernel" | "userspace"): Promise<void> {
+  modprobe("usbip-host", "vhci-hcd");
+  const img = "/run/tmp/tcp-kill.img";
+  makeImage(img, 32);
+  const g = await massStorage("tcpk", "dummy_udc.0", img);
+  const statefile = "/run/tmp/state-tcp-kill";
+  const srv = cli(["serve", "--tcp", `127.0.0.1:${PORT}`, g.busid, "--mode", mode, "--verbose"]);
+  let reader: Spawned | undefined;
+  try {
+    await listening(srv, "serve");
+    const c = cli(["connect", "--tcp", `127.0.0.1:${PORT}`, "--busid", g.busid, statefile]);
+    const { local } = await waitFor("the connected device on vhci", () => {
+      if (c.child.exitCode !== null) throw new Error(`connect exited ${c.child.exitCode}: ${c.stderr()}`);
+      return existsSync(statefile) ? usedPort() : undefined;
+    }, 60_000);
+    const disk = await waitFor(`a disk on ${local}`, () => diskOf(local), 60_000);
+    reader = readLoop(disk, 32);
+    await new Promise((r) => setTimeout(r, 1500)); // the read under way
+    srv.child.kill("SIGKILL");
+    await ended(c, 30_000, "connect after the server was killed");
+    check(vhciPorts().every((p) => p.status === 4), `vhci ports still used: ${JSON.stringify(vhciPorts().filter((p) => p.status !== 4))}`);
+    check(!existsSync(statefile), "statefile left behind");
+    await ended(reader, 60_000, "the disk reader");
+    await waitFor(`${g.busid} back on usb-storage`, () => driverOf(g.busid) === "usb" && interfaceDriver(g.busid) === "usb-storage", 30_000).catch(() =>
+      check(false, `${g.busid} not back on usb-storage (device driver ${driverOf(g.busid)}, interface driver ${interfaceDriver(g.busid)}); serve: ${srv.stderr().trim()}`),
+    );
+    await waitFor("no process of ours left", () => ourProcesses().length === 0, 30_000).catch(() => check(false, `processes left: ${ourProcesses().join(" | ")}`));
+    check(!existsSync(`/run/usbip-qrexec/export-${g.busid}.pid`), "export pid file left behind");
+    const back = await waitFor("the backend's disk to come back", () => diskOf(g.busid), 30_000);
+    check(sha256(back, 32 * MIB) === sha256(img), `after the kill the backend's disk ${back} does not read back the image`);
+  } finally {
+    reader?.child.kill("SIGKILL");
+    srv.child.kill("SIGKILL");
+    g.remove();
+  }
+  checkGadgetsGone();
+}
 
 async function serveDevice(mode: "kernel" | "userspace"): Promise<void> {
   modprobe("usbip-host", "vhci-hcd");
