@@ -34,7 +34,6 @@ interface BenchOut {
 
 export const benchCommand: Command = {
   name: "bench",
-  summary: "run the codec, relay (and --vm: real-kernel throughput) benchmarks",
   help,
   async run(argv) {
     const { values } = parse("bench", argv, { json: { type: "boolean", default: false }, quick: { type: "boolean", default: false }, vm: { type: "boolean", default: false } });

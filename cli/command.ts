@@ -4,7 +4,6 @@ import { UsageError } from "./errors.js";
 
 export interface Command {
   name: string;
-  summary: string;
   /** Full --help text. */
   help: string;
   run(argv: string[]): Promise<number>;

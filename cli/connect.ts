@@ -37,7 +37,6 @@ Needs root (vhci-hcd's sysfs) and python3.`;
 
 export const connectCommand: Command = {
   name: "connect",
-  summary: "import a device from a usbipd over TCP (kernel or relay mode)",
   help,
   exitWhenDone: true,
   async run(argv) {

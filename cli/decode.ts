@@ -31,7 +31,6 @@ fault are printed, then one line naming the byte offset and the rule broken);
 
 export const decodeCommand: Command = {
   name: "decode",
-  summary: "decode a recorded USB/IP connection (ndjson or text)",
   help,
   async run(argv) {
     const { values } = parse("decode", argv, {

@@ -55,7 +55,6 @@ interface DemoResult {
 
 export const demoCommand: Command = {
   name: "demo",
-  summary: "run a virtual USB disk through qrexec-sim and the relay, read/write it with checksums (no root)",
   help,
   exitWhenDone: true,
   async run(argv) {

@@ -1,8 +1,4 @@
 /** `usbip-qrexec export DEVICE [--mode kernel]` — the body of the qubes.USB service. */
-import { exportKernel } from "../backend/export-kernel.js";
-import { exportRelay } from "../backend/export-relay.js";
-import { exportVirtual } from "../backend/export-virtual.js";
-import { exportUserspace } from "../backend/export-userspace.js";
 import { UsbipError } from "../protocol/errors.js";
 import { makeLogger } from "../qrexec/log.js";
 import { type Command, parse, writeOut } from "./command.js";
@@ -55,7 +51,6 @@ Needs root (sysfs writes) and python3 (kernel-glue/helpers/usbfs.py).`;
 
 export const exportCommand: Command = {
   name: "export",
-  summary: "export a local USB device (or a --virtual one) over the qrexec link on fd 0 (qubes.USB)",
   help,
   exitWhenDone: true,
   async run(argv) {
@@ -71,6 +66,7 @@ export const exportCommand: Command = {
       if (delay !== undefined && !(Number.isInteger(delay) && delay >= 0 && delay <= 600_000)) throw new UsageError(`export: --type-delay must be 0..600000 milliseconds, not "${values["type-delay"]}"`);
       if (delay !== undefined && !values.virtual.startsWith("hid-keyboard")) throw new UsageError("export: --type-delay is for --virtual hid-keyboard");
       try {
+        const { exportVirtual } = await import("../backend/export-virtual.js");
         return await exportVirtual(values.virtual, makeLogger("export", values.verbose === true), delay);
       } catch (e) {
         if (e instanceof UsbipError && e.code === "USBIP_ERR_USAGE") throw new UsageError(`export: ${e.message}`);
@@ -83,7 +79,10 @@ export const exportCommand: Command = {
     if (values.trace !== undefined && values.mode !== "relay") throw new UsageError("export: --trace needs --mode relay (in kernel mode the kernel reads the link itself)");
     const o = { device: positionals[0]!, log: makeLogger("export", values.verbose === true), trace: values.trace };
     try {
-      return await (values.mode === "relay" ? exportRelay(o) : values.mode === "userspace" ? exportUserspace(o) : exportKernel(o));
+      // each mode's module (node-usb, the relay) is loaded only when that mode runs: start-up time
+      if (values.mode === "relay") return await (await import("../backend/export-relay.js")).exportRelay(o);
+      if (values.mode === "userspace") return await (await import("../backend/export-userspace.js")).exportUserspace(o);
+      return await (await import("../backend/export-kernel.js")).exportKernel(o);
     } catch (e) {
       if (e instanceof UsbipError && e.code === "USBIP_ERR_RELAY_VIOLATION") throw new CliError(e.code, `export: ${e.message}`, ExitCode.PROTOCOL);
       throw e;

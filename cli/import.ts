@@ -1,6 +1,4 @@
 /** `usbip-qrexec import STATEFILE [--mode kernel]` — the local process of qubes.USBAttach. */
-import { importKernel } from "../frontend/import-kernel.js";
-import { importRelay } from "../frontend/import-relay.js";
 import { reportToAttachService } from "../frontend/attach-report.js";
 import { UsbipError } from "../protocol/errors.js";
 import { parsePolicy, PolicyParseError, type Policy } from "../protocol/policy.js";
@@ -46,7 +44,6 @@ Options:
 
 export const importCommand: Command = {
   name: "import",
-  summary: "import the remote device over the qrexec link on fd 0 (qubes.USBAttach)",
   help,
   exitWhenDone: true,
   async run(argv) {
@@ -63,7 +60,8 @@ export const importCommand: Command = {
     const guard = guardImport(positionals[0]!);
     try {
       const o = { statefile: positionals[0]!, log: makeLogger("import", values.verbose === true), trace: values.trace, policy };
-      return await (values.mode === "relay" ? importRelay(o) : importKernel(o));
+      // the relay's modules are loaded only in relay mode: start-up time
+      return await (values.mode === "relay" ? (await import("../frontend/import-relay.js")).importRelay(o) : (await import("../frontend/import-kernel.js")).importKernel(o));
     } catch (e) {
       if (e instanceof UsbipError) reportToAttachService(e.code, e.message);
       if (e instanceof UsbipError && e.code === "USBIP_ERR_RELAY_VIOLATION") throw new CliError(e.code, `import: ${e.message}`, ExitCode.PROTOCOL);

@@ -17,7 +17,6 @@ const hex = (n: number, w: number) => n.toString(16).padStart(w, "0");
 
 export const listCommand: Command = {
   name: "list",
-  summary: "list exportable local USB devices",
   help,
   async run(argv) {
     const { values } = parse("list", argv, { json: { type: "boolean", default: false } });

@@ -5,21 +5,27 @@
 import { readFileSync } from "node:fs";
 import { UsbipError } from "../protocol/errors.js";
 import type { Command } from "./command.js";
-import { decodeCommand } from "./decode.js";
-import { exportCommand } from "./export.js";
-import { importCommand } from "./import.js";
-import { detachCommand } from "./detach.js";
-import { listCommand } from "./list.js";
-import { qrexecSimCommand } from "./qrexec-sim.js";
-import { pcapCommand } from "./pcap.js";
-import { probeCommand } from "./probe.js";
-import { demoCommand } from "./demo.js";
-import { serveCommand } from "./serve.js";
-import { connectCommand } from "./connect.js";
-import { benchCommand } from "./bench.js";
 import { CliError, ExitCode } from "./errors.js";
 
-const commands: Command[] = [demoCommand, probeCommand, exportCommand, importCommand, detachCommand, serveCommand, connectCommand, listCommand, decodeCommand, pcapCommand, qrexecSimCommand, benchCommand];
+/**
+ * The commands, in --help order. Each one's module is loaded only when it runs: a qrexec service
+ * starts one command, and loading all of them (node-usb, the relay, the device models) costs
+ * start-up time on every attach — a second or more under an emulator.
+ */
+const commands: { name: string; summary: string; load(): Promise<Command> }[] = [
+  { name: "demo", summary: "run a virtual USB disk through qrexec-sim and the relay, read/write it with checksums (no root)", load: async () => (await import("./demo.js")).demoCommand },
+  { name: "probe", summary: "enumerate an exported device from userspace and print its descriptors (lsusb -v style)", load: async () => (await import("./probe.js")).probeCommand },
+  { name: "export", summary: "export a local USB device (or a --virtual one) over the qrexec link on fd 0 (qubes.USB)", load: async () => (await import("./export.js")).exportCommand },
+  { name: "import", summary: "import the remote device over the qrexec link on fd 0 (qubes.USBAttach)", load: async () => (await import("./import.js")).importCommand },
+  { name: "detach", summary: "end an import (--statefile) or an export (--busid)", load: async () => (await import("./detach.js")).detachCommand },
+  { name: "serve", summary: "serve devices over TCP like usbipd (virtual models, local devices)", load: async () => (await import("./serve.js")).serveCommand },
+  { name: "connect", summary: "import a device from a usbipd over TCP (kernel or relay mode)", load: async () => (await import("./connect.js")).connectCommand },
+  { name: "list", summary: "list exportable local USB devices", load: async () => (await import("./list.js")).listCommand },
+  { name: "decode", summary: "decode a recorded USB/IP connection (ndjson or text)", load: async () => (await import("./decode.js")).decodeCommand },
+  { name: "pcap", summary: "convert a recorded USB/IP connection to pcapng (usbmon) for Wireshark", load: async () => (await import("./pcap.js")).pcapCommand },
+  { name: "qrexec-sim", summary: "run a local command and a service connected like qrexec does", load: async () => (await import("./qrexec-sim.js")).qrexecSimCommand },
+  { name: "bench", summary: "run the codec, relay (and --vm: real-kernel throughput) benchmarks", load: async () => (await import("./bench.js")).benchCommand },
+];
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
@@ -53,8 +59,9 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(version() + "\n");
     return ExitCode.OK;
   }
-  const cmd = commands.find((c) => c.name === name);
-  if (cmd === undefined) throw new CliError("USBIP_ERR_USAGE", `unknown command "${name}" (see 'usbip-qrexec --help')`, ExitCode.USAGE);
+  const entry = commands.find((c) => c.name === name);
+  if (entry === undefined) throw new CliError("USBIP_ERR_USAGE", `unknown command "${name}" (see 'usbip-qrexec --help')`, ExitCode.USAGE);
+  const cmd = await entry.load();
   exitWhenDone = cmd.exitWhenDone === true;
   return cmd.run(rest);
 }

@@ -23,7 +23,6 @@ Exit status: 0 written; 2 the input is malformed (the events before the fault ar
 
 export const pcapCommand: Command = {
   name: "pcap",
-  summary: "convert a recorded USB/IP connection to pcapng (usbmon) for Wireshark",
   help,
   async run(argv) {
     const { values } = parse("pcap", argv, { "from-client": { type: "string" }, "from-server": { type: "string" }, output: { type: "string", short: "o" } });

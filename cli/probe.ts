@@ -26,7 +26,6 @@ Exit status: 0 ok, 1 the service failed or the device did not answer, 64 bad usa
 
 export const probeCommand: Command = {
   name: "probe",
-  summary: "enumerate an exported device from userspace and print its descriptors (lsusb -v style)",
   help,
   exitWhenDone: true,
   async run(argv) {

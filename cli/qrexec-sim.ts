@@ -21,7 +21,6 @@ Exit status: SERVICE_CMD's if non-zero, else LOCAL_CMD's.`;
 
 export const qrexecSimCommand: Command = {
   name: "qrexec-sim",
-  summary: "run a local command and a service connected like qrexec does",
   help,
   async run(argv) {
     const first = argv.indexOf("--");

@@ -27,7 +27,6 @@ Options:
 
 export const serveCommand: Command = {
   name: "serve",
-  summary: "serve devices over TCP like usbipd (virtual models, local devices)",
   help,
   exitWhenDone: true,
   async run(argv) {

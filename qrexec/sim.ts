@@ -23,6 +23,7 @@ import { closeSync, createReadStream, createWriteStream } from "node:fs";
 import { makePipe } from "./pipe.js";
 import { socketPair } from "./socketpair.js";
 import type { Logger } from "./log.js";
+import { PYTHON } from "../kernel-glue/system.js";
 
 export type LinkMode = "socket" | "pipes" | "direct";
 
@@ -42,15 +43,21 @@ interface Side {
   closed: boolean;
 }
 
-// Writes "r" once its handler is installed (Node's default SIGUSR1 action starts the
-// inspector), then "1" per SIGUSR1. Ends on SIGTERM or when its stdin (a pipe from us) reaches
-// EOF: a simulator killed with SIGKILL leaves no agent behind.
-const AGENT_SRC = "process.on('SIGUSR1',()=>process.stdout.write('1'));process.on('SIGTERM',()=>process.exit(0));process.stdin.on('end',()=>process.exit(0)).resume();process.stdout.write('r');";
+// The agent stub, in python3 (-S: no site import) because it starts in a fraction of Node's
+// time, and a simulated flow starts two. Writes "r" once its handler is installed, then "1" per
+// SIGUSR1. Ends on SIGTERM or when its stdin (a pipe from us) reaches EOF: a simulator killed with
+// SIGKILL leaves no agent behind. (os.read is restarted after a signal handler runs: PEP 475.)
+const AGENT_SRC = [
+  "import os, signal",
+  "signal.signal(signal.SIGUSR1, lambda *a: os.write(1, b'1'))",
+  "signal.signal(signal.SIGTERM, lambda *a: os._exit(0))",
+  "os.write(1, b'r')",
+  "while os.read(0, 4096): pass",
+].join("\n");
 
 export async function runQrexecSim(local: string[], service: string[], link: LinkMode, log: Logger): Promise<number> {
   if (link === "direct") return runDirect(local, service, log);
-  const sides: Side[] = [];
-  for (const [name, argv] of [["local", local], ["service", service]] as const) sides.push(await startSide(name, argv, link, log));
+  const sides: Side[] = await Promise.all([startSide("local", local, link, log), startSide("service", service, link, log)]);
   const [a, b] = sides as [Side, Side];
   pump(a, b, log);
   pump(b, a, log);
@@ -72,7 +79,7 @@ export async function runQrexecSim(local: string[], service: string[], link: Lin
 }
 
 async function startAgent(): Promise<ChildProcess> {
-  const agent = spawn(process.execPath, ["-e", AGENT_SRC], { stdio: ["pipe", "pipe", "inherit"] });
+  const agent = spawn(PYTHON, ["-S", "-c", AGENT_SRC], { stdio: ["pipe", "pipe", "inherit"] });
   await new Promise<void>((resolve, reject) => {
     agent.stdout!.once("data", () => resolve());
     agent.once("error", reject);
@@ -129,7 +136,7 @@ async function startSide(name: "local" | "service", argv: string[], link: LinkMo
 
 /** --link direct: both sides on one socketpair, nothing copied by us. */
 async function runDirect(local: string[], service: string[], log: Logger): Promise<number> {
-  const agents = [await startAgent(), await startAgent()];
+  const agents = await Promise.all([startAgent(), startAgent()]);
   const ends = await socketPair();
   // Spawn both children and close our copies in one synchronous run: our handles would
   // otherwise read (in the next event-loop turn) what one child writes for the other.
