@@ -161,7 +161,15 @@ export class UrbServer {
 
   private send(m: ServerMessage): void {
     this.opts.onMessage?.(m);
-    for (const b of encode(m)) this.output.write(b);
+    const parts = encode(m);
+    if (parts.length === 1) {
+      this.output.write(parts[0]!);
+      return;
+    }
+    // header + payload (+ ISO descriptors) in one writev: one syscall per RET, not one per part
+    this.output.cork();
+    for (const b of parts) this.output.write(b);
+    this.output.uncork();
   }
 
   private async finish(r: UrbServerResult): Promise<void> {
