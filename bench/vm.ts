@@ -11,6 +11,10 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
+// the C copy hop (the ceiling for any relay process), built next to this script for the guest
+const hop = spawnSync("gcc", ["-O2", "-pthread", "-o", path.join(here, "copy-hop"), path.join(here, "../../bench/c/copy-hop.c")], { encoding: "utf8" });
+const hopNote = hop.status === 0 ? undefined : `copy-hop not built (${hop.error?.message ?? hop.stderr.trim().split("\n")[0]}): the cCopyHop mode is left out`;
+if (hopNote) process.stderr.write(`bench/vm: ${hopNote}\n`);
 const run = spawnSync(process.execPath, [path.join(here, "../test/vm/run.js"), "bench: throughput"], {
   encoding: "utf8",
   env: { ...process.env, CI: "" },
@@ -40,7 +44,8 @@ if (line !== undefined) {
     readSize: "1 MiB, O_DIRECT",
     rounds: r.rounds,
     mbps: { gadgetLocal: r.gadgetLocalMBps, ...r.mbps },
-    ratio: { frontendRelay: ratio("frontendRelay"), backendRelay: ratio("backendRelay"), bothRelays: ratio("bothRelays"), nodeCopyHop: ratio("nodeCopyHop"), userspaceVsUsbipHost: ratio("userspace") },
+    ratio: { frontendRelay: ratio("frontendRelay"), backendRelay: ratio("backendRelay"), bothRelays: ratio("bothRelays"), nodeCopyHop: ratio("nodeCopyHop"), cCopyHop: ratio("cCopyHop"), userspaceVsUsbipHost: ratio("userspace") },
+    ...(hopNote ? { cCopyHopSkipped: hopNote } : {}),
     userspaceMaxInFlight: r.userspaceMaxInFlight,
     target: 0.95,
     targetUserspace: 0.8,

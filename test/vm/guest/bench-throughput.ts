@@ -8,8 +8,9 @@
  * checked: the disk reads back the image's sha256 (untimed) and detach cleans up.
  * Result: one `# bench-json {...}` line appended to the TAP file (bench/vm.ts parses it).
  */
-import { appendFileSync } from "node:fs";
+import { appendFileSync, existsSync } from "node:fs";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import type { Scenario } from "./scenarios.js";
 import { checkGadgetsGone, makeImage, massStorage } from "./gadget.js";
 import { check, diskOf, processesMatching, sh, sha256, start, waitFor } from "./lib.js";
@@ -17,7 +18,9 @@ import { checkCleanedUp, cli, kernelFlow, waitImported } from "./flows.js";
 
 const MIB = 1 << 20;
 const SIZE_MIB = 64;
-type Mode = { name: string; importMode: "kernel" | "relay"; exportMode: "kernel" | "relay" | "userspace"; link?: "socket" | "direct" };
+type Mode = { name: string; importMode: "kernel" | "relay"; exportMode: "kernel" | "relay" | "userspace"; link?: "socket" | "direct"; exportWrap?: string[] };
+// bench/c/copy-hop.c, built by bench/vm.ts before the boot (absent: that mode is left out, said in the JSON)
+const COPY_HOP = fileURLToPath(new URL("../../../bench/copy-hop", import.meta.url));
 const ALL_MODES: Mode[] = [
   { name: "direct", importMode: "kernel", exportMode: "kernel" },
   { name: "frontendRelay", importMode: "relay", exportMode: "kernel" },
@@ -28,6 +31,10 @@ const ALL_MODES: Mode[] = [
   // kernel modes over qrexec-sim's socket link: a plain Node copy loop, no decoding — the cost
   // of one userspace Node hop, to set the relays' cost against
   { name: "nodeCopyHop", importMode: "kernel", exportMode: "kernel", link: "socket" },
+  // the cheapest userspace hop there is: a C program copying with one blocking thread per
+  // direction (bench/c/copy-hop.c) between the direct link and the export's socket — the
+  // ceiling for ANY relay process on this machine
+  ...(existsSync(COPY_HOP) ? [{ name: "cCopyHop", importMode: "kernel", exportMode: "kernel", link: "direct", exportWrap: [COPY_HOP] } as Mode] : []),
 ];
 
 // BENCH_MODES=direct,frontendRelay runs a subset (experiments); the bench runs them all
@@ -62,7 +69,7 @@ export const benchThroughput: Scenario = {
       for (let r = 0; r < rounds; r++) {
         for (const m of r % 2 === 0 ? MODES : [...MODES].reverse()) {
           const statefile = `/run/tmp/state-bench-${m.name}`;
-          const flow = kernelFlow(g.busid, statefile, { link: m.link ?? "direct", importArgs: ["--mode", m.importMode], exportArgs: ["--mode", m.exportMode, ...(m.exportMode === "userspace" ? ["--verbose"] : [])] });
+          const flow = kernelFlow(g.busid, statefile, { link: m.link ?? "direct", exportWrap: m.exportWrap, importArgs: ["--mode", m.importMode], exportArgs: ["--mode", m.exportMode, ...(m.exportMode === "userspace" ? ["--verbose"] : [])] });
           const { port, local } = await waitImported(statefile, flow);
           const disk = await waitFor(`a disk on the imported device ${local}`, () => diskOf(local), 30_000);
           check(sha256(disk, SIZE_MIB * MIB) === want, `${m.name}: imported disk does not read back the image`);

@@ -14,10 +14,10 @@ export function cli(args: string[], env: NodeJS.ProcessEnv = {}, cliPath = CLI):
 }
 
 /** export DEVICE ↔ import STATEFILE through qrexec-sim (kernel mode on both sides). */
-export function kernelFlow(busid: string, statefile: string, extra: { importArgs?: string[]; exportArgs?: string[]; env?: NodeJS.ProcessEnv; link?: "socket" | "pipes" | "direct"; cli?: string } = {}): Spawned {
+export function kernelFlow(busid: string, statefile: string, extra: { importArgs?: string[]; exportArgs?: string[]; env?: NodeJS.ProcessEnv; link?: "socket" | "pipes" | "direct"; cli?: string; exportWrap?: string[] } = {}): Spawned {
   const node = process.execPath;
   const c = extra.cli ?? CLI;
-  return cli(["qrexec-sim", "--link", extra.link ?? "socket", "--", node, c, "import", statefile, ...(extra.importArgs ?? []), "--", node, c, "export", busid, ...(extra.exportArgs ?? [])], extra.env, c);
+  return cli(["qrexec-sim", "--link", extra.link ?? "socket", "--", node, c, "import", statefile, ...(extra.importArgs ?? []), "--", ...(extra.exportWrap ?? []), node, c, "export", busid, ...(extra.exportArgs ?? [])], extra.env, c);
 }
 
 /** Our processes (CLI from the tree or a package, the python helpers and guards, qrexec agents). */
