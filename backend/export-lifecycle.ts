@@ -69,11 +69,6 @@ export async function runExport(opts: ExportOptions): Promise<number> {
     cleaned = true;
     if (!sysfs.exists(`bus/usb/devices/${busid}`)) {
       log.warn(`${busid} is gone (unplugged): the export ends, nothing to give back`);
-      try {
-        host.forget(busid); // a re-plugged device must not land on usbip-host again
-      } catch (e) {
-        log.warn(`cannot remove ${busid} from usbip-host's match_busid: ${(e as Error).message}`);
-      }
     } else {
       log.info(`connection ended (${why}); giving ${busid} back`);
       for (const p of await giveBack(sysfs, busid)) log.warn(p);

@@ -58,8 +58,12 @@ export class UsbipHost {
         }
       }
     } catch (e) {
-      this.forget(busid);
+      // no 'del' here: another export may have bound the device meanwhile, and a 'del' while the
+      // stub holds a device wedges its table entry (see unbind())
       if (before !== undefined) this.reprobe(busid);
+      if (e instanceof SysfsWriteError && e.errno === "ENODEV" && this.matchBusids().includes(busid)) {
+        throw new GlueError(GlueErrorCode.SYSFS, `usbip-host refuses ${busid} although it is in its match_busid table: the entry is wedged (a 'del' while the device was bound, by some other tool); reload usbip-host (modprobe -r usbip-host; modprobe usbip-host) while nothing is exported`);
+      }
       throw e;
     }
     return before;
@@ -106,19 +110,35 @@ export class UsbipHost {
     return true;
   }
 
-  /** Remove the busid from match_busid (ENODEV: it was not there). */
-  forget(busid: string): void {
-    try {
-      this.sysfs.write(`${DRV}/match_busid`, `del ${busid}`);
-    } catch (e) {
-      if (!(e instanceof SysfsWriteError && e.errno === "ENODEV")) throw e;
-    }
+  /**
+   * Unbind from usbip-host, if it holds the device; true if it did. No match_busid 'del'
+   * (stub_main.c, 6.1): 'del' of an entry whose device the stub holds (STUB_BUSID_ALLOC) marks it
+   * STUB_BUSID_REMOV and keeps the name; from then on 'add' sees the name and changes nothing,
+   * 'del' keeps REMOV, and every bind is refused ("not in match_busid table... skip!", ENODEV) —
+   * a race between one export's give-back and the next export's bind wedged busid 1-1 for the
+   * rest of a VM boot. 'del' of an unbound entry (STUB_BUSID_ADDED) does nothing at all. The
+   * entry is freed by rebind() instead, as Linux's own `usbip unbind` does.
+   */
+  unbind(busid: string): boolean {
+    if (this.driver(busid) !== "usbip-host") return false;
+    this.sysfs.write(`${DRV}/unbind`, busid);
+    return true;
   }
 
-  /** Unbind from usbip-host (if bound) and forget the busid, so no later probe binds it again. */
-  unbind(busid: string): void {
-    if (this.driver(busid) === "usbip-host") this.sysfs.write(`${DRV}/unbind`, busid);
-    this.forget(busid);
+  /**
+   * After unbind(): write the busid to usbip-host's 'rebind': the stub marks the entry
+   * STUB_BUSID_OTHER, lets the driver core attach the device (its original driver takes it
+   * back) and then frees the entry. Only for a device the stub held in this plug session: the
+   * entry keeps a pointer to the usb_device of its last successful probe, stale after a re-plug.
+   * Falls back to a plain reprobe if the stub has no entry (ENODEV).
+   */
+  rebind(busid: string): void {
+    try {
+      this.sysfs.write(`${DRV}/rebind`, busid);
+    } catch (e) {
+      if (!(e instanceof SysfsWriteError && e.errno === "ENODEV")) throw e;
+      this.reprobe(busid);
+    }
   }
 
   /** Let the driver core find a driver again (the original one takes the device back). */

@@ -28,13 +28,25 @@ test("bind: unbind the current driver, match_busid 'add' without newline, then b
   ]);
 });
 
-test("bind failure: the busid is forgotten and the device reprobed", (t) => {
-  const fs = new RecordingSysfs(hostTree(), (rel) => (rel.endsWith("usbip-host/bind") ? "ENODEV" : undefined));
+/** The kernel's match_busid reads back as a list of busids ("2-1 \n"), not what was written. */
+class MatchList extends RecordingSysfs {
+  listed = "\n";
+  override tryRead(rel: string): string | undefined {
+    return rel.endsWith("usbip-host/match_busid") ? this.listed : super.tryRead(rel);
+  }
+}
+
+test("bind failure: the device is reprobed and no match_busid 'del' is written (a 'del' while another export holds it would wedge the stub's entry)", (t) => {
+  const fs = new MatchList(hostTree(), (rel) => (rel.endsWith("usbip-host/bind") ? "ENODEV" : undefined));
   t.throws(() => new UsbipHost(fs).bind("2-1"), { message: /bind failed: ENODEV/ });
-  t.deepEqual(fs.writes.slice(-2), [
-    ["bus/usb/drivers/usbip-host/match_busid", "del 2-1"],
-    ["bus/usb/drivers_probe", "2-1"],
-  ]);
+  t.deepEqual(fs.writes.at(-1), ["bus/usb/drivers_probe", "2-1"]);
+  t.false(fs.writes.some(([, d]) => d.startsWith("del ")));
+});
+
+test("bind refused for a busid that match_busid lists: one line naming the wedged entry and the way out", (t) => {
+  const fs = new MatchList(hostTree(), (rel) => (rel.endsWith("usbip-host/bind") ? "ENODEV" : undefined));
+  fs.listed = "2-1 \n";
+  t.throws(() => new UsbipHost(fs).bind("2-1"), { message: /usbip-host refuses 2-1 although it is in its match_busid table: the entry is wedged.*modprobe -r usbip-host/ });
 });
 
 test("no usbip-host: NO_USBIP_HOST", (t) => {
@@ -58,9 +70,21 @@ test("disconnect writes -1 only while used; EINVAL (ended meanwhile) is not an e
   t.false(new UsbipHost(racing).disconnect("2-1"));
 });
 
-test("unbind forgets the busid (ENODEV tolerated) so a later probe does not rebind usbip-host", (t) => {
-  const fs = new RecordingSysfs(hostTree(), (_rel, data) => (data === "del 2-1" ? "ENODEV" : undefined));
-  t.notThrows(() => new UsbipHost(fs).unbind("2-1"));
+test("unbind only unbinds from usbip-host (no 'del'); rebind frees the stub's entry, or reprobes when it has none", (t) => {
+  const root = hostTree();
+  addDevice(root, { busid: "4-1", busnum: 4, devnum: 3, driver: "usbip-host" });
+  const fs = new RecordingSysfs(root);
+  const host = new UsbipHost(fs);
+  t.false(host.unbind("2-1"), "2-1 is on 'usb': nothing to do");
+  t.true(host.unbind("4-1"));
+  host.rebind("4-1");
+  t.deepEqual(fs.writes, [
+    ["bus/usb/drivers/usbip-host/unbind", "4-1"],
+    ["bus/usb/drivers/usbip-host/rebind", "4-1"],
+  ]);
+  const noEntry = new RecordingSysfs(root, (rel) => (rel.endsWith("usbip-host/rebind") ? "ENODEV" : undefined));
+  new UsbipHost(noEntry).rebind("4-1");
+  t.deepEqual(noEntry.writes.at(-1), ["bus/usb/drivers_probe", "4-1"]);
 });
 
 test("resolveDevice: busids, dotted busids, vendor.product with exactly one match", (t) => {
