@@ -2,7 +2,7 @@
 import { existsSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { check, processesMatching, start, tryRead, waitFor, type Spawned } from "./lib.js";
+import { check, diskOf, processesMatching, sha256, start, tryRead, waitFor, type Spawned } from "./lib.js";
 import { driverOf, interfaceDriver } from "./gadget.js";
 
 export const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../..");
@@ -74,4 +74,19 @@ export async function checkCleanedUp(o: { port: number; statefile: string; busid
   check(!existsSync(`/run/usbip-qrexec/export-${o.busid}.pid`), "export pid file left behind");
   const left = ourProcesses();
   check(left.length === 0, `processes left: ${left.join(" | ")}`);
+}
+
+/**
+ * After a kill -9 somewhere in a flow: the backend's device is back on usb-storage (the orphan
+ * guard's give-back), no process of ours is left, no export pid file, and the backend's own disk
+ * reads back the first `mib` MiB of `image`. `log()` is added to failure messages.
+ */
+export async function checkGivenBackAfterKill(busid: string, image: string, mib: number, log: () => string): Promise<void> {
+  await waitFor(`${busid} back on usb-storage`, () => driverOf(busid) === "usb" && interfaceDriver(busid) === "usb-storage", 30_000).catch(() =>
+    check(false, `${busid} not back on usb-storage (device driver ${driverOf(busid)}, interface driver ${interfaceDriver(busid)}); ${log()}`),
+  );
+  await waitFor("no process of ours left", () => ourProcesses().length === 0, 30_000).catch(() => check(false, `processes left: ${ourProcesses().join(" | ")}`));
+  check(!existsSync(`/run/usbip-qrexec/export-${busid}.pid`), "export pid file left behind");
+  const back = await waitFor("the backend's disk to come back", () => diskOf(busid), 30_000);
+  check(sha256(back, mib << 20) === sha256(image), `after the kill the backend's disk ${back} does not read back the image`);
 }

@@ -10,9 +10,9 @@
  */
 import { existsSync } from "node:fs";
 import type { Scenario } from "./scenarios.js";
-import { checkGadgetsGone, driverOf, interfaceDriver, makeImage, massStorage } from "./gadget.js";
-import { check, diskOf, processesMatching, readLoop, sha256, tryRead, waitFor, type Spawned } from "./lib.js";
-import { kernelFlow, ourProcesses, vhciPorts, waitImported } from "./flows.js";
+import { checkGadgetsGone, makeImage, massStorage } from "./gadget.js";
+import { check, diskOf, processesMatching, readLoop, tryRead, waitFor, type Spawned } from "./lib.js";
+import { checkGivenBackAfterKill, kernelFlow, vhciPorts, waitImported } from "./flows.js";
 
 type Mode = "kernel" | "relay" | "userspace";
 type Victim = "frontend" | "backend" | "qrexec-sim";
@@ -83,13 +83,7 @@ export async function killDuringRead(mode: Mode, victim: Victim): Promise<string
     check(r !== undefined, "the disk reader did not end within 60 s of the kill");
     await waitFor("every vhci port free", () => vhciPorts().every((p) => p.status === 4), 30_000).catch(() => check(false, `vhci ports still used: ${JSON.stringify(vhciPorts().filter((p) => p.status !== 4))}`));
     await waitFor("the statefile removed", () => !existsSync(statefile), 30_000).catch(() => check(false, `statefile ${statefile} left behind; stderr: ${flow.stderr().trim()}`));
-    await waitFor(`${g.busid} back on usb-storage`, () => driverOf(g.busid) === "usb" && interfaceDriver(g.busid) === "usb-storage", 30_000).catch(() =>
-      check(false, `${g.busid} not back on usb-storage (device driver ${driverOf(g.busid)}, interface driver ${interfaceDriver(g.busid)}); stderr: ${flow.stderr().trim()}`),
-    );
-    await waitFor("no process of ours left", () => ourProcesses().length === 0, 30_000).catch(() => check(false, `processes left: ${ourProcesses().join(" | ")}`));
-    check(!existsSync(`/run/usbip-qrexec/export-${g.busid}.pid`), "export pid file left behind");
-    const back = await waitFor("the backend's disk to come back", () => diskOf(g.busid), 30_000);
-    check(sha256(back, 32 * MIB) === sha256(img), `after the kill the backend's disk ${back} does not read back the image`);
+    await checkGivenBackAfterKill(g.busid, img, 32, () => `stderr: ${flow.stderr().trim()}`);
     return `other side noticed in ${times.join("/")} ms`;
   } finally {
     reader?.child.kill("SIGKILL");

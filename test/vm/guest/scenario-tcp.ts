@@ -13,7 +13,7 @@ import { existsSync } from "node:fs";
 import type { Scenario } from "./scenarios.js";
 import { checkGadgetsGone, driverOf, interfaceDriver, makeImage, massStorage } from "./gadget.js";
 import { check, diskOf, ended, modprobe, readLoop, sh, sha256, start, waitFor, type Spawned } from "./lib.js";
-import { cli, ourProcesses, vhciPorts } from "./flows.js";
+import { checkGivenBackAfterKill, cli, vhciPorts } from "./flows.js";
 
 const MIB = 1 << 20;
 const PORT = 3299;
@@ -136,13 +136,7 @@ async function killServer(mode: "kernel" | "userspace"): Promise<void> {
     check(vhciPorts().every((p) => p.status === 4), `vhci ports still used: ${JSON.stringify(vhciPorts().filter((p) => p.status !== 4))}`);
     check(!existsSync(statefile), "statefile left behind");
     await ended(reader, 60_000, "the disk reader");
-    await waitFor(`${g.busid} back on usb-storage`, () => driverOf(g.busid) === "usb" && interfaceDriver(g.busid) === "usb-storage", 30_000).catch(() =>
-      check(false, `${g.busid} not back on usb-storage (device driver ${driverOf(g.busid)}, interface driver ${interfaceDriver(g.busid)}); serve: ${srv.stderr().trim()}`),
-    );
-    await waitFor("no process of ours left", () => ourProcesses().length === 0, 30_000).catch(() => check(false, `processes left: ${ourProcesses().join(" | ")}`));
-    check(!existsSync(`/run/usbip-qrexec/export-${g.busid}.pid`), "export pid file left behind");
-    const back = await waitFor("the backend's disk to come back", () => diskOf(g.busid), 30_000);
-    check(sha256(back, 32 * MIB) === sha256(img), `after the kill the backend's disk ${back} does not read back the image`);
+    await checkGivenBackAfterKill(g.busid, img, 32, () => `serve: ${srv.stderr().trim()}`);
   } finally {
     reader?.child.kill("SIGKILL");
     srv.child.kill("SIGKILL");
