@@ -1,8 +1,10 @@
 /**
  * The qrexec link as streams for the relay modes: fd 0 in, fd 1 out (works with separate pipes
- * and with the single socket). Streams are made non-blocking for the event loop: a socket fd
- * becomes a net.Socket; anything else goes through fs streams (libuv's thread pool), never the
- * synchronous process.stdout of pipes.
+ * and with the single socket). Sockets and pipes become libuv stream handles (net.Socket):
+ * non-blocking, polled by the event loop. Only what is neither (a file, a tty) goes through fs
+ * streams, whose reads and writes block in libuv's thread pool — and process exit waits for a
+ * blocked one: a peer that neither writes nor closes would keep us alive (measured: exit held
+ * until the peer acted). A relay that refuses a hostile peer must be able to leave at once.
  */
 import { createReadStream, createWriteStream, fstatSync } from "node:fs";
 import net from "node:net";
@@ -13,15 +15,18 @@ export interface Link {
   output: Writable;
 }
 
+/** true for a socket or a pipe (FIFO): what libuv can poll. */
+function pollable(fd: number): boolean {
+  try {
+    const st = fstatSync(fd);
+    return st.isSocket() || st.isFIFO();
+  } catch {
+    return false;
+  }
+}
+
 export function openLink(inFd = 0, outFd = 1): Link {
-  const isSock = (fd: number) => {
-    try {
-      return fstatSync(fd).isSocket();
-    } catch {
-      return false;
-    }
-  };
-  const input: Readable = isSock(inFd) ? new net.Socket({ fd: inFd, readable: true, writable: false, allowHalfOpen: true }) : createReadStream("", { fd: inFd, highWaterMark: 1 << 16 });
-  const output: Writable = isSock(outFd) ? new net.Socket({ fd: outFd, readable: false, writable: true }) : createWriteStream("", { fd: outFd });
+  const input: Readable = pollable(inFd) ? new net.Socket({ fd: inFd, readable: true, writable: false, allowHalfOpen: true }) : createReadStream("", { fd: inFd, highWaterMark: 1 << 16 });
+  const output: Writable = pollable(outFd) ? new net.Socket({ fd: outFd, readable: false, writable: true }) : createWriteStream("", { fd: outFd });
   return { input, output };
 }

@@ -3,7 +3,11 @@
  * in the frontend relay, the qrexec link in the backend relay) to the server side, RET_* back.
  * Every message is decoded, checked (stream decoders + protocol/relay-rules.ts), re-encoded
  * (so what reaches a kernel is well-formed by construction: e.g. number_of_packets 0 for non-ISO)
- * and written with its payload as views (cork/uncork batches the writes of one chunk).
+ * and written with its payload as views: the messages of one input chunk leave in one writev
+ * (cork, uncork at the end of the chunk). A side's input is paused only when more than
+ * RELAY_BUFFER bytes wait to be written to the other side (not at the output's 16 KiB
+ * high-water mark, which every 64 KiB URB crosses: that paused and resumed the input, two
+ * epoll_ctl calls and a loop turn, for every chunk).
  * On the first violation the relay logs the rule, seqnum and byte offset, stops forwarding and
  * tears both sides down: nothing malformed reaches either kernel.
  *
@@ -66,6 +70,9 @@ export interface RelayStats {
 }
 
 
+/** Bytes that may wait in one output before its input is paused (backpressure). */
+export const RELAY_BUFFER = 1 << 20;
+
 export class UrbRelay extends EventEmitter {
   readonly table = new UrbTable();
   readonly stats: RelayStats = { cmdSubmit: 0, cmdUnlink: 0, retSubmit: 0, retUnlink: 0, unlinksAnswered: 0, payloadBytes: 0 };
@@ -119,7 +126,7 @@ export class UrbRelay extends EventEmitter {
       if (e instanceof ProtocolError) return this.violation(from, e);
       throw e;
     } finally {
-      process.nextTick(() => out.uncork());
+      out.uncork();
     }
     this.backpressure(src, out);
   }
@@ -193,7 +200,7 @@ export class UrbRelay extends EventEmitter {
   }
 
   private backpressure(src: Readable, out: Writable): void {
-    if (out.writableNeedDrain) {
+    if (out.writableLength > RELAY_BUFFER && out.writableNeedDrain) {
       src.pause();
       out.once("drain", () => src.resume());
     }

@@ -7,7 +7,7 @@
 import test from "ava";
 import fc from "fast-check";
 import { PassThrough } from "node:stream";
-import { UrbRelay, type RelayResult } from "../relay/urb-relay.js";
+import { RELAY_BUFFER, UrbRelay, type RelayResult } from "../relay/urb-relay.js";
 import { encodeToBuffer } from "../protocol/encoder.js";
 import { ErrorCode } from "../protocol/errors.js";
 import type { ClientMessage, CmdSubmit, RetSubmit, ServerMessage } from "../protocol/messages.js";
@@ -180,3 +180,36 @@ test("the relay re-encodes: a non-ISO number_of_packets of 0xffffffff reaches us
 
 // the message kinds are typed: keep the imports used
 export type _Kinds = ClientMessage | ServerMessage;
+
+test("backpressure: the input pauses only when over RELAY_BUFFER waits for the other side, and resumes when it drains", async (t) => {
+  const clientIn = new PassThrough();
+  const clientOut = new PassThrough(); // nobody reads it yet: a slow frontend kernel
+  const serverIn = new PassThrough();
+  const serverOut = new PassThrough();
+  serverOut.resume();
+  const relay = new UrbRelay({ clientIn, clientOut, serverIn, serverOut });
+  relay.start();
+  const N = 40;
+  const big = (seqnum: number): CmdSubmit => ({ ...IN64, seqnum, transferBufferLength: 65536 });
+  clientIn.write(Buffer.concat(Array.from({ length: N }, (_, i) => encodeToBuffer(big(i + 1)))));
+  await tick();
+  const payload = Buffer.alloc(65536, 0x5a);
+  const rets = Array.from({ length: N }, (_, i) => encodeToBuffer(ret({ seqnum: i + 1, actualLength: 65536, payload: [payload] })));
+  // 8 URBs (512 KiB) waiting is far above the output's 16 KiB high-water mark but within RELAY_BUFFER
+  for (const r of rets.slice(0, 8)) serverIn.write(r);
+  await tick();
+  t.true(clientOut.writableLength > 16 * 1024);
+  t.false(serverIn.isPaused(), "paused below RELAY_BUFFER");
+  for (const r of rets.slice(8)) serverIn.write(r);
+  await tick();
+  t.true(serverIn.isPaused(), "not paused above RELAY_BUFFER");
+  t.true(clientOut.writableLength > RELAY_BUFFER && clientOut.writableLength < RELAY_BUFFER + 2 * 65584);
+  // the frontend reads: everything arrives, in order and intact
+  const got: Buffer[] = [];
+  clientOut.on("data", (b: Buffer) => got.push(b));
+  const all = Buffer.concat(rets);
+  for (let i = 0; i < 100 && Buffer.concat(got).length < all.length; i++) await tick();
+  t.true(Buffer.concat(got).equals(all));
+  t.is(relay.stats.retSubmit, N);
+  relay.stop();
+});
