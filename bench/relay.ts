@@ -5,8 +5,10 @@
  *     byte-identical to the input (the relay re-encodes, so a broken fast path cannot hide).
  *  2. added latency per small URB: CMD then RET (8-byte interrupt IN) through the in-process relay
  *     vs. the same ping-pong over bare streams; p50/p99 of the difference, in microseconds.
- *     Two more stages in the same rounds, for scale: the event-loop floor (stdin piped to stdout
- *     through libuv, no decoding) and a blocking copy (readSync/writeSync, 1 MiB, no event loop).
+ *     More stages in the same rounds, for scale: the event-loop floor (stdin piped to stdout
+ *     through libuv, no decoding), a blocking copy (readSync/writeSync, 1 MiB, no event loop), and
+ *     the relay's hot direction on blocking I/O (same decoders and checks; not usable as the
+ *     product's data path, see blocking-relay-stage.ts), all checked byte-identical too.
  * The VM half (O_DIRECT disk reads direct vs. relays) is bench/vm.ts.
  */
 import { spawn } from "node:child_process";
@@ -64,6 +66,7 @@ const relayRuns: number[] = [];
 const catRuns: number[] = [];
 const nodeRuns: number[] = [];
 const blockingRuns: number[] = [];
+const blockingRelayRuns: number[] = [];
 for (let r = 0; r < rounds; r++) {
   const c = await stage(["cat"]);
   const p = await stage([process.execPath, path.join(here, "pipe-stage.js")]);
@@ -72,6 +75,9 @@ for (let r = 0; r < rounds; r++) {
   const b = await stage([process.execPath, path.join(here, "blocking-copy-stage.js")]);
   if (!b.ok) checks.push("node blocking copy output differs");
   blockingRuns.push(b.mbps);
+  const br = await stage([process.execPath, path.join(here, "blocking-relay-stage.js"), cmdFile]);
+  if (!br.ok) checks.push("blocking relay output differs from its input");
+  blockingRelayRuns.push(br.mbps);
   const x = await stage([process.execPath, path.join(here, "relay-stage.js"), cmdFile]);
   if (!c.ok) checks.push("cat output differs");
   if (!x.ok) checks.push("relay output differs from its input");
@@ -124,7 +130,7 @@ const ratio = median(relayRuns) / median(catRuns);
 const result = {
   bench: "relay",
   node: process.version,
-  throughput: { bytesPerRun: stream.length, rounds, relayMBps: Math.round(median(relayRuns)), catMBps: Math.round(median(catRuns)), nodePipeMBps: Math.round(median(nodeRuns)), nodePipeRatio: Math.round((median(nodeRuns) / median(catRuns)) * 1000) / 1000, nodeBlockingCopyMBps: Math.round(median(blockingRuns)), nodeBlockingCopyRatio: Math.round((median(blockingRuns) / median(catRuns)) * 1000) / 1000, ratio: Math.round(ratio * 1000) / 1000, target: 0.8, met: ratio >= 0.8 },
+  throughput: { bytesPerRun: stream.length, rounds, relayMBps: Math.round(median(relayRuns)), catMBps: Math.round(median(catRuns)), nodePipeMBps: Math.round(median(nodeRuns)), nodePipeRatio: Math.round((median(nodeRuns) / median(catRuns)) * 1000) / 1000, nodeBlockingCopyMBps: Math.round(median(blockingRuns)), nodeBlockingCopyRatio: Math.round((median(blockingRuns) / median(catRuns)) * 1000) / 1000, blockingRelayMBps: Math.round(median(blockingRelayRuns)), blockingRelayRatio: Math.round((median(blockingRelayRuns) / median(catRuns)) * 1000) / 1000, relayVsFloor: Math.round((median(relayRuns) / median(nodeRuns)) * 1000) / 1000, ratio: Math.round(ratio * 1000) / 1000, target: 0.8, met: ratio >= 0.8 },
   latency,
   checks: checks.length === 0 ? "ok" : checks,
 };

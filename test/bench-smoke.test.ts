@@ -22,7 +22,7 @@ test("bench/codec.js --quick: self-checks pass and every case reports a ratio", 
 test("usbip-qrexec bench --quick --json: codec, relay and a 10 s soak run, self-checks pass, ratios and latency reported", async (t) => {
   const r = await runCli(["bench", "--quick", "--json"], { timeoutMs: 180_000 });
   t.is(r.code, 0, r.stderr);
-  const o = JSON.parse(r.stdout) as { ok: boolean; benches: Array<{ bench: string; checks: unknown; throughput?: { ratio: number; nodePipeRatio: number; nodeBlockingCopyRatio: number }; latency?: { addedP50us: number } }> };
+  const o = JSON.parse(r.stdout) as { ok: boolean; benches: Array<{ bench: string; checks: unknown; throughput?: { ratio: number; nodePipeRatio: number; nodeBlockingCopyRatio: number; blockingRelayRatio: number }; latency?: { addedP50us: number } }> };
   t.true(o.ok);
   t.deepEqual(o.benches.map((b) => b.bench), ["codec", "relay", "soak"]);
   const soak = o.benches[2] as unknown as { checks: unknown; urbs: number; stuck: number };
@@ -30,6 +30,6 @@ test("usbip-qrexec bench --quick --json: codec, relay and a 10 s soak run, self-
   t.true(soak.urbs > 0 && soak.stuck === 0);
   const relay = o.benches[1]!;
   t.is(relay.checks, "ok");
-  t.true(relay.throughput!.ratio > 0 && relay.throughput!.nodePipeRatio > 0 && relay.throughput!.nodeBlockingCopyRatio > 0);
+  t.true(relay.throughput!.ratio > 0 && relay.throughput!.nodePipeRatio > 0 && relay.throughput!.nodeBlockingCopyRatio > 0 && relay.throughput!.blockingRelayRatio > 0);
   t.true(Number.isFinite(relay.latency!.addedP50us));
 });
