@@ -42,9 +42,9 @@ export const pcapCommand: Command = {
     };
     const [client, server] = await Promise.all([read(cf), read(sf)]);
     const trace = new PcapngTrace(values.output);
-    const table = new UrbTable(Number.MAX_SAFE_INTEGER);
+    const table = new UrbTable(Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
     const phase = detectClientPhase(client);
-    const cd = new ClientStreamDecoder({ table, phase, limits: { maxOutstanding: Number.MAX_SAFE_INTEGER } });
+    const cd = new ClientStreamDecoder({ table, phase, limits: { maxOutstanding: Number.MAX_SAFE_INTEGER, maxOutstandingBytes: Number.MAX_SAFE_INTEGER } });
     const cmds: ClientMessage[] = cd.feed(client);
     let ts = 0n;
     let next = 0;

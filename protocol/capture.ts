@@ -32,9 +32,9 @@ export function detectServerPhase(server: Buffer, clientPhase: "op" | "urb"): "o
  * `chunkSize` feeds the bytes in pieces of that size (tests use it; default: all at once).
  */
 export function* decodeCapture(client: Buffer, server: Buffer, chunkSize = 0): Generator<CaptureItem> {
-  const table = new UrbTable(Number.MAX_SAFE_INTEGER);
+  const table = new UrbTable(Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
   const clientPhase = detectClientPhase(client);
-  const cd = new ClientStreamDecoder({ table, phase: clientPhase, limits: { maxOutstanding: Number.MAX_SAFE_INTEGER } });
+  const cd = new ClientStreamDecoder({ table, phase: clientPhase, limits: { maxOutstanding: Number.MAX_SAFE_INTEGER, maxOutstandingBytes: Number.MAX_SAFE_INTEGER } });
   for (const chunk of chunks(client, chunkSize)) {
     cd.push(chunk);
     for (let m = cd.next(); m !== null; m = cd.next()) yield { type: "message", from: "client", message: m, offset: cd.messageOffset };

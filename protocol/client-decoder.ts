@@ -194,9 +194,12 @@ export class ClientStreamDecoder extends StreamDecoder<ClientMessage> {
     return msg;
   }
 
-  private tableError(r: "duplicate" | "full", at: number, seqnum: number): never {
+  private tableError(r: "duplicate" | "full" | "bytes", at: number, seqnum: number): never {
     if (r === "duplicate") {
       throw new ProtocolError(ErrorCode.DUPLICATE_SEQNUM, at + 4, `seqnum ${seqnum} is already in flight`, seqnum);
+    }
+    if (r === "bytes") {
+      throw new ProtocolError(ErrorCode.TOO_MANY_OUTSTANDING, at + 24, `transfer_buffer_length would bring the URBs in flight to more than ${this.table.maxOutstandingBytes} bytes (${this.table.outstandingBytes} already)`, seqnum);
     }
     throw new ProtocolError(ErrorCode.TOO_MANY_OUTSTANDING, at, `more than ${this.table.maxOutstanding} URBs in flight`, seqnum);
   }

@@ -29,7 +29,7 @@ export abstract class StreamDecoder<M> {
 
   protected constructor(phase: Phase, opts: StreamDecoderOptions) {
     this.limits = resolveLimits(opts.limits);
-    this.table = opts.table ?? new UrbTable(this.limits.maxOutstanding);
+    this.table = opts.table ?? new UrbTable(this.limits.maxOutstanding, this.limits.maxOutstandingBytes);
     this._phase = phase;
     this.initialPhase = phase;
   }

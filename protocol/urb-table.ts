@@ -8,6 +8,7 @@
  * caught it in flight, RET_UNLINK(unlink seqnum) — never both, never twice.
  */
 import type { Direction } from "./constants.js";
+import { DEFAULT_LIMITS } from "./limits.js";
 import type { IsoPacket } from "./messages.js";
 
 export interface SubmittedUrb {
@@ -33,14 +34,27 @@ export interface PendingUnlink {
   unlinkSeqnum: number;
 }
 
-export type AddResult = "ok" | "duplicate" | "full";
+export type AddResult = "ok" | "duplicate" | "full" | "bytes";
 
 export class UrbTable {
   private readonly submits = new Map<number, SubmittedUrb>();
   private readonly unlinks = new Map<number, PendingUnlink>();
 
-  /** @param maxOutstanding cap on submits + unlinks in flight. Defaults to 65536. */
-  constructor(readonly maxOutstanding = 65536) {}
+  private bytes = 0;
+
+  /**
+   * @param maxOutstanding cap on submits + unlinks in flight (default: protocol/limits.ts).
+   * @param maxOutstandingBytes cap on the transfer_buffer_length sum of the submits in flight (default: protocol/limits.ts).
+   */
+  constructor(
+    readonly maxOutstanding = DEFAULT_LIMITS.maxOutstanding,
+    readonly maxOutstandingBytes = DEFAULT_LIMITS.maxOutstandingBytes,
+  ) {}
+
+  /** Sum of transfer_buffer_length over the submits in flight. */
+  get outstandingBytes(): number {
+    return this.bytes;
+  }
 
   get size(): number {
     return this.submits.size + this.unlinks.size;
@@ -60,7 +74,10 @@ export class UrbTable {
 
   addSubmit(urb: SubmittedUrb): AddResult {
     const r = this.check(urb.seqnum);
-    if (r === "ok") this.submits.set(urb.seqnum, urb);
+    if (r !== "ok") return r;
+    if (this.bytes + urb.transferBufferLength > this.maxOutstandingBytes) return "bytes";
+    this.submits.set(urb.seqnum, urb);
+    this.bytes += urb.transferBufferLength;
     return r;
   }
 
@@ -80,7 +97,10 @@ export class UrbTable {
   /** Mark a submit answered by its RET_SUBMIT. */
   answerSubmit(seqnum: number): SubmittedUrb | undefined {
     const u = this.submits.get(seqnum);
-    if (u !== undefined) this.submits.delete(seqnum);
+    if (u !== undefined) {
+      this.submits.delete(seqnum);
+      this.bytes -= u.transferBufferLength;
+    }
     return u;
   }
 
@@ -93,11 +113,15 @@ export class UrbTable {
     if (unlink === undefined) return undefined;
     this.unlinks.delete(seqnum);
     const victim = this.submits.get(unlink.unlinkSeqnum);
-    if (victim !== undefined) this.submits.delete(unlink.unlinkSeqnum);
+    if (victim !== undefined) {
+      this.submits.delete(unlink.unlinkSeqnum);
+      this.bytes -= victim.transferBufferLength;
+    }
     return { unlink, victim };
   }
 
   clear(): void {
+    this.bytes = 0;
     this.submits.clear();
     this.unlinks.clear();
   }

@@ -113,6 +113,33 @@ test("client stream: a seqnum already in flight → DUPLICATE_SEQNUM; the table 
   t.is(b.err?.offset, 96);
 });
 
+test("client stream: transfer buffers in flight beyond maxOutstandingBytes → TOO_MANY_OUTSTANDING at the length; answered URBs free theirs", (t) => {
+  const MiB16 = 16 * 1024 * 1024;
+  // the default cap (128 MiB): eight 16 MiB IN URBs fit, the ninth does not
+  const a = client(Array.from({ length: 9 }, (_, i) => encodeToBuffer(cmd({ seqnum: i + 1, transferBufferLength: MiB16 }))));
+  t.is(a.msgs.length, 8);
+  t.is(a.err?.code, ErrorCode.TOO_MANY_OUTSTANDING);
+  t.is(a.err?.offset, 8 * 48 + 24);
+  t.is(a.d.table.outstandingBytes, 8 * MiB16);
+  // with a RET for one of them in between, the ninth fits
+  const table = new UrbTable();
+  const c = new ClientStreamDecoder({ table });
+  const sd = new ServerStreamDecoder({ table });
+  t.is(c.feed(Buffer.concat(Array.from({ length: 8 }, (_, i) => encodeToBuffer(cmd({ seqnum: i + 1, transferBufferLength: MiB16 }))))).length, 8);
+  t.is(sd.feed(encodeToBuffer(ret({ seqnum: 3, actualLength: 0 }))).length, 1);
+  t.is(c.feed(encodeToBuffer(cmd({ seqnum: 9, transferBufferLength: MiB16 }))).length, 1);
+  t.is(c.error, null);
+  t.is(table.outstandingBytes, 8 * MiB16);
+  // an unlink that catches its victim frees the victim's bytes too
+  c.feed(encodeToBuffer({ kind: "CMD_UNLINK", seqnum: 20, devid: 0x10002, direction: 0, ep: 0, unlinkSeqnum: 4 }));
+  sd.feed(encodeToBuffer({ kind: "RET_UNLINK", seqnum: 20, devid: 0, direction: 0, ep: 0, status: -104 }));
+  t.is(table.outstandingBytes, 7 * MiB16);
+  // a smaller cap through the limits
+  const b = client([1, 2].map((s) => encodeToBuffer(cmd({ seqnum: s, transferBufferLength: 600 }))), { limits: { maxOutstandingBytes: 1000 } });
+  t.is(b.msgs.length, 1);
+  t.is(b.err?.offset, 48 + 24);
+});
+
 const IN64 = encodeToBuffer(cmd({ seqnum: 1, transferBufferLength: 64 }));
 const OUT4 = encodeToBuffer(cmd({ seqnum: 2, direction: 0, transferBufferLength: 4, payload: [Buffer.alloc(4)] }));
 const ISO2 = encodeToBuffer(cmd({ seqnum: 3, numberOfPackets: 2, isoPackets: [{ offset: 0, length: 32, actualLength: 0, status: 0 }, { offset: 32, length: 32, actualLength: 0, status: 0 }] }));

@@ -13,6 +13,7 @@ import path from "node:path";
 import { PassThrough } from "node:stream";
 import { Direction, Errno, TransferFlag } from "../protocol/constants.js";
 import type { CmdSubmit } from "../protocol/messages.js";
+import { encodeToBuffer } from "../protocol/encoder.js";
 import { UrbServer } from "../device/urb-server.js";
 import type { UrbDevice, UrbResult } from "../device/urb-device.js";
 import { MassStorageDevice } from "../device/mass-storage.js";
@@ -80,6 +81,22 @@ test("UrbServer: unlink of a URB in flight cancels it: RET_UNLINK -ECONNRESET an
   p.resolve({ status: Errno.ECONNRESET, cancelled: true });
   t.is(await unlinked, Errno.ECONNRESET);
   t.is((await submitted).status, Errno.ECONNRESET); // answered by the RET_UNLINK, not a RET_SUBMIT
+});
+
+test("UrbServer: a frontend asking for more than 128 MiB of transfer buffers in flight is refused before the device allocates the excess", async (t) => {
+  const dev = new ManualDevice();
+  const c2s = new PassThrough();
+  const s2c = new PassThrough();
+  s2c.resume();
+  const server = new UrbServer(dev, c2s, s2c);
+  server.start();
+  const big = (seqnum: number) => encodeToBuffer({ kind: "CMD_SUBMIT", seqnum, devid: DEVID, direction: Direction.IN, ep: 1, transferFlags: 0, transferBufferLength: 16 * 1024 * 1024, startFrame: 0, numberOfPackets: 0, interval: 0, setup: Buffer.alloc(8), payload: [] });
+  c2s.write(Buffer.concat(Array.from({ length: 9 }, (_, i) => big(i + 1))));
+  const r = await server.done;
+  t.is(r.reason, "violation");
+  t.is(r.violation?.code, "USBIP_ERR_TOO_MANY_OUTSTANDING");
+  t.is(r.violation?.offset, 8 * 48 + 24);
+  t.is(dev.pending.size, 8, "the device saw only the URBs within the cap");
 });
 
 test("UrbServer: a URB that completes before the cancel takes effect gets its RET_SUBMIT, the unlink 0", async (t) => {
