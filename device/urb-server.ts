@@ -8,6 +8,8 @@
  * Input from the frontend is untrusted: the stream decoder and the relay's CMD_* rules
  * (devid, endpoint exists with that direction/type, control wLength, iso counts) run before a
  * device sees anything; the first violation ends the session with the rule and byte offset.
+ * A frontend that stops reading its answers stops being read (more than STREAM_BUFFER bytes
+ * waiting in the output pause the input until it drains): what waits for it stays bounded.
  */
 import type { Readable, Writable } from "node:stream";
 import { ClientStreamDecoder } from "../protocol/client-decoder.js";
@@ -17,6 +19,7 @@ import { ProtocolError } from "../protocol/errors.js";
 import type { CmdSubmit, CmdUnlink, ServerMessage } from "../protocol/messages.js";
 import { checkCmdSubmit, checkCmdUnlink, type DeviceView } from "../protocol/relay-rules.js";
 import { RecentSeqnums } from "../protocol/recent-seqnums.js";
+import { STREAM_BUFFER } from "../protocol/limits.js";
 import type { UrbDevice, UrbHandle, UrbResult } from "./urb-device.js";
 
 export interface UrbServerStats {
@@ -54,6 +57,8 @@ export class UrbServer {
   /** per endpoint (ep | dir << 4; 0 for the control endpoint): the answer of the URB submitted last, to keep answers in order */
   private readonly tails = new Map<number, Promise<void>>();
   private finished = false;
+  /** input paused until the output drains */
+  private throttled = false;
   private resolveDone!: (r: UrbServerResult) => void;
   readonly done: Promise<UrbServerResult>;
 
@@ -97,6 +102,19 @@ export class UrbServer {
       if (!(e instanceof ProtocolError)) throw e;
       void this.finish({ reason: "violation", violation: e, stats: this.stats });
     }
+    this.throttle();
+  }
+
+  /** Pause the input while more than STREAM_BUFFER bytes wait in the output. */
+  private throttle(): void {
+    const out = this.output;
+    if (this.throttled || this.finished || out.writableLength <= STREAM_BUFFER || !out.writableNeedDrain) return;
+    this.throttled = true;
+    this.input.pause();
+    out.once("drain", () => {
+      this.throttled = false;
+      if (!this.finished) this.input.resume();
+    });
   }
 
   private submit(cmd: CmdSubmit, at: number): void {
@@ -164,12 +182,14 @@ export class UrbServer {
     const parts = encode(m);
     if (parts.length === 1) {
       this.output.write(parts[0]!);
+      this.throttle();
       return;
     }
     // header + payload (+ ISO descriptors) in one writev: one syscall per RET, not one per part
     this.output.cork();
     for (const b of parts) this.output.write(b);
     this.output.uncork();
+    this.throttle();
   }
 
   private async finish(r: UrbServerResult): Promise<void> {

@@ -119,6 +119,27 @@ export class ByteQueue {
     return b;
   }
 
+  /** n bytes from unread index i as zero-copy segments (views into the pushed chunks), without consuming. */
+  peekSegments(i: number, n: number): Buffer[] {
+    const out: Buffer[] = [];
+    let k = this.first;
+    let p = this.pos + i;
+    while (n > 0) {
+      const c = this.chunks[k]!;
+      if (p >= c.length) {
+        p -= c.length;
+        k++;
+        continue;
+      }
+      const m = Math.min(c.length - p, n);
+      out.push(c.subarray(p, p + m));
+      n -= m;
+      k++;
+      p = 0;
+    }
+    return out;
+  }
+
   /** Consume n bytes as zero-copy segments (views into the pushed chunks). */
   takeSegments(n: number): Buffer[] {
     const out: Buffer[] = [];

@@ -154,6 +154,19 @@ export function contiguous(segments: readonly Buffer[]): Buffer {
   return Buffer.concat(segments as Buffer[]);
 }
 
+/** The payload after its first n bytes, as views of the same segments. */
+export function skipPayload(segments: readonly Buffer[], n: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (const s of segments) {
+    if (n >= s.length) n -= s.length;
+    else {
+      out.push(n > 0 ? s.subarray(n) : s);
+      n = 0;
+    }
+  }
+  return out;
+}
+
 /** Exhaustiveness helper for `switch (msg.kind)`. */
 export function assertNever(x: never): never {
   throw new Error(`unreachable: ${JSON.stringify(x)}`);

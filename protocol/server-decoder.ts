@@ -145,8 +145,8 @@ export class ServerStreamDecoder extends StreamDecoder<ServerMessage> {
     throw new ProtocolError(ErrorCode.UNKNOWN_COMMAND, at, `unknown URB command 0x${command.toString(16).padStart(8, "0")} (RET_SUBMIT 3 or RET_UNLINK 4 expected)`);
   }
 
-  private retSubmit(h: Buffer, p: number, at: number): RetSubmit | null {
-    const q = this.q;
+  /** The header of a RET_SUBMIT, checked (the checks need only the header and the table). */
+  private retSubmitHeader(h: Buffer, p: number, at: number): { msg: RetSubmit; urb: SubmittedUrb; dataLen: number; isoLen: number } {
     const seqnum = u32(h, p + 4);
     const urb = this.table.getSubmit(seqnum);
     if (urb === undefined) {
@@ -168,9 +168,6 @@ export class ServerStreamDecoder extends StreamDecoder<ServerMessage> {
     } else if (npWire !== 0 && npWire !== -1) {
       throw new ProtocolError(ErrorCode.PACKET_COUNT, at + 32, `number_of_packets must be 0 for a non-ISO URB (got ${npWire}; CVE-2026-31607)`, seqnum);
     }
-    const dataLen = urb.direction === Direction.IN ? actualLength : 0;
-    const isoLen = np * ISO_DESCRIPTOR_SIZE;
-    if (q.length < URB_HEADER_SIZE + dataLen + isoLen) return null;
     const msg: RetSubmit = {
       kind: "RET_SUBMIT",
       seqnum,
@@ -184,11 +181,18 @@ export class ServerStreamDecoder extends StreamDecoder<ServerMessage> {
       errorCount: s32(h, p + 36),
       payload: [],
     };
+    return { msg, urb, dataLen: urb.direction === Direction.IN ? actualLength : 0, isoLen: np * ISO_DESCRIPTOR_SIZE };
+  }
+
+  private retSubmit(h: Buffer, p: number, at: number): RetSubmit | null {
+    const q = this.q;
+    const { msg, urb, dataLen, isoLen } = this.retSubmitHeader(h, p, at);
+    if (q.length < URB_HEADER_SIZE + dataLen + isoLen) return null;
     if (urb.iso) {
-      msg.isoPackets = decodeIsoPackets(q.peekAt(URB_HEADER_SIZE + dataLen, isoLen), np);
-      checkReturnedIso(msg.isoPackets, actualLength, at + URB_HEADER_SIZE + dataLen, seqnum);
+      msg.isoPackets = decodeIsoPackets(q.peekAt(URB_HEADER_SIZE + dataLen, isoLen), msg.numberOfPackets);
+      checkReturnedIso(msg.isoPackets, msg.actualLength, at + URB_HEADER_SIZE + dataLen, msg.seqnum);
     }
-    this.table.answerSubmit(seqnum);
+    this.table.answerSubmit(msg.seqnum);
     this.lastSubmit = urb;
     this.lastUnlink = undefined;
     this.afterOutRet = urb.direction === Direction.OUT;
@@ -196,6 +200,24 @@ export class ServerStreamDecoder extends StreamDecoder<ServerMessage> {
     if (dataLen > 0) msg.payload = q.takeSegments(dataLen);
     if (isoLen > 0) q.skip(isoLen);
     return msg;
+  }
+
+  /**
+   * A RET_SUBMIT whose header has arrived, and passed the same checks next() makes, but whose
+   * payload has not all arrived yet: the message (no payload), the URB it answers, and views of
+   * the payload bytes buffered so far. Nothing is consumed; next() returns the whole message
+   * later. undefined when the buffered bytes do not start such a message. Throws ProtocolError
+   * (and the stream is then broken) on a header that next() would refuse.
+   * For the relay's cut-through of large payloads.
+   */
+  partialRetSubmit(): { msg: RetSubmit; urb: SubmittedUrb; payloadSoFar: Buffer[] } | undefined {
+    const q = this.q;
+    if (this._phase !== "urb" || this.error !== null || q.length < URB_HEADER_SIZE) return undefined;
+    const h = q.peek(URB_HEADER_SIZE);
+    if (u32(h, 0) !== UrbCommand.RET_SUBMIT) return undefined;
+    const { msg, urb, dataLen, isoLen } = this.retSubmitHeader(h, 0, q.offset);
+    if (q.length >= URB_HEADER_SIZE + dataLen + isoLen) return undefined; // whole: next() has it
+    return { msg, urb, payloadSoFar: q.peekSegments(URB_HEADER_SIZE, Math.min(q.length - URB_HEADER_SIZE, dataLen)) };
   }
 
   private retUnlink(h: Buffer, p: number, at: number): RetUnlink {

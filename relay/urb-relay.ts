@@ -11,6 +11,14 @@
  * On the first violation the relay logs the rule, seqnum and byte offset, stops forwarding and
  * tears both sides down: nothing malformed reaches either kernel.
  *
+ * Cut-through: a RET_SUBMIT with more than CUT_THROUGH_MIN payload bytes for a bulk or interrupt
+ * URB is forwarded as soon as its header has arrived and passed every check (all of a non-ISO
+ * RET's checks are on the header and the table; the payload is opaque bytes), then its payload as
+ * it arrives, instead of after the whole message: the kernel receives while the backend still
+ * sends. Control and ISO RETs (descriptors to screen, ISO descriptors after the payload) wait
+ * until they are whole. If the link ends inside such a message, the kernel sees a short message
+ * and then the end of the connection — what it sees when a backend dies mid-message.
+ *
  * Unlink hold (backend role): Linux's usbip-host (6.1) frees a URB in its completion path while
  * stub_recv_cmd_unlink() still walks it after dropping priv_lock — a use-after-free that a
  * CMD_UNLINK racing a completion triggers (general protection fault, seen with usbtest through
@@ -24,10 +32,11 @@ import { ClientStreamDecoder, type EndpointType } from "../protocol/client-decod
 import { ServerStreamDecoder } from "../protocol/server-decoder.js";
 import { encode } from "../protocol/encoder.js";
 import { ProtocolError } from "../protocol/errors.js";
-import type { ClientMessage, CmdUnlink, Message, RetSubmit, ServerMessage } from "../protocol/messages.js";
+import { type ClientMessage, type CmdUnlink, type Message, type RetSubmit, type ServerMessage, skipPayload } from "../protocol/messages.js";
 import { checkCmdSubmit, checkCmdUnlink, checkRetSubmit, checkRetUnlink, type DeviceView } from "../protocol/relay-rules.js";
 import { UrbTable, type SubmittedUrb } from "../protocol/urb-table.js";
 import { RecentSeqnums } from "../protocol/recent-seqnums.js";
+import { STREAM_BUFFER } from "../protocol/limits.js";
 
 export type RelayEnd = "client" | "server";
 
@@ -42,7 +51,7 @@ export interface RelayOptions {
   unlinkGraceMs?: number;
   /** Bytes already read from the server side (after a handshake line), decoded first. */
   serverPrefix?: Buffer;
-  /** An extra check on every RET_SUBMIT before it is forwarded (e.g. the device policy); throw ProtocolError to refuse. */
+  /** An extra check on every control (endpoint 0) RET_SUBMIT before it is forwarded (e.g. the device policy); throw ProtocolError to refuse. */
   screen?: (msg: RetSubmit, urb: SubmittedUrb, at: number) => void;
   /** Called for every message that passes, with the side it came from (and, for RET_*, the CMD_SUBMIT it answers). */
   onMessage?: (from: RelayEnd, msg: Message, urb?: SubmittedUrb) => void;
@@ -70,8 +79,11 @@ export interface RelayStats {
 }
 
 
+/** Payload size above which a bulk/interrupt RET_SUBMIT is forwarded cut-through (see above). */
+export const CUT_THROUGH_MIN = 16 * 1024;
+
 /** Bytes that may wait in one output before its input is paused (backpressure). */
-export const RELAY_BUFFER = 1 << 20;
+export const RELAY_BUFFER = STREAM_BUFFER;
 
 export class UrbRelay extends EventEmitter {
   readonly table = new UrbTable();
@@ -81,6 +93,8 @@ export class UrbRelay extends EventEmitter {
   /** answered seqnums, for "unlink of a known seqnum" */
   private readonly recent = new RecentSeqnums();
   private readonly held = new Map<number, { unlink: CmdUnlink; timer: NodeJS.Timeout }>();
+  /** the RET_SUBMIT being forwarded cut-through: its stream offset and the payload bytes sent */
+  private partial: { at: number; sent: number } | undefined;
   private finished = false;
   private resolveDone!: (r: RelayResult) => void;
   readonly done: Promise<RelayResult>;
@@ -115,13 +129,14 @@ export class UrbRelay extends EventEmitter {
   }
 
   /** Decode a chunk from one side and hand each message on; writes of one chunk are corked together. */
-  private pump<M>(chunk: Buffer, from: RelayEnd, dec: { push(c: Buffer): void; next(): M | null; readonly messageOffset: number; readonly error: ProtocolError | null }, src: Readable, out: Writable, handle: (m: M, at: number) => void): void {
+  private pump<M>(chunk: Buffer, from: RelayEnd, dec: { push(c: Buffer): void; next(): M | null; readonly messageOffset: number; readonly error: ProtocolError | null }, src: Readable, out: Writable, handle: (m: M, at: number) => void, after?: () => void): void {
     if (this.finished) return;
     dec.push(chunk);
     out.cork();
     try {
       for (let m = dec.next(); m !== null; m = dec.next()) handle(m, dec.messageOffset);
       if (dec.error) return this.violation(from, dec.error);
+      after?.();
     } catch (e) {
       if (e instanceof ProtocolError) return this.violation(from, e);
       throw e;
@@ -158,19 +173,40 @@ export class UrbRelay extends EventEmitter {
   }
 
   private fromServer(chunk: Buffer): void {
-    this.pump(chunk, "server", this.sdec, this.o.serverIn, this.o.clientOut, (m, at) => this.serverMessage(m, at));
+    this.pump(chunk, "server", this.sdec, this.o.serverIn, this.o.clientOut, (m, at) => this.serverMessage(m, at), () => this.cutThrough());
+  }
+
+  /** Forward what has arrived of a large bulk/interrupt RET_SUBMIT (see Cut-through above). */
+  private cutThrough(): void {
+    const p = this.sdec.partialRetSubmit();
+    if (p === undefined || p.urb.iso || p.urb.ep === 0 || p.msg.actualLength <= CUT_THROUGH_MIN) return;
+    const at = this.sdec.offset;
+    const out = this.o.clientOut;
+    if (this.partial?.at !== at) {
+      checkRetSubmit(p.msg, p.urb, at);
+      this.partial = { at, sent: 0 };
+      for (const b of encode(p.msg)) out.write(b);
+    }
+    for (const b of skipPayload(p.payloadSoFar, this.partial.sent)) {
+      out.write(b);
+      this.partial.sent += b.length;
+    }
   }
 
   private serverMessage(m: ServerMessage, at: number): void {
     if (m.kind === "RET_SUBMIT") {
       checkRetSubmit(m, this.sdec.lastSubmit!, at);
-      this.o.screen?.(m, this.sdec.lastSubmit!, at);
+      if (this.sdec.lastSubmit!.ep === 0) this.o.screen?.(m, this.sdec.lastSubmit!, at);
       this.stats.retSubmit++;
       this.stats.payloadBytes += m.actualLength * (this.sdec.lastSubmit!.direction === 1 ? 1 : 0);
       this.recent.add(m.seqnum);
       const urb = this.sdec.lastSubmit;
       this.o.onMessage?.("server", m, urb);
-      this.write(this.o.clientOut, m);
+      if (this.partial?.at === at) {
+        // its header and the start of its payload went out cut-through: only the rest is left
+        for (const b of skipPayload(m.payload, this.partial.sent)) this.o.clientOut.write(b);
+        this.partial = undefined;
+      } else this.write(this.o.clientOut, m);
       const h = this.held.get(m.seqnum);
       if (h !== undefined) {
         // completed while its unlink was held: answer like the stub does for a completed URB

@@ -213,3 +213,107 @@ test("backpressure: the input pauses only when over RELAY_BUFFER waits for the o
   t.is(relay.stats.retSubmit, N);
   relay.stop();
 });
+
+// ---- cut-through of large bulk/interrupt RET_SUBMITs --------------------------------------
+const BULK64K: CmdSubmit = { ...IN64, seqnum: 30, transferBufferLength: 65536 };
+const bigPayload = Buffer.from(Array.from({ length: 65536 }, (_, i) => (i * 13) & 0xff));
+
+test("cut-through: a large bulk RET's header and payload so far reach the frontend before the rest has arrived", async (t) => {
+  const r = rig();
+  r.client.write(encodeToBuffer(BULK64K));
+  await tick();
+  const whole = encodeToBuffer(ret({ seqnum: 30, actualLength: 65536, payload: [bigPayload] }));
+  r.server.write(whole.subarray(0, 48 + 20_000));
+  await tick();
+  const early = Buffer.concat(r.toClient);
+  t.is(early.length, 48 + 20_000);
+  t.true(early.equals(whole.subarray(0, 48 + 20_000)));
+  t.is(r.relay.stats.retSubmit, 0, "not counted before it is whole");
+  r.server.write(whole.subarray(48 + 20_000, 48 + 40_000));
+  await tick();
+  t.is(Buffer.concat(r.toClient).length, 48 + 40_000);
+  r.server.write(whole.subarray(48 + 40_000));
+  await tick();
+  t.true(Buffer.concat(r.toClient).equals(whole));
+  t.is(r.relay.stats.retSubmit, 1);
+  r.relay.stop();
+});
+
+const partialHostile: Array<[string, (b: Buffer) => Buffer, string]> = [
+  ["actual_length beyond the buffer", (b) => patch(b, 6, 70_000), ErrorCode.ACTUAL_LENGTH],
+  ["absurd status", (b) => patch(b, 5, -100000), ErrorCode.STATUS_NOT_ALLOWED],
+  ["unknown seqnum", (b) => patch(b, 1, 31), ErrorCode.UNKNOWN_SEQNUM],
+  ["number_of_packets on a bulk URB", (b) => patch(b, 8, 3), ErrorCode.PACKET_COUNT],
+];
+for (const [name, mutate, code] of partialHostile) {
+  test(`cut-through: a large RET whose header breaks a rule (${name}) is refused before any of it is forwarded`, async (t) => {
+    const r = rig();
+    r.client.write(encodeToBuffer(BULK64K));
+    await tick();
+    const whole = encodeToBuffer(ret({ seqnum: 30, actualLength: 65536, payload: [bigPayload] }));
+    r.server.write(mutate(whole).subarray(0, 48 + 20_000)); // the rest never comes
+    const res = await r.relay.done;
+    t.is(res.violation?.error.code, code);
+    t.is(Buffer.concat(r.toClient).length, 0);
+  });
+}
+
+test("cut-through: control and ISO RETs, and small bulk RETs, are forwarded only when whole", async (t) => {
+  const r = rig();
+  const ctl: CmdSubmit = { ...IN64, seqnum: 40, ep: 0, transferBufferLength: 65535, setup: Buffer.from([0x80, 6, 0, 2, 0, 0, 0xff, 0xff]) };
+  const small: CmdSubmit = { ...IN64, seqnum: 41, transferBufferLength: 65536 };
+  const isoBig: CmdSubmit = { ...IN64, seqnum: 42, ep: 3, transferBufferLength: 65536, numberOfPackets: 2, isoPackets: [{ offset: 0, length: 32768, actualLength: 0, status: 0 }, { offset: 32768, length: 32768, actualLength: 0, status: 0 }] };
+  r.client.write(Buffer.concat([ctl, small, isoBig].map(encodeToBuffer)));
+  await tick();
+  const rets = [
+    encodeToBuffer(ret({ seqnum: 40, actualLength: 40_000, payload: [bigPayload.subarray(0, 40_000)] })),
+    encodeToBuffer(ret({ seqnum: 41, actualLength: 16 * 1024, payload: [bigPayload.subarray(0, 16 * 1024)] })),
+    encodeToBuffer(ret({ seqnum: 42, actualLength: 65536, numberOfPackets: 2, payload: [bigPayload], isoPackets: [{ offset: 0, length: 32768, actualLength: 32768, status: 0 }, { offset: 32768, length: 32768, actualLength: 32768, status: 0 }] })),
+  ];
+  let sent = 0;
+  for (const m of rets) {
+    r.server.write(m.subarray(0, m.length - 1));
+    await tick();
+    t.is(Buffer.concat(r.toClient).length, sent, "forwarded before it was whole");
+    r.server.write(m.subarray(m.length - 1));
+    await tick();
+    sent += m.length;
+    t.is(Buffer.concat(r.toClient).length, sent);
+  }
+  t.true(Buffer.concat(r.toClient).equals(Buffer.concat(rets)));
+  r.relay.stop();
+});
+
+test("cut-through: any split of a stream of large and small RETs comes out byte-identical (property)", async (t) => {
+  await fc.assert(
+    fc.asyncProperty(fc.array(fc.integer({ min: 0, max: 65536 }), { minLength: 1, maxLength: 6 }), fc.array(fc.integer({ min: 1, max: 70_000 }), { minLength: 1, maxLength: 12 }), async (lengths, cuts) => {
+      const r = rig();
+      r.client.write(Buffer.concat(lengths.map((_, i) => encodeToBuffer({ ...BULK64K, seqnum: 100 + i }))));
+      await tick();
+      const stream = Buffer.concat(lengths.map((n, i) => encodeToBuffer(ret({ seqnum: 100 + i, actualLength: n, payload: n > 0 ? [bigPayload.subarray(0, n)] : [] }))));
+      let p = 0;
+      for (let k = 0; p < stream.length; k++) {
+        const n = cuts[k % cuts.length]!;
+        r.server.write(stream.subarray(p, p + n));
+        p += n;
+        await tick();
+      }
+      t.true(Buffer.concat(r.toClient).equals(stream));
+      t.is(r.relay.stats.retSubmit, lengths.length);
+      r.relay.stop();
+    }),
+    { numRuns: 60 },
+  );
+});
+
+test("a frontend asking for more than 128 MiB of transfer buffers in flight is refused before the backend kernel sees the excess", async (t) => {
+  const r = rig({ device });
+  const big = (seqnum: number) => encodeToBuffer({ ...IN64, seqnum, transferBufferLength: 16 * 1024 * 1024 });
+  r.client.write(Buffer.concat(Array.from({ length: 9 }, (_, i) => big(i + 1))));
+  const res = await r.relay.done;
+  t.is(res.violation?.from, "client");
+  t.is(res.violation?.error.code, ErrorCode.TOO_MANY_OUTSTANDING);
+  t.is(res.violation?.error.offset, 8 * 48 + 24);
+  t.is(Buffer.concat(r.toServer).length, 0, "the chunk with the fault is not forwarded");
+  t.is(r.relay.stats.cmdSubmit, 8);
+});

@@ -15,6 +15,7 @@ import { Direction, Errno, TransferFlag } from "../protocol/constants.js";
 import type { CmdSubmit } from "../protocol/messages.js";
 import { encodeToBuffer } from "../protocol/encoder.js";
 import { UrbServer } from "../device/urb-server.js";
+import { STREAM_BUFFER } from "../protocol/limits.js";
 import type { UrbDevice, UrbResult } from "../device/urb-device.js";
 import { MassStorageDevice } from "../device/mass-storage.js";
 import { HidKeyboard, reportsFor } from "../device/hid-keyboard.js";
@@ -97,6 +98,34 @@ test("UrbServer: a frontend asking for more than 128 MiB of transfer buffers in 
   t.is(r.violation?.code, "USBIP_ERR_TOO_MANY_OUTSTANDING");
   t.is(r.violation?.offset, 8 * 48 + 24);
   t.is(dev.pending.size, 8, "the device saw only the URBs within the cap");
+});
+
+test("UrbServer: a frontend that stops reading its answers stops being read (input paused above STREAM_BUFFER), then gets them all", async (t) => {
+  const dev = new ManualDevice();
+  const c2s = new PassThrough();
+  const s2c = new PassThrough(); // nobody reads it yet
+  const server = new UrbServer(dev, c2s, s2c);
+  server.start();
+  const N = 40;
+  const cmd = (seqnum: number) => encodeToBuffer({ kind: "CMD_SUBMIT", seqnum, devid: DEVID, direction: Direction.IN, ep: 1, transferFlags: 0, transferBufferLength: 65536, startFrame: 0, numberOfPackets: 0, interval: 0, setup: Buffer.alloc(8), payload: [] });
+  c2s.write(Buffer.concat(Array.from({ length: N }, (_, i) => cmd(i + 1))));
+  await new Promise((r) => setImmediate(r));
+  t.is(dev.pending.size, N);
+  const data = Buffer.alloc(65536, 0x33);
+  for (let s = 1; s <= 8; s++) dev.pending.get(s)!.resolve({ status: 0, data });
+  await new Promise((r) => setImmediate(r));
+  t.false(c2s.isPaused(), "paused below STREAM_BUFFER");
+  for (let s = 9; s <= N; s++) dev.pending.get(s)!.resolve({ status: 0, data });
+  await new Promise((r) => setImmediate(r));
+  t.true(c2s.isPaused(), "still reading while over STREAM_BUFFER waits");
+  t.true(s2c.writableLength > STREAM_BUFFER);
+  const got: Buffer[] = [];
+  s2c.on("data", (b: Buffer) => got.push(b));
+  for (let i = 0; i < 100 && Buffer.concat(got).length < N * (48 + 65536); i++) await new Promise((r) => setImmediate(r));
+  t.is(Buffer.concat(got).length, N * (48 + 65536));
+  t.false(c2s.isPaused(), "not resumed after the output drained");
+  t.is(server.stats.completed, N);
+  await server.stop();
 });
 
 test("UrbServer: a URB that completes before the cancel takes effect gets its RET_SUBMIT, the unlink 0", async (t) => {
