@@ -92,8 +92,8 @@ export class ClientStreamDecoder extends StreamDecoder<ClientMessage> {
     throw new ProtocolError(ErrorCode.UNKNOWN_COMMAND, at, `unknown URB command 0x${command.toString(16).padStart(8, "0")} (CMD_SUBMIT 1 or CMD_UNLINK 2 expected)`);
   }
 
-  private submit(h: Buffer, p: number, at: number): CmdSubmit | null {
-    const q = this.q;
+  /** The header of a CMD_SUBMIT, checked (everything but the ISO descriptors needs only the header). */
+  private submitHeader(h: Buffer, p: number, at: number): { msg: CmdSubmit; iso: boolean; dataLen: number; isoLen: number } {
     const seqnum = u32(h, p + 4);
     const direction = u32(h, p + 12);
     const ep = u32(h, p + 16);
@@ -111,10 +111,6 @@ export class ClientStreamDecoder extends StreamDecoder<ClientMessage> {
     }
     const iso = this.isIso(ep, direction, npWire, at, seqnum);
     const np = iso ? npWire : 0;
-    const dataLen = direction === Direction.OUT ? transferBufferLength : 0;
-    const isoLen = np * ISO_DESCRIPTOR_SIZE;
-    if (q.length < URB_HEADER_SIZE + dataLen + isoLen) return null;
-
     const msg: CmdSubmit = {
       kind: "CMD_SUBMIT",
       seqnum,
@@ -129,6 +125,15 @@ export class ClientStreamDecoder extends StreamDecoder<ClientMessage> {
       setup: h.subarray(p + 40, p + 48), // a view: into the pushed chunk, or into a fresh copy of a split header
       payload: [],
     };
+    return { msg, iso, dataLen: direction === Direction.OUT ? transferBufferLength : 0, isoLen: np * ISO_DESCRIPTOR_SIZE };
+  }
+
+  private submit(h: Buffer, p: number, at: number): CmdSubmit | null {
+    const q = this.q;
+    const { msg, iso, dataLen, isoLen } = this.submitHeader(h, p, at);
+    if (q.length < URB_HEADER_SIZE + dataLen + isoLen) return null;
+    const { seqnum, direction, ep, transferBufferLength } = msg;
+    const np = msg.numberOfPackets;
     let isoPackets: IsoPacket[] | undefined;
     if (iso) {
       const descAt = at + URB_HEADER_SIZE + dataLen;
@@ -153,6 +158,25 @@ export class ClientStreamDecoder extends StreamDecoder<ClientMessage> {
     if (dataLen > 0) msg.payload = q.takeSegments(dataLen);
     if (isoLen > 0) q.skip(isoLen);
     return msg;
+  }
+
+  /**
+   * A non-ISO OUT CMD_SUBMIT whose header has arrived, and passed the checks next() makes
+   * (including whether the URB table will take it), but whose payload has not all arrived: the
+   * message (no payload) and views of the payload bytes buffered so far. Nothing is consumed;
+   * next() returns the whole message later. undefined when the buffered bytes do not start such
+   * a message. Throws ProtocolError on a header next() would refuse. For the relay's cut-through.
+   */
+  partialCmdSubmit(): { msg: CmdSubmit; payloadSoFar: Buffer[] } | undefined {
+    const q = this.q;
+    if (this._phase !== "urb" || this.error !== null || q.length < URB_HEADER_SIZE) return undefined;
+    const h = q.peek(URB_HEADER_SIZE);
+    if (u32(h, 0) !== UrbCommand.CMD_SUBMIT) return undefined;
+    const { msg, iso, dataLen } = this.submitHeader(h, 0, q.offset);
+    if (iso || dataLen === 0 || q.length >= URB_HEADER_SIZE + dataLen) return undefined;
+    const fits = this.table.canAddSubmit(msg.seqnum, msg.transferBufferLength);
+    if (fits !== "ok") this.tableError(fits, q.offset, msg.seqnum);
+    return { msg, payloadSoFar: q.peekSegments(URB_HEADER_SIZE, q.length - URB_HEADER_SIZE) };
   }
 
   private isIso(ep: number, direction: Direction, np: number, at: number, seqnum: number): boolean {

@@ -72,16 +72,24 @@ function opHeader(code: number, status: number): SmartBuffer {
   return sb;
 }
 
+/**
+ * The 48-byte header of a CMD_SUBMIT or RET_SUBMIT alone, its payload not looked at (the relay's
+ * cut-through sends the payload as it arrives). number_of_packets is the descriptor count.
+ */
+export function encodeSubmitHeader(m: CmdSubmit | RetSubmit): Buffer {
+  const np = m.isoPackets?.length ?? 0;
+  if (m.kind === "RET_SUBMIT") return writeUrbHeader(UrbCommand.RET_SUBMIT, m.seqnum, m.devid, m.direction, m.ep, m.status, m.actualLength, m.startFrame, np, m.errorCount, undefined);
+  if (m.setup.length !== 8) throw new RangeError("setup must be 8 bytes");
+  return writeUrbHeader(UrbCommand.CMD_SUBMIT, m.seqnum, m.devid, m.direction, m.ep, m.transferFlags, m.transferBufferLength, m.startFrame, np, m.interval, m.setup);
+}
+
 function encodeCmdSubmit(m: CmdSubmit): Buffer[] {
   const np = m.isoPackets?.length ?? 0;
   const n = payloadLength(m.payload);
   if (m.direction === 0 ? n !== m.transferBufferLength : n !== 0) {
     throw new RangeError(`CMD_SUBMIT seqnum ${m.seqnum}: payload of ${n} bytes; OUT needs transfer_buffer_length (${m.transferBufferLength}), IN none`);
   }
-  if (m.setup.length !== 8) throw new RangeError("setup must be 8 bytes");
-  const out = [
-    writeUrbHeader(UrbCommand.CMD_SUBMIT, m.seqnum, m.devid, m.direction, m.ep, m.transferFlags, m.transferBufferLength, m.startFrame, np, m.interval, m.setup),
-  ];
+  const out = [encodeSubmitHeader(m)];
   for (const s of m.payload) if (s.length > 0) out.push(s);
   if (np > 0) out.push(encodeIsoPackets(m.isoPackets!));
   return out;
@@ -93,9 +101,7 @@ function encodeRetSubmit(m: RetSubmit): Buffer[] {
   if (n !== 0 && n !== m.actualLength) {
     throw new RangeError(`RET_SUBMIT seqnum ${m.seqnum}: payload of ${n} bytes but actual_length ${m.actualLength}`);
   }
-  const out = [
-    writeUrbHeader(UrbCommand.RET_SUBMIT, m.seqnum, m.devid, m.direction, m.ep, m.status, m.actualLength, m.startFrame, np, m.errorCount, undefined),
-  ];
+  const out = [encodeSubmitHeader(m)];
   for (const s of m.payload) if (s.length > 0) out.push(s);
   if (np > 0) out.push(encodeIsoPackets(m.isoPackets!));
   return out;

@@ -72,10 +72,16 @@ export class UrbTable {
     return "ok";
   }
 
-  addSubmit(urb: SubmittedUrb): AddResult {
-    const r = this.check(urb.seqnum);
+  /** What addSubmit would answer for this seqnum and length, without adding anything. */
+  canAddSubmit(seqnum: number, transferBufferLength: number): AddResult {
+    const r = this.check(seqnum);
     if (r !== "ok") return r;
-    if (this.bytes + urb.transferBufferLength > this.maxOutstandingBytes) return "bytes";
+    return this.bytes + transferBufferLength > this.maxOutstandingBytes ? "bytes" : "ok";
+  }
+
+  addSubmit(urb: SubmittedUrb): AddResult {
+    const r = this.canAddSubmit(urb.seqnum, urb.transferBufferLength);
+    if (r !== "ok") return r;
     this.submits.set(urb.seqnum, urb);
     this.bytes += urb.transferBufferLength;
     return r;

@@ -11,13 +11,15 @@
  * On the first violation the relay logs the rule, seqnum and byte offset, stops forwarding and
  * tears both sides down: nothing malformed reaches either kernel.
  *
- * Cut-through: a RET_SUBMIT with more than CUT_THROUGH_MIN payload bytes for a bulk or interrupt
- * URB is forwarded as soon as its header has arrived and passed every check (all of a non-ISO
- * RET's checks are on the header and the table; the payload is opaque bytes), then its payload as
- * it arrives, instead of after the whole message: the kernel receives while the backend still
- * sends. Control and ISO RETs (descriptors to screen, ISO descriptors after the payload) wait
- * until they are whole. If the link ends inside such a message, the kernel sees a short message
- * and then the end of the connection — what it sees when a backend dies mid-message.
+ * Cut-through: a RET_SUBMIT (IN data) or CMD_SUBMIT (OUT data) with more than CUT_THROUGH_MIN
+ * payload bytes for a bulk or interrupt URB is forwarded as soon as its header has arrived and
+ * passed every check (all of a non-ISO message's checks are on the header and the URB table; the
+ * payload is opaque bytes), then its payload as it arrives, instead of after the whole message:
+ * the receiver reads while the sender still sends. Control and ISO messages (descriptors to
+ * screen, ISO descriptors after the payload) wait until they are whole. While a message is
+ * passing this way nothing else is written to that side (a held unlink whose grace ends waits
+ * for it). If a side ends inside such a message, the other sees a short message and then the
+ * end of the connection — what it sees when its peer dies mid-message.
  *
  * Unlink hold (backend role): Linux's usbip-host (6.1) frees a URB in its completion path while
  * stub_recv_cmd_unlink() still walks it after dropping priv_lock — a use-after-free that a
@@ -30,9 +32,9 @@ import { EventEmitter } from "node:events";
 import type { Readable, Writable } from "node:stream";
 import { ClientStreamDecoder, type EndpointType } from "../protocol/client-decoder.js";
 import { ServerStreamDecoder } from "../protocol/server-decoder.js";
-import { encode } from "../protocol/encoder.js";
+import { encode, encodeSubmitHeader } from "../protocol/encoder.js";
 import { ProtocolError } from "../protocol/errors.js";
-import { type ClientMessage, type CmdUnlink, type Message, type RetSubmit, type ServerMessage, skipPayload } from "../protocol/messages.js";
+import { type ClientMessage, type CmdSubmit, type CmdUnlink, type Message, type RetSubmit, type ServerMessage, skipPayload } from "../protocol/messages.js";
 import { checkCmdSubmit, checkCmdUnlink, checkRetSubmit, checkRetUnlink, type DeviceView } from "../protocol/relay-rules.js";
 import { UrbTable, type SubmittedUrb } from "../protocol/urb-table.js";
 import { RecentSeqnums } from "../protocol/recent-seqnums.js";
@@ -93,8 +95,10 @@ export class UrbRelay extends EventEmitter {
   /** answered seqnums, for "unlink of a known seqnum" */
   private readonly recent = new RecentSeqnums();
   private readonly held = new Map<number, { unlink: CmdUnlink; timer: NodeJS.Timeout }>();
-  /** the RET_SUBMIT being forwarded cut-through: its stream offset and the payload bytes sent */
-  private partial: { at: number; sent: number } | undefined;
+  /** per side it came from: the message being forwarded cut-through, its stream offset and the payload bytes sent */
+  private readonly partial: Record<RelayEnd, { at: number; sent: number } | undefined> = { client: undefined, server: undefined };
+  /** held unlinks whose grace ended while a CMD_SUBMIT was passing cut-through: forwarded after it */
+  private deferred: CmdUnlink[] = [];
   private finished = false;
   private resolveDone!: (r: RelayResult) => void;
   readonly done: Promise<RelayResult>;
@@ -125,7 +129,7 @@ export class UrbRelay extends EventEmitter {
   }
 
   private fromClient(chunk: Buffer): void {
-    this.pump(chunk, "client", this.cdec, this.o.clientIn, this.o.serverOut, (m, at) => this.clientMessage(m, at));
+    this.pump(chunk, "client", this.cdec, this.o.clientIn, this.o.serverOut, (m, at) => this.clientMessage(m, at), () => this.cutThroughCmd());
   }
 
   /** Decode a chunk from one side and hand each message on; writes of one chunk are corked together. */
@@ -159,7 +163,9 @@ export class UrbRelay extends EventEmitter {
       if (grace > 0 && this.table.getSubmit(m.unlinkSeqnum) !== undefined) {
         const timer = setTimeout(() => {
           this.held.delete(m.unlinkSeqnum);
-          if (!this.finished) this.write(this.o.serverOut, m);
+          if (this.finished) return;
+          if (this.partial.client !== undefined) this.deferred.push(m); // never inside a message passing cut-through
+          else this.write(this.o.serverOut, m);
         }, grace);
         this.held.set(m.unlinkSeqnum, { unlink: m, timer });
         this.o.onMessage?.("client", m);
@@ -169,28 +175,55 @@ export class UrbRelay extends EventEmitter {
       throw new ProtocolError("USBIP_ERR_UNEXPECTED_OP", at, `${m.kind} in the URB phase`);
     }
     this.o.onMessage?.("client", m);
-    this.write(this.o.serverOut, m);
+    this.forward("client", m, at, this.o.serverOut);
+    if (this.partial.client === undefined && this.deferred.length > 0) {
+      for (const u of this.deferred) this.write(this.o.serverOut, u);
+      this.deferred = [];
+    }
+  }
+
+  /** Write a whole message, or only what is left of it if it began passing cut-through. */
+  private forward(from: RelayEnd, m: Message, at: number, out: Writable): void {
+    const p = this.partial[from];
+    if (p?.at === at && (m.kind === "CMD_SUBMIT" || m.kind === "RET_SUBMIT")) {
+      for (const b of skipPayload(m.payload, p.sent)) out.write(b);
+      this.partial[from] = undefined;
+    } else this.write(out, m);
+  }
+
+  /** Forward the header and the payload so far of a message that is not whole yet (see Cut-through above). */
+  private passPartial(from: RelayEnd, at: number, header: CmdSubmit | RetSubmit, payloadSoFar: Buffer[], out: Writable): void {
+    let p = this.partial[from];
+    if (p?.at !== at) {
+      p = this.partial[from] = { at, sent: 0 };
+      out.write(encodeSubmitHeader(header));
+    }
+    for (const b of skipPayload(payloadSoFar, p.sent)) {
+      out.write(b);
+      p.sent += b.length;
+    }
+  }
+
+  /** A large bulk/interrupt OUT CMD_SUBMIT: checked (decoder, table, device rules), then passed on as it arrives. */
+  private cutThroughCmd(): void {
+    const p = this.cdec.partialCmdSubmit();
+    if (p === undefined || p.msg.ep === 0 || p.msg.transferBufferLength <= CUT_THROUGH_MIN) return;
+    const at = this.cdec.offset;
+    if (this.partial.client?.at !== at && this.o.device) checkCmdSubmit(p.msg, this.o.device, at);
+    this.passPartial("client", at, p.msg, p.payloadSoFar, this.o.serverOut);
   }
 
   private fromServer(chunk: Buffer): void {
     this.pump(chunk, "server", this.sdec, this.o.serverIn, this.o.clientOut, (m, at) => this.serverMessage(m, at), () => this.cutThrough());
   }
 
-  /** Forward what has arrived of a large bulk/interrupt RET_SUBMIT (see Cut-through above). */
+  /** A large bulk/interrupt IN RET_SUBMIT: checked (decoder, table, relay rules), then passed on as it arrives. */
   private cutThrough(): void {
     const p = this.sdec.partialRetSubmit();
     if (p === undefined || p.urb.iso || p.urb.ep === 0 || p.msg.actualLength <= CUT_THROUGH_MIN) return;
     const at = this.sdec.offset;
-    const out = this.o.clientOut;
-    if (this.partial?.at !== at) {
-      checkRetSubmit(p.msg, p.urb, at);
-      this.partial = { at, sent: 0 };
-      for (const b of encode(p.msg)) out.write(b);
-    }
-    for (const b of skipPayload(p.payloadSoFar, this.partial.sent)) {
-      out.write(b);
-      this.partial.sent += b.length;
-    }
+    if (this.partial.server?.at !== at) checkRetSubmit(p.msg, p.urb, at);
+    this.passPartial("server", at, p.msg, p.payloadSoFar, this.o.clientOut);
   }
 
   private serverMessage(m: ServerMessage, at: number): void {
@@ -202,11 +235,7 @@ export class UrbRelay extends EventEmitter {
       this.recent.add(m.seqnum);
       const urb = this.sdec.lastSubmit;
       this.o.onMessage?.("server", m, urb);
-      if (this.partial?.at === at) {
-        // its header and the start of its payload went out cut-through: only the rest is left
-        for (const b of skipPayload(m.payload, this.partial.sent)) this.o.clientOut.write(b);
-        this.partial = undefined;
-      } else this.write(this.o.clientOut, m);
+      this.forward("server", m, at, this.o.clientOut);
       const h = this.held.get(m.seqnum);
       if (h !== undefined) {
         // completed while its unlink was held: answer like the stub does for a completed URB

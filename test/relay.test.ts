@@ -317,3 +317,79 @@ test("a frontend asking for more than 128 MiB of transfer buffers in flight is r
   t.is(Buffer.concat(r.toServer).length, 0, "the chunk with the fault is not forwarded");
   t.is(r.relay.stats.cmdSubmit, 8);
 });
+
+// ---- cut-through of large bulk/interrupt OUT CMD_SUBMITs -------------------------------------
+const OUT64K = (seqnum: number, over: Partial<CmdSubmit> = {}): Buffer => encodeToBuffer({ ...OUT4, seqnum, transferBufferLength: 65536, payload: [bigPayload], ...over });
+
+test("cut-through: a large bulk OUT CMD's header and payload so far reach the backend before the rest has arrived", async (t) => {
+  const r = rig({ device });
+  const whole = OUT64K(50);
+  r.client.write(whole.subarray(0, 48 + 30_000));
+  await tick();
+  t.true(Buffer.concat(r.toServer).equals(whole.subarray(0, 48 + 30_000)));
+  t.is(r.relay.stats.cmdSubmit, 0, "not counted before it is whole");
+  r.client.write(whole.subarray(48 + 30_000));
+  await tick();
+  t.true(Buffer.concat(r.toServer).equals(whole));
+  t.is(r.relay.stats.cmdSubmit, 1);
+  r.relay.stop();
+});
+
+const partialCmdHostile: Array<[string, Buffer | (() => Buffer[]), string]> = [
+  ["the devid of another device", OUT64K(51, { devid: 0x20003 }), ErrorCode.WRONG_DEVID],
+  ["an OUT endpoint the device lacks", OUT64K(51, { ep: 1 }), ErrorCode.NO_SUCH_ENDPOINT],
+  ["a seqnum already in flight", () => [encodeToBuffer({ ...IN64, seqnum: 51 }), OUT64K(51)], ErrorCode.DUPLICATE_SEQNUM],
+  ["more transfer buffers in flight than the cap", () => [...Array.from({ length: 8 }, (_, i) => encodeToBuffer({ ...IN64, seqnum: 60 + i, transferBufferLength: 16 * 1024 * 1024 })), OUT64K(51)], ErrorCode.TOO_MANY_OUTSTANDING],
+];
+for (const [name, bytes, code] of partialCmdHostile) {
+  test(`cut-through: a large OUT CMD whose header breaks a rule (${name}) is refused before any of it is forwarded`, async (t) => {
+    const r = rig({ device });
+    const parts = typeof bytes === "function" ? bytes() : [bytes];
+    const before = parts.slice(0, -1);
+    const last = parts[parts.length - 1]!;
+    if (before.length > 0) {
+      r.client.write(Buffer.concat(before));
+      await tick();
+    }
+    const sentBefore = Buffer.concat(r.toServer).length;
+    r.client.write(last.subarray(0, 48 + 30_000)); // the rest never comes
+    const res = await r.relay.done;
+    t.is(res.violation?.from, "client");
+    t.is(res.violation?.error.code, code);
+    t.is(Buffer.concat(r.toServer).length, sentBefore);
+  });
+}
+
+test("cut-through: an unlink whose hold ends while a large OUT CMD is passing waits until that CMD is whole", async (t) => {
+  const r = rig({ device, unlinkGraceMs: 20 });
+  const victim = encodeToBuffer({ ...IN64, seqnum: 70 });
+  const unlink = encodeToBuffer({ kind: "CMD_UNLINK", seqnum: 71, devid: 0x10002, direction: 0, ep: 0, unlinkSeqnum: 70 });
+  const big = OUT64K(72);
+  r.client.write(Buffer.concat([victim, unlink, big.subarray(0, 48 + 1000)]));
+  await new Promise((res) => setTimeout(res, 60)); // the hold (20 ms) ends meanwhile
+  t.true(Buffer.concat(r.toServer).equals(Buffer.concat([victim, big.subarray(0, 48 + 1000)])), "the unlink went into the middle of a CMD");
+  r.client.write(big.subarray(48 + 1000));
+  await tick();
+  t.true(Buffer.concat(r.toServer).equals(Buffer.concat([victim, big, unlink])));
+  r.relay.stop();
+});
+
+test("cut-through: any split of a client stream of large OUT and other CMDs comes out byte-identical (property)", async (t) => {
+  await fc.assert(
+    fc.asyncProperty(fc.array(fc.tuple(fc.boolean(), fc.integer({ min: 0, max: 65536 })), { minLength: 1, maxLength: 6 }), fc.array(fc.integer({ min: 1, max: 70_000 }), { minLength: 1, maxLength: 12 }), async (cmds, cuts) => {
+      const r = rig({ device });
+      const stream = Buffer.concat(cmds.map(([out, n], i) => (out ? OUT64K(200 + i, { transferBufferLength: n, payload: n > 0 ? [bigPayload.subarray(0, n)] : [] }) : encodeToBuffer({ ...IN64, seqnum: 200 + i, transferBufferLength: n }))));
+      let p = 0;
+      for (let k = 0; p < stream.length; k++) {
+        const n = cuts[k % cuts.length]!;
+        r.client.write(stream.subarray(p, p + n));
+        p += n;
+        await tick();
+      }
+      t.true(Buffer.concat(r.toServer).equals(stream));
+      t.is(r.relay.stats.cmdSubmit, cmds.length);
+      r.relay.stop();
+    }),
+    { numRuns: 60 },
+  );
+});
