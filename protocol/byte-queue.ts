@@ -119,8 +119,28 @@ export class ByteQueue {
     return b;
   }
 
-  /** n bytes from unread index i as zero-copy segments (views into the pushed chunks), without consuming. */
+  /**
+   * n bytes from unread index i as zero-copy segments (views into the pushed chunks), without
+   * consuming. A range that ends at the last byte is found from the end: its cost is the number
+   * of chunks it covers, not the number before it (the relay's cut-through asks for the newest
+   * bytes of a message after every chunk; walking from the front made 1-byte chunks quadratic).
+   */
   peekSegments(i: number, n: number): Buffer[] {
+    if (n <= 0) return [];
+    if (i + n === this.length) {
+      const out: Buffer[] = [];
+      let k = this.chunks.length - 1;
+      let left = n;
+      while (left > 0) {
+        const c = this.chunks[k]!;
+        const start = k === this.first ? this.pos : 0;
+        const m = Math.min(c.length - start, left);
+        out.push(c.subarray(c.length - m));
+        left -= m;
+        k--;
+      }
+      return out.reverse();
+    }
     const out: Buffer[] = [];
     let k = this.first;
     let p = this.pos + i;

@@ -163,11 +163,13 @@ export class ClientStreamDecoder extends StreamDecoder<ClientMessage> {
   /**
    * A non-ISO OUT CMD_SUBMIT whose header has arrived, and passed the checks next() makes
    * (including whether the URB table will take it), but whose payload has not all arrived: the
-   * message (no payload) and views of the payload bytes buffered so far. Nothing is consumed;
-   * next() returns the whole message later. undefined when the buffered bytes do not start such
-   * a message. Throws ProtocolError on a header next() would refuse. For the relay's cut-through.
+   * message (no payload) and views of the payload bytes buffered so far from payload offset
+   * `from` on (found from the end of the queue: linear when asked after every chunk). Nothing is
+   * consumed; next() returns the whole message later. undefined when the buffered bytes do not
+   * start such a message. Throws ProtocolError on a header next() would refuse. For the relay's
+   * cut-through.
    */
-  partialCmdSubmit(): { msg: CmdSubmit; payloadSoFar: Buffer[] } | undefined {
+  partialCmdSubmit(from = 0): { msg: CmdSubmit; payloadSoFar: Buffer[] } | undefined {
     const q = this.q;
     if (this._phase !== "urb" || this.error !== null || q.length < URB_HEADER_SIZE) return undefined;
     const h = q.peek(URB_HEADER_SIZE);
@@ -176,7 +178,8 @@ export class ClientStreamDecoder extends StreamDecoder<ClientMessage> {
     if (iso || dataLen === 0 || q.length >= URB_HEADER_SIZE + dataLen) return undefined;
     const fits = this.table.canAddSubmit(msg.seqnum, msg.transferBufferLength);
     if (fits !== "ok") this.tableError(fits, q.offset, msg.seqnum);
-    return { msg, payloadSoFar: q.peekSegments(URB_HEADER_SIZE, q.length - URB_HEADER_SIZE) };
+    const have = q.length - URB_HEADER_SIZE;
+    return { msg, payloadSoFar: from < have ? q.peekSegments(URB_HEADER_SIZE + from, have - from) : [] };
   }
 
   private isIso(ep: number, direction: Direction, np: number, at: number, seqnum: number): boolean {

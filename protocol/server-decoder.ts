@@ -205,19 +205,21 @@ export class ServerStreamDecoder extends StreamDecoder<ServerMessage> {
   /**
    * A RET_SUBMIT whose header has arrived, and passed the same checks next() makes, but whose
    * payload has not all arrived yet: the message (no payload), the URB it answers, and views of
-   * the payload bytes buffered so far. Nothing is consumed; next() returns the whole message
-   * later. undefined when the buffered bytes do not start such a message. Throws ProtocolError
-   * (and the stream is then broken) on a header that next() would refuse.
-   * For the relay's cut-through of large payloads.
+   * the payload bytes buffered so far from payload offset `from` on (what the caller has not
+   * passed on yet; found from the end of the queue, so asking after every chunk stays linear).
+   * Nothing is consumed; next() returns the whole message later. undefined when the buffered
+   * bytes do not start such a message. Throws ProtocolError (and the stream is then broken) on a
+   * header that next() would refuse. For the relay's cut-through of large payloads.
    */
-  partialRetSubmit(): { msg: RetSubmit; urb: SubmittedUrb; payloadSoFar: Buffer[] } | undefined {
+  partialRetSubmit(from = 0): { msg: RetSubmit; urb: SubmittedUrb; payloadSoFar: Buffer[] } | undefined {
     const q = this.q;
     if (this._phase !== "urb" || this.error !== null || q.length < URB_HEADER_SIZE) return undefined;
     const h = q.peek(URB_HEADER_SIZE);
     if (u32(h, 0) !== UrbCommand.RET_SUBMIT) return undefined;
     const { msg, urb, dataLen, isoLen } = this.retSubmitHeader(h, 0, q.offset);
     if (q.length >= URB_HEADER_SIZE + dataLen + isoLen) return undefined; // whole: next() has it
-    return { msg, urb, payloadSoFar: q.peekSegments(URB_HEADER_SIZE, Math.min(q.length - URB_HEADER_SIZE, dataLen)) };
+    const have = Math.min(q.length - URB_HEADER_SIZE, dataLen);
+    return { msg, urb, payloadSoFar: from < have ? q.peekSegments(URB_HEADER_SIZE + from, have - from) : [] };
   }
 
   private retUnlink(h: Buffer, p: number, at: number): RetUnlink {

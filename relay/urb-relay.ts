@@ -192,23 +192,30 @@ export class UrbRelay extends EventEmitter {
   }
 
   /** Forward the header and the payload so far of a message that is not whole yet (see Cut-through above). */
-  private passPartial(from: RelayEnd, at: number, header: CmdSubmit | RetSubmit, payloadSoFar: Buffer[], out: Writable): void {
+  /** `fresh`: the payload bytes after those already sent (the decoders were asked from `sent`). */
+  private passPartial(from: RelayEnd, at: number, header: CmdSubmit | RetSubmit, fresh: Buffer[], out: Writable): void {
     let p = this.partial[from];
     if (p?.at !== at) {
       p = this.partial[from] = { at, sent: 0 };
       out.write(encodeSubmitHeader(header));
     }
-    for (const b of skipPayload(payloadSoFar, p.sent)) {
+    for (const b of fresh) {
       out.write(b);
       p.sent += b.length;
     }
   }
 
+  /** Payload bytes of the message at `at` already passed on cut-through (0 for a new one). */
+  private sentOf(from: RelayEnd, at: number): number {
+    const p = this.partial[from];
+    return p?.at === at ? p.sent : 0;
+  }
+
   /** A large bulk/interrupt OUT CMD_SUBMIT: checked (decoder, table, device rules), then passed on as it arrives. */
   private cutThroughCmd(): void {
-    const p = this.cdec.partialCmdSubmit();
-    if (p === undefined || p.msg.ep === 0 || p.msg.transferBufferLength <= CUT_THROUGH_MIN) return;
     const at = this.cdec.offset;
+    const p = this.cdec.partialCmdSubmit(this.sentOf("client", at));
+    if (p === undefined || p.msg.ep === 0 || p.msg.transferBufferLength <= CUT_THROUGH_MIN) return;
     if (this.partial.client?.at !== at && this.o.device) checkCmdSubmit(p.msg, this.o.device, at);
     this.passPartial("client", at, p.msg, p.payloadSoFar, this.o.serverOut);
   }
@@ -219,9 +226,9 @@ export class UrbRelay extends EventEmitter {
 
   /** A large bulk/interrupt IN RET_SUBMIT: checked (decoder, table, relay rules), then passed on as it arrives. */
   private cutThrough(): void {
-    const p = this.sdec.partialRetSubmit();
-    if (p === undefined || p.urb.iso || p.urb.ep === 0 || p.msg.actualLength <= CUT_THROUGH_MIN) return;
     const at = this.sdec.offset;
+    const p = this.sdec.partialRetSubmit(this.sentOf("server", at));
+    if (p === undefined || p.urb.iso || p.urb.ep === 0 || p.msg.actualLength <= CUT_THROUGH_MIN) return;
     if (this.partial.server?.at !== at) checkRetSubmit(p.msg, p.urb, at);
     this.passPartial("server", at, p.msg, p.payloadSoFar, this.o.clientOut);
   }

@@ -293,7 +293,7 @@ test("cut-through: any split of a stream of large and small RETs comes out byte-
       const stream = Buffer.concat(lengths.map((n, i) => encodeToBuffer(ret({ seqnum: 100 + i, actualLength: n, payload: n > 0 ? [bigPayload.subarray(0, n)] : [] }))));
       let p = 0;
       for (let k = 0; p < stream.length; k++) {
-        const n = cuts[k % cuts.length]!;
+        const n = k < 2000 ? cuts[k % cuts.length]! : stream.length; // at most 2000 pieces, then the rest
         r.server.write(stream.subarray(p, p + n));
         p += n;
         await tick();
@@ -381,7 +381,7 @@ test("cut-through: any split of a client stream of large OUT and other CMDs come
       const stream = Buffer.concat(cmds.map(([out, n], i) => (out ? OUT64K(200 + i, { transferBufferLength: n, payload: n > 0 ? [bigPayload.subarray(0, n)] : [] }) : encodeToBuffer({ ...IN64, seqnum: 200 + i, transferBufferLength: n }))));
       let p = 0;
       for (let k = 0; p < stream.length; k++) {
-        const n = cuts[k % cuts.length]!;
+        const n = k < 2000 ? cuts[k % cuts.length]! : stream.length; // at most 2000 pieces, then the rest
         r.client.write(stream.subarray(p, p + n));
         p += n;
         await tick();
@@ -392,4 +392,23 @@ test("cut-through: any split of a client stream of large OUT and other CMDs come
     }),
     { numRuns: 60 },
   );
+});
+
+test("cut-through: a peer sending one byte at a time costs linear work (1-byte chunks of 64 KiB messages, both directions)", async (t) => {
+  // each chunk is pumped on its own; asking the decoders for the whole payload so far after every
+  // chunk made this quadratic (about 2·10^9 segment visits: minutes instead of a moment)
+  const r = rig({ device });
+  const out = OUT64K(80);
+  for (let i = 0; i < out.length; i++) r.client.write(out.subarray(i, i + 1));
+  await tick();
+  t.true(Buffer.concat(r.toServer).equals(out));
+  r.client.write(encodeToBuffer({ ...BULK64K, seqnum: 81 }));
+  await tick();
+  const back = encodeToBuffer(ret({ seqnum: 81, actualLength: 65536, payload: [bigPayload] }));
+  for (let i = 0; i < back.length; i++) r.server.write(back.subarray(i, i + 1));
+  await tick();
+  t.true(Buffer.concat(r.toClient).equals(back));
+  t.is(r.relay.stats.cmdSubmit, 2);
+  t.is(r.relay.stats.retSubmit, 1);
+  r.relay.stop();
 });
