@@ -36,6 +36,16 @@ function rig(opts: { device?: DeviceView; unlinkGraceMs?: number } = {}): Rig {
   return { relay, toServer, toClient, client: clientIn, server: serverIn };
 }
 const tick = () => new Promise((r) => setImmediate(r));
+/** Write `stream` in pieces of the sizes in `cuts` (cycled; at most 2000 pieces, then the rest), one per loop turn. */
+async function inPieces(stream: Buffer, cuts: number[], into: PassThrough): Promise<void> {
+  let p = 0;
+  for (let k = 0; p < stream.length; k++) {
+    const n = k < 2000 ? cuts[k % cuts.length]! : stream.length;
+    into.write(stream.subarray(p, p + n));
+    p += n;
+    await tick();
+  }
+}
 async function run(r: Rig, client: Buffer, server: Buffer): Promise<RelayResult> {
   r.client.write(client);
   await tick();
@@ -291,13 +301,7 @@ test("cut-through: any split of a stream of large and small RETs comes out byte-
       r.client.write(Buffer.concat(lengths.map((_, i) => encodeToBuffer({ ...BULK64K, seqnum: 100 + i }))));
       await tick();
       const stream = Buffer.concat(lengths.map((n, i) => encodeToBuffer(ret({ seqnum: 100 + i, actualLength: n, payload: n > 0 ? [bigPayload.subarray(0, n)] : [] }))));
-      let p = 0;
-      for (let k = 0; p < stream.length; k++) {
-        const n = k < 2000 ? cuts[k % cuts.length]! : stream.length; // at most 2000 pieces, then the rest
-        r.server.write(stream.subarray(p, p + n));
-        p += n;
-        await tick();
-      }
+      await inPieces(stream, cuts, r.server);
       t.true(Buffer.concat(r.toClient).equals(stream));
       t.is(r.relay.stats.retSubmit, lengths.length);
       r.relay.stop();
@@ -379,13 +383,7 @@ test("cut-through: any split of a client stream of large OUT and other CMDs come
     fc.asyncProperty(fc.array(fc.tuple(fc.boolean(), fc.integer({ min: 0, max: 65536 })), { minLength: 1, maxLength: 6 }), fc.array(fc.integer({ min: 1, max: 70_000 }), { minLength: 1, maxLength: 12 }), async (cmds, cuts) => {
       const r = rig({ device });
       const stream = Buffer.concat(cmds.map(([out, n], i) => (out ? OUT64K(200 + i, { transferBufferLength: n, payload: n > 0 ? [bigPayload.subarray(0, n)] : [] }) : encodeToBuffer({ ...IN64, seqnum: 200 + i, transferBufferLength: n }))));
-      let p = 0;
-      for (let k = 0; p < stream.length; k++) {
-        const n = k < 2000 ? cuts[k % cuts.length]! : stream.length; // at most 2000 pieces, then the rest
-        r.client.write(stream.subarray(p, p + n));
-        p += n;
-        await tick();
-      }
+      await inPieces(stream, cuts, r.client);
       t.true(Buffer.concat(r.toServer).equals(stream));
       t.is(r.relay.stats.cmdSubmit, cmds.length);
       r.relay.stop();
