@@ -49,6 +49,8 @@ class ManualDevice implements UrbDevice {
   readonly devid = DEVID;
   readonly speed = "480" as const;
   readonly pending = new Map<number, { resolve: (r: UrbResult) => void; cancelled: boolean }>();
+  /** @param settleOnCancel a cancel completes the transfer at once (-ECONNRESET), as libusb's does */
+  constructor(private readonly settleOnCancel = false) {}
   record() {
     return { path: "/x", busid: "m", busnum: 0x7f, devnum: 1, speed: 3, idVendor: 1, idProduct: 2, bcdDevice: 0, bDeviceClass: 0, bDeviceSubClass: 0, bDeviceProtocol: 0, bConfigurationValue: 1, bNumConfigurations: 1, bNumInterfaces: 0, interfaces: [] };
   }
@@ -63,6 +65,7 @@ class ManualDevice implements UrbDevice {
       result,
       cancel: () => {
         entry.cancelled = true;
+        if (this.settleOnCancel) entry.resolve({ status: Errno.ECONNRESET, cancelled: true });
       },
     };
   }
@@ -85,7 +88,9 @@ test("UrbServer: unlink of a URB in flight cancels it: RET_UNLINK -ECONNRESET an
 });
 
 test("UrbServer: a frontend asking for more than 128 MiB of transfer buffers in flight is refused before the device allocates the excess", async (t) => {
-  const dev = new ManualDevice();
+  // the session's end cancels the 8 URBs in flight and waits for them (only an unref'd timer
+  // otherwise: the test process could run out of work before it fires)
+  const dev = new ManualDevice(true);
   const c2s = new PassThrough();
   const s2c = new PassThrough();
   s2c.resume();
