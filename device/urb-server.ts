@@ -19,7 +19,7 @@ import { ProtocolError } from "../protocol/errors.js";
 import type { CmdSubmit, CmdUnlink, ServerMessage } from "../protocol/messages.js";
 import { checkCmdSubmit, checkCmdUnlink, type DeviceView } from "../protocol/relay-rules.js";
 import { RecentSeqnums } from "../protocol/recent-seqnums.js";
-import { STREAM_BUFFER } from "../protocol/limits.js";
+import { pauseWhileBacklogged } from "../relay/backpressure.js";
 import type { UrbDevice, UrbHandle, UrbResult } from "./urb-device.js";
 
 export interface UrbServerStats {
@@ -57,8 +57,6 @@ export class UrbServer {
   /** per endpoint (ep | dir << 4; 0 for the control endpoint): the answer of the URB submitted last, to keep answers in order */
   private readonly tails = new Map<number, Promise<void>>();
   private finished = false;
-  /** input paused until the output drains */
-  private throttled = false;
   private resolveDone!: (r: UrbServerResult) => void;
   readonly done: Promise<UrbServerResult>;
 
@@ -105,16 +103,9 @@ export class UrbServer {
     this.throttle();
   }
 
-  /** Pause the input while more than STREAM_BUFFER bytes wait in the output. */
+  /** Pause the input while more than STREAM_BUFFER bytes wait in the output (relay/backpressure.ts). */
   private throttle(): void {
-    const out = this.output;
-    if (this.throttled || this.finished || out.writableLength <= STREAM_BUFFER || !out.writableNeedDrain) return;
-    this.throttled = true;
-    this.input.pause();
-    out.once("drain", () => {
-      this.throttled = false;
-      if (!this.finished) this.input.resume();
-    });
+    if (!this.finished) pauseWhileBacklogged(this.input, this.output);
   }
 
   private submit(cmd: CmdSubmit, at: number): void {

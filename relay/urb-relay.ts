@@ -4,10 +4,7 @@
  * Every message is decoded, checked (stream decoders + protocol/relay-rules.ts), re-encoded
  * (so what reaches a kernel is well-formed by construction: e.g. number_of_packets 0 for non-ISO)
  * and written with its payload as views: the messages of one input chunk leave in one writev
- * (cork, uncork at the end of the chunk). A side's input is paused only when more than
- * RELAY_BUFFER bytes wait to be written to the other side (not at the output's 16 KiB
- * high-water mark, which every 64 KiB URB crosses: that paused and resumed the input, two
- * epoll_ctl calls and a loop turn, for every chunk).
+ * (cork, uncork at the end of the chunk). Backpressure: relay/backpressure.ts.
  * On the first violation the relay logs the rule, seqnum and byte offset, stops forwarding and
  * tears both sides down: nothing malformed reaches either kernel.
  *
@@ -38,7 +35,7 @@ import { type ClientMessage, type CmdSubmit, type CmdUnlink, type Message, type 
 import { checkCmdSubmit, checkCmdUnlink, checkRetSubmit, checkRetUnlink, type DeviceView } from "../protocol/relay-rules.js";
 import { UrbTable, type SubmittedUrb } from "../protocol/urb-table.js";
 import { RecentSeqnums } from "../protocol/recent-seqnums.js";
-import { STREAM_BUFFER } from "../protocol/limits.js";
+import { pauseWhileBacklogged } from "./backpressure.js";
 
 export type RelayEnd = "client" | "server";
 
@@ -81,11 +78,8 @@ export interface RelayStats {
 }
 
 
-/** Payload size above which a bulk/interrupt RET_SUBMIT is forwarded cut-through (see above). */
+/** Payload size above which a bulk/interrupt RET_SUBMIT or CMD_SUBMIT is forwarded cut-through (see above). */
 export const CUT_THROUGH_MIN = 16 * 1024;
-
-/** Bytes that may wait in one output before its input is paused (backpressure). */
-export const RELAY_BUFFER = STREAM_BUFFER;
 
 export class UrbRelay extends EventEmitter {
   readonly table = new UrbTable();
@@ -147,7 +141,7 @@ export class UrbRelay extends EventEmitter {
     } finally {
       out.uncork();
     }
-    this.backpressure(src, out);
+    pauseWhileBacklogged(src, out);
   }
 
   private clientMessage(m: ClientMessage, at: number): void {
@@ -191,8 +185,11 @@ export class UrbRelay extends EventEmitter {
     } else this.write(out, m);
   }
 
-  /** Forward the header and the payload so far of a message that is not whole yet (see Cut-through above). */
-  /** `fresh`: the payload bytes after those already sent (the decoders were asked from `sent`). */
+  /**
+   * Forward the header (once) and the `fresh` payload bytes of a message that is not whole yet
+   * (see Cut-through above); `fresh` starts after the bytes already sent (the decoders were asked
+   * from `sent`).
+   */
   private passPartial(from: RelayEnd, at: number, header: CmdSubmit | RetSubmit, fresh: Buffer[], out: Writable): void {
     let p = this.partial[from];
     if (p?.at !== at) {
@@ -269,13 +266,6 @@ export class UrbRelay extends EventEmitter {
 
   private write(out: Writable, m: Message): void {
     for (const b of encode(m)) out.write(b);
-  }
-
-  private backpressure(src: Readable, out: Writable): void {
-    if (out.writableLength > RELAY_BUFFER && out.writableNeedDrain) {
-      src.pause();
-      out.once("drain", () => src.resume());
-    }
   }
 
   private violation(from: RelayEnd, error: ProtocolError): void {

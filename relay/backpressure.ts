@@ -1,0 +1,21 @@
+/**
+ * Backpressure between one input and the output it feeds (the relay's two directions, the URB
+ * server's answers): the input is paused only while more than STREAM_BUFFER bytes wait in the
+ * output (not at the output's own 16 KiB high-water mark, which every 64 KiB URB crosses), and
+ * resumed when the output drains.
+ */
+import type { Readable, Writable } from "node:stream";
+import { STREAM_BUFFER } from "../protocol/limits.js";
+
+const waiting = new WeakSet<Readable>();
+
+/** Call after writing to `out` what `src` brought: pauses `src` if `out` is backlogged. */
+export function pauseWhileBacklogged(src: Readable, out: Writable): void {
+  if (waiting.has(src) || out.writableLength <= STREAM_BUFFER || !out.writableNeedDrain) return;
+  waiting.add(src);
+  src.pause();
+  out.once("drain", () => {
+    waiting.delete(src);
+    if (!src.destroyed) src.resume();
+  });
+}
