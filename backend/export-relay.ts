@@ -37,7 +37,17 @@ export interface ExportRelayOptions {
   trace?: string;
 }
 
-export function exportRelay(opts: ExportRelayOptions): Promise<number> {
+export async function exportRelay(opts: ExportRelayOptions): Promise<number> {
+  // a trace that cannot be written is refused before the device is touched
+  const trace = opts.trace === undefined ? undefined : PcapngTrace.open(opts.trace, (e) => opts.log.warn(`trace ${opts.trace}: ${e.message}; tracing stopped, the relay goes on`));
+  try {
+    return await exportRelayTraced(opts, trace);
+  } finally {
+    await trace?.close().catch(() => {});
+  }
+}
+
+function exportRelayTraced(opts: ExportRelayOptions, trace: PcapngTrace | undefined): Promise<number> {
   let violation: string | undefined;
   return runExport({
     ...opts,
@@ -48,7 +58,6 @@ export function exportRelay(opts: ExportRelayOptions): Promise<number> {
       await ctx.exported();
       const view = new SysfsDeviceView(ctx.sysfs, ctx.busid, ctx.devid);
       const reconfiguring = new Set<number>();
-      const trace = opts.trace === undefined ? undefined : new PcapngTrace(opts.trace);
       const relay = new UrbRelay({
         clientIn: link.input,
         clientOut: link.output,
@@ -68,7 +77,6 @@ export function exportRelay(opts: ExportRelayOptions): Promise<number> {
       relay.start();
       ctx.signal.then(() => relay.stop(), () => {});
       const r = await relay.done;
-      await trace?.close();
       if (r.violation) {
         const e = r.violation.error;
         violation = `refused a message from the frontend: ${e.code} at byte ${e.offset}${e.seqnum === undefined ? "" : ` (seqnum ${e.seqnum})`}: ${e.rule}`;

@@ -4,7 +4,7 @@
  * root, no kernel module; the frontend may be vhci-hcd (import, kernel or relay mode) or our
  * own userspace host (probe, demo).
  */
-import { existsSync } from "node:fs";
+import { statSync } from "node:fs";
 import { HidKeyboard } from "../device/hid-keyboard.js";
 import { MassStorageDevice } from "../device/mass-storage.js";
 import type { UrbDevice } from "../device/urb-device.js";
@@ -24,8 +24,21 @@ export async function openVirtual(spec: string, devid = VIRTUAL_DEVID, name?: st
   if (kind === "hid-keyboard") return new HidKeyboard(devid, arg ?? DEFAULT_TEXT, typeDelayMs, name);
   if (kind === "mass-storage") {
     if (arg === undefined || arg === "") throw new UsbipError("USBIP_ERR_USAGE", "mass-storage needs an image file: --virtual mass-storage:FILE");
-    if (!existsSync(arg)) throw new UsbipError("USBIP_ERR_USAGE", `mass-storage image ${arg} does not exist (create one, e.g. truncate -s 64M ${arg})`);
-    return MassStorageDevice.open(arg, devid, name);
+    let st;
+    try {
+      st = statSync(arg);
+    } catch {
+      throw new UsbipError("USBIP_ERR_USAGE", `mass-storage image ${arg} does not exist (create one, e.g. truncate -s 64M ${arg})`);
+    }
+    if (st.isDirectory()) throw new UsbipError("USBIP_ERR_USAGE", `mass-storage image ${arg} is a directory, not an image file`);
+    if (!st.isFile() && !st.isBlockDevice()) throw new UsbipError("USBIP_ERR_USAGE", `mass-storage image ${arg} is not a regular file or block device`);
+    try {
+      return await MassStorageDevice.open(arg, devid, name);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === "EACCES" || code === "EPERM" || code === "EROFS") throw new UsbipError("USBIP_ERR_INPUT", `mass-storage image ${arg}: cannot open it for reading and writing (${code === "EROFS" ? "read-only file system" : "permission denied"})`);
+      throw e;
+    }
   }
   throw new UsbipError("USBIP_ERR_USAGE", `unknown virtual device "${kind}" (hid-keyboard[:TEXT] or mass-storage:FILE)`);
 }

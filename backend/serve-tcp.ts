@@ -26,6 +26,7 @@ import { LibusbDevice } from "./libusb-device.js";
 import type { Logger } from "../qrexec/log.js";
 import { stopReading } from "../qrexec/stop-reading.js";
 import { terminationSignal } from "../qrexec/agent.js";
+import { formatHostPort } from "../protocol/host-port.js";
 import { openVirtual } from "./export-virtual.js";
 import { checkNotExported, runExport } from "./export-lifecycle.js";
 import { guardExport } from "../kernel-glue/orphan-guard.js";
@@ -39,7 +40,8 @@ interface Entry {
 }
 
 export interface ServeOptions {
-  host: string;
+  /** where to listen; undefined: every address (IPv6 and IPv4), as usbipd */
+  host: string | undefined;
   port: number;
   virtual: string[];
   devices: string[];
@@ -47,8 +49,8 @@ export interface ServeOptions {
   deviceMode?: "kernel" | "userspace";
   log: Logger;
   sysfs?: Sysfs;
-  /** called once listening, with the bound port (0 in `port` picks a free one) */
-  onListening?: (port: number) => void;
+  /** called once listening, with the bound port (0 in `port` picks a free one) and the address as HOST:PORT */
+  onListening?: (port: number, where: string) => void;
 }
 
 export async function serveTcp(o: ServeOptions): Promise<number> {
@@ -164,12 +166,13 @@ export async function serveTcp(o: ServeOptions): Promise<number> {
   }
 
   await new Promise<void>((resolve, reject) => {
-    server.once("error", (e: NodeJS.ErrnoException) => reject(new UsbipError("USBIP_ERR_LISTEN", `cannot listen on ${o.host}:${o.port}: ${e.code ?? e.message}`)));
+    const where = o.host === undefined ? `port ${o.port} (every address)` : formatHostPort(o.host, o.port);
+    server.once("error", (e: NodeJS.ErrnoException) => reject(new UsbipError("USBIP_ERR_LISTEN", `cannot listen on ${where}: ${e.code === "EADDRINUSE" ? "the port is in use" : e.code === "EACCES" ? "permission denied" : e.code === "EADDRNOTAVAIL" ? "no such local address" : (e.code ?? e.message)}`)));
     server.listen(o.port, o.host, () => resolve());
   });
-  const port = (server.address() as net.AddressInfo).port;
-  o.log.info(`listening on ${o.host}:${port}: ${entries.map((e) => e.busid).join(", ")}`);
-  o.onListening?.(port);
+  const addr = server.address() as net.AddressInfo;
+  o.log.info(`serving ${entries.map((e) => e.busid).join(", ")}`);
+  o.onListening?.(addr.port, formatHostPort(addr.address, addr.port));
   const sig = await terminationSignal().promise;
   o.log.info(`${sig}: closing`);
   server.close();

@@ -3,28 +3,30 @@ import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { type Command, parse, writeOut } from "./command.js";
+import { type Command, parse, printHelp, writeOut } from "./command.js";
 import { CliError, ExitCode } from "./errors.js";
 
 const help = `usage: usbip-qrexec bench [--json] [--quick] [--vm]
 
-Run the benchmarks (each compares ours against a baseline measured in the same run and checks
-its own output):
-  codec   decode/encode of small and 64 KiB URBs vs plain header loops and Buffer.copy
-  relay   a 64 KiB bulk URB stream through one relay stage between pipes vs cat (and a bare
-          Node pipe), and the relay's added latency per small URB (p50/p99)
-  soak    60 s (--quick: 10 s) of random-size URBs and unlinks through both relays to a
-          virtual SourceSink: no stuck URB, CMD/RET balanced, heap growth and RSS within bounds
-  vm      (--vm; boots the real-kernel VM, minutes) a 64 MiB gadget disk with O_DIRECT 1 MiB
-          reads: direct kernel path vs the relays vs the userspace backend
-Prints one line per result, or with --json one object holding every bench's JSON.
-Exit status 1 if a bench's self-check failed.
+Run the benchmarks (source checkout only). Each compares ours against a
+baseline measured in the same run and checks its own output:
+  codec  decode/encode of small and 64 KiB URBs vs plain header loops and
+         Buffer.copy
+  relay  a 64 KiB bulk URB stream through one relay stage between pipes vs
+         cat (and a bare Node pipe), and the added latency per small URB
+  soak   60 s (--quick: 10 s) of random-size URBs and unlinks through both
+         relays to a virtual SourceSink: no stuck URB, CMD/RET balanced, heap
+         and RSS within bounds
+  vm     (--vm; boots the real-kernel VM, minutes) a 64 MiB gadget disk read
+         with O_DIRECT: direct kernel path vs the relays vs userspace
+Prints one line per result, or with --json one object holding every bench's
+JSON. Exit status 1 if a bench's self-check failed.
 
 Options:
-  --json     machine-readable output
-  --quick    fewer rounds (codec, relay), a 10 s soak
-  --vm       include the VM bench
-  -h, --help this text`;
+  --json      machine-readable output
+  --quick     fewer rounds (codec, relay), a 10 s soak
+  --vm        include the VM bench
+  -h, --help  this text`;
 
 interface BenchOut {
   bench: string;
@@ -38,7 +40,7 @@ export const benchCommand: Command = {
   async run(argv) {
     const { values } = parse("bench", argv, { json: { type: "boolean", default: false }, quick: { type: "boolean", default: false }, vm: { type: "boolean", default: false } });
     if (values.help) {
-      await writeOut(help + "\n");
+      await printHelp(help);
       return ExitCode.OK;
     }
     const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../bench");

@@ -1,6 +1,6 @@
 /** The shape of a subcommand and the shared argument parsing (node:util parseArgs, strict). */
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { UsageError } from "./errors.js";
+import { EXIT_STATUS_HELP, UsageError } from "./errors.js";
 
 export interface Command {
   name: string;
@@ -21,9 +21,29 @@ export function parse<O extends Options>(cmd: string, argv: string[], options: O
   try {
     return parseArgs({ args: argv, options: { ...options, help: { type: "boolean", short: "h" } }, strict: true, allowPositionals });
   } catch (e) {
-    const msg = e instanceof Error ? e.message.split("\n")[0]! : String(e);
-    throw new UsageError(`${cmd}: ${msg.replace(/^Unknown option/, "unknown option")} (see 'usbip-qrexec ${cmd} --help')`);
+    throw new UsageError(`${cmd}: ${parseErrorText(e)} (see 'usbip-qrexec ${cmd} --help')`);
   }
+}
+
+/** node:util parseArgs' errors in our words (its own wording is "Option '--x <value>' argument missing"). */
+function parseErrorText(e: unknown): string {
+  const msg = e instanceof Error ? e.message.split("\n")[0]! : String(e);
+  const code = (e as NodeJS.ErrnoException).code;
+  const opt = /'(-{1,2}[^' ]+)/.exec(msg)?.[1];
+  if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE" && opt !== undefined) return /argument missing/.test(msg) ? `${opt} needs a value` : `${opt} takes no value`;
+  if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && opt !== undefined) return `unknown option ${opt}`;
+  if (code === "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL") return `unexpected argument ${/'([^']*)'/.exec(msg)?.[1] !== undefined ? JSON.stringify(/'([^']*)'/.exec(msg)![1]) : ""}`.trimEnd();
+  return msg;
+}
+
+/** A command's --help: its own text, then the exit-code table every command shares. */
+export function helpText(help: string): string {
+  return `${help}\n\n${EXIT_STATUS_HELP}\n`;
+}
+
+/** Print a command's --help on stdout. */
+export function printHelp(help: string): Promise<void> {
+  return writeOut(helpText(help));
 }
 
 /** Write text to stdout, resolving when it has been handed to the OS (backpressure-aware). */

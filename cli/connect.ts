@@ -3,7 +3,7 @@ import { guardImport } from "../kernel-glue/orphan-guard.js";
 import { connectTcp } from "../frontend/connect-tcp.js";
 import { UsbipError } from "../protocol/errors.js";
 import { makeLogger } from "../qrexec/log.js";
-import { type Command, parse, writeOut } from "./command.js";
+import { type Command, parse, printHelp } from "./command.js";
 import { CliError, ExitCode, UsageError } from "./errors.js";
 import { parseHostPort } from "./hostport.js";
 import { loadPolicy } from "./import.js";
@@ -11,24 +11,27 @@ import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { runDir } from "../qrexec/rundir.js";
 
-const help = `usage: usbip-qrexec connect --tcp HOST:PORT --busid BUSID [STATEFILE] [--mode kernel|relay]
-                            [--trace FILE.pcapng] [--policy FILE] [--verbose]
+const help = `usage: usbip-qrexec connect --tcp HOST:PORT --busid BUSID [STATEFILE]
+         [--mode kernel|relay] [--trace FILE.pcapng] [--policy FILE] [--verbose]
 
-Import BUSID from a usbipd (Linux's, or 'usbip-qrexec serve') over TCP into vhci-hcd, then
-behave like 'import' and stay in the foreground: STATEFILE (default
-/run/usbip-qrexec/connect-HOST-PORT-BUSID.state) holds the vhci port and is printed on stderr;
-'usbip-qrexec detach --statefile STATEFILE' ends it; SIGTERM/SIGINT detach too. The
-OP_REP_IMPORT reply is checked strictly.
+Import BUSID from a usbipd (Linux's, or 'usbip-qrexec serve') over TCP into
+vhci-hcd, then behave like 'import' and stay in the foreground. STATEFILE
+(default /run/usbip-qrexec/connect-HOST-PORT-BUSID.state) holds the vhci port;
+once the device is attached its port and the detach command are printed on
+stderr. 'usbip-qrexec detach --statefile STATEFILE' (or 'detach -p PORT'),
+SIGTERM or SIGINT end it. The OP_REP_IMPORT reply is checked strictly; a
+server that does not answer is announced after 5 s and given up after 30 s.
 
-  kernel mode (default): the TCP socket is handed to vhci-hcd (what 'usbip attach' does).
-  relay mode: vhci-hcd gets a socketpair and every RET_* from the server is validated first
-  (see 'import --help'); --trace and --policy work as there.
+  kernel mode (default): the TCP socket is handed to vhci-hcd (what 'usbip
+  attach' does).
+  relay mode: vhci-hcd gets a socketpair and every RET_* from the server is
+  validated first (see 'import --help'); --trace and --policy work as there.
 
 Options:
-  --tcp HOST:PORT  the server (port defaults to 3240)
-  --busid B        the device to import (as 'usbip list -r HOST' shows it)
+  --tcp HOST:PORT  the server (port defaults to 3240; IPv6 as [::1]:3240)
+  --busid B        the device to import (as 'usbip-qrexec list -r HOST' shows)
   --mode M         kernel (default) or relay
-  --trace F        (relay) pcapng of every URB
+  --trace F        (relay) pcapng of every URB; "-" is stdout
   --policy F       (relay) allow/deny by interface class
   --verbose        log each step on stderr
   -h, --help       this text
@@ -42,7 +45,7 @@ export const connectCommand: Command = {
   async run(argv) {
     const { values, positionals } = parse("connect", argv, { tcp: { type: "string" }, busid: { type: "string" }, mode: { type: "string", default: "kernel" }, trace: { type: "string" }, policy: { type: "string" }, verbose: { type: "boolean", default: false } }, true);
     if (values.help) {
-      await writeOut(help + "\n");
+      await printHelp(help);
       return ExitCode.OK;
     }
     if (values.tcp === undefined || values.busid === undefined) throw new UsageError("connect: --tcp HOST:PORT and --busid BUSID are required");

@@ -1,33 +1,38 @@
 /** `usbip-qrexec decode --from-client FILE --from-server FILE [--format ndjson|text]` */
-import { readFile } from "node:fs/promises";
-import { decodeCapture } from "../protocol/capture.js";
+import { causalOrder, decodeCapture } from "../protocol/capture.js";
 import { statusName, opStatusName } from "../protocol/constants.js";
 import { summarize, type MessageRecord } from "../protocol/summary.js";
-import { type Command, parse, writeOut } from "./command.js";
-import { CliError, ExitCode, UsageError } from "./errors.js";
+import { type Command, parse, printHelp, writeOut } from "./command.js";
+import { ExitCode, UsageError } from "./errors.js";
+import { readInputs, refuseEmpty } from "./input.js";
 
-const help = `usage: usbip-qrexec decode --from-client FILE --from-server FILE [--format ndjson|text]
+const help = `usage: usbip-qrexec decode --from-client FILE --from-server FILE
+                           [--format ndjson|text]
 
-Decode a recorded USB/IP connection: one file per direction (client = the importing side,
-vhci-hcd or 'usbip attach'; server = the exporting side). Works for TCP sessions (OP phase,
-then URBs) and qrexec sessions (handshake line, then URBs); the phase is detected.
+Decode a recorded USB/IP connection: one file per direction (client = the
+importing side, vhci-hcd or 'usbip attach'; server = the exporting side). Works
+for TCP sessions (OP phase, then URBs) and qrexec sessions (handshake line,
+then URBs); the phase is detected. FILE "-" is standard input (one of the two).
 
-Prints one line per message in stream order, the client stream first:
-  ndjson  {"from","kind","seqnum","devid","direction","ep","status","transferFlags",
-           "transferBufferLength","actualLength","numberOfPackets","unlinkSeqnum",
-           "payloadBytes","offset"}; fields a kind does not have are omitted.
-           RET_* show the devid/direction/ep of the CMD they answer (0 on the wire).
-  text    one aligned line per message, for people.
+  ndjson  one object per message in stream order, the client stream first:
+          {"from","kind","seqnum","devid","direction","ep","status",
+          "transferFlags","transferBufferLength","actualLength",
+          "numberOfPackets","unlinkSeqnum","payloadBytes","offset"}; fields a
+          kind does not have are omitted; OP_REP_DEVLIST adds "devices",
+          OP_*_IMPORT "busid", HANDSHAKE "speed". RET_* show the
+          devid/direction/ep of the CMD they answer (0 on the wire).
+  text    one aligned line per message, for people, in causal order (each
+          answer after the command it answers).
+
+A malformed stream prints the messages before the fault, then one line naming
+the stream, the byte offset and the rule broken, and exits 2. Two empty files
+are an error (exit 1): most likely the wrong files.
 
 Options:
-  --from-client FILE   bytes sent by the client
-  --from-server FILE   bytes sent by the server
+  --from-client FILE   bytes sent by the client ("-": stdin)
+  --from-server FILE   bytes sent by the server ("-": stdin)
   --format F           ndjson (default) or text
-  -h, --help           this text
-
-Exit status: 0 decoded completely; 2 the stream is malformed (the messages before the
-fault are printed, then one line naming the byte offset and the rule broken);
-1 a file cannot be read; 64 bad arguments.`;
+  -h, --help           this text`;
 
 export const decodeCommand: Command = {
   name: "decode",
@@ -39,7 +44,7 @@ export const decodeCommand: Command = {
       format: { type: "string", default: "ndjson" },
     });
     if (values.help) {
-      await writeOut(help + "\n");
+      await printHelp(help);
       return ExitCode.OK;
     }
     const clientPath = values["from-client"];
@@ -47,14 +52,18 @@ export const decodeCommand: Command = {
     if (clientPath === undefined || serverPath === undefined) throw new UsageError("decode: --from-client FILE and --from-server FILE are both required");
     const format = values.format;
     if (format !== "ndjson" && format !== "text") throw new UsageError(`decode: --format must be ndjson or text, not "${format}"`);
-    const [client, server] = await Promise.all([readInput(clientPath), readInput(serverPath)]);
+    const inputs = await readInputs("decode", [clientPath, serverPath]);
+    refuseEmpty("decode", [clientPath, serverPath], inputs);
+    const [client, server] = inputs as [Buffer, Buffer];
 
     const fmt = format === "ndjson" ? (r: MessageRecord) => JSON.stringify(r) : textLine;
     let out = format === "text" ? textHeader() + "\n" : "";
-    for (const item of decodeCapture(client, server)) {
+    const items = decodeCapture(client, server);
+    for (const item of format === "text" ? causalOrder(items) : items) {
       if (item.type === "error") {
         const e = item.error;
-        const file = item.from === "client" ? clientPath : serverPath;
+        const p = item.from === "client" ? clientPath : serverPath;
+        const file = p === "-" ? "stdin" : p;
         out += format === "ndjson"
           ? JSON.stringify({ from: item.from, error: e.code, offset: e.offset, rule: e.rule, ...(e.seqnum === undefined ? {} : { seqnum: e.seqnum }) }) + "\n"
           : `${"ERROR".padEnd(6)} ${item.from.padEnd(6)} ${String(e.offset).padStart(9)} ${e.code}: ${e.rule}\n`;
@@ -78,15 +87,6 @@ export const decodeCommand: Command = {
     return ExitCode.OK;
   },
 };
-
-async function readInput(path: string): Promise<Buffer> {
-  try {
-    return await readFile(path);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code ?? "EIO";
-    throw new CliError("USBIP_ERR_INPUT", `decode: cannot read ${path}: ${code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a directory" : code}`);
-  }
-}
 
 const hex4 = (n: number) => n.toString(16).padStart(4, "0");
 

@@ -16,27 +16,31 @@ import { UsbHost } from "../host/usb-host.js";
 import { makeLogger } from "../qrexec/log.js";
 import { runQrexecSim } from "../qrexec/sim.js";
 import { UrbRelay } from "../relay/urb-relay.js";
-import { type Command, parse, writeOut } from "./command.js";
+import { type Command, parse, printHelp, writeOut } from "./command.js";
 import { ExitCode, UsageError } from "./errors.js";
 
 const MIB = 1 << 20;
 const help = `usage: usbip-qrexec demo [--size MiB] [--chunk KiB]
 
-Show the engine end to end on this machine (no root, no kernel modules, no hardware):
+Show the engine end to end on this machine (no root, no kernel modules, no
+hardware):
   1. a random disk image of --size MiB (default 16) in a temporary directory;
-  2. 'usbip-qrexec export --virtual mass-storage:IMAGE' as the service of the qrexec
-     simulator (qrexec-sim), the frontend side being our userspace USB host behind the
-     validating relay (every CMD_* and RET_* decoded and checked, as in 'import --mode relay');
-  3. enumeration (device/configuration/interface/endpoint descriptors), INQUIRY and
-     READ CAPACITY over bulk-only transport;
-  4. the whole disk read with READ(10) (--chunk KiB per command, default 256) and checked
-     against the image's sha256; 1 MiB written with WRITE(10), read back and found in the image.
-A live line shows URB/s and MB/s on stderr; a summary follows on stdout. Exit status 0 when
-every check passed, 1 otherwise. The temporary directory is removed on every exit path.
+  2. 'usbip-qrexec export --virtual mass-storage:IMAGE' as the service of the
+     qrexec simulator (qrexec-sim); the frontend side is our userspace USB
+     host behind the validating relay (every CMD_* and RET_* decoded and
+     checked, as in 'import --mode relay');
+  3. enumeration (device, configuration, interface and endpoint descriptors),
+     INQUIRY and READ CAPACITY over bulk-only transport;
+  4. the whole disk read with READ(10) (--chunk KiB per command, default 256)
+     and checked against the image's sha256; 1 MiB written with WRITE(10),
+     read back and found in the image.
+A live line shows URB/s and MB/s on stderr; a summary follows on stdout. The
+exit status is 0 when every check passed; the temporary directory is removed
+on every exit path, Ctrl-C included.
 
 Options:
   --size N     disk size in MiB (1..1024, default 16)
-  --chunk N    KiB per READ(10)/WRITE(10) command (4..1024, multiple of 4, default 256)
+  --chunk N    KiB per READ(10)/WRITE(10) (4..1024, a multiple of 4; 256)
   -h, --help   this text`;
 
 interface DemoResult {
@@ -60,7 +64,7 @@ export const demoCommand: Command = {
   async run(argv) {
     const { values } = parse("demo", argv, { size: { type: "string", default: "16" }, chunk: { type: "string", default: "256" }, "local-side": { type: "string" } });
     if (values.help) {
-      await writeOut(help + "\n");
+      await printHelp(help);
       return ExitCode.OK;
     }
     const size = Number(values.size);

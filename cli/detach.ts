@@ -1,44 +1,62 @@
 /** `usbip-qrexec detach --statefile F` (frontend) and `detach --busid B` (backend). */
 import { readFileSync, rmSync } from "node:fs";
 import { Sysfs } from "../kernel-glue/sysfs.js";
-import { Vhci } from "../kernel-glue/vhci.js";
+import { Vhci, VdevStatus } from "../kernel-glue/vhci.js";
 import { UsbipHost } from "../kernel-glue/usbip-host.js";
 import { busids, describeDevice, isBusid } from "../kernel-glue/usb-devices.js";
 import { resetDevice } from "../kernel-glue/system.js";
 import { giveBack } from "../kernel-glue/give-back.js";
-import { alive, removeStaleExportPid, runningExports } from "../qrexec/rundir.js";
-import { type Command, parse, writeOut } from "./command.js";
+import { alive, readImportRecord, removeStaleExportPid, runningExports } from "../qrexec/rundir.js";
+import { type Command, parse, printHelp } from "./command.js";
 import { CliError, ExitCode, UsageError } from "./errors.js";
 
 const help = `usage: usbip-qrexec detach --statefile STATEFILE
+       usbip-qrexec detach -p PORT
        usbip-qrexec detach --busid BUSID
        usbip-qrexec detach --all
 
---statefile (frontend): detach the vhci-hcd port recorded in STATEFILE by 'import', remove
-  the statefile and wait until the virtual device is gone.
---busid (backend, what "echo 2-1 | qubes.USBDetach" does): stop the export of BUSID. A running
-  'export' is asked to end (SIGTERM) and gives the device back itself; without one (it was
-  killed), the device is disconnected, unbound from usbip-host, reset and reprobed here, so
-  its original driver takes it back.
---all (backend, before suspend; the seed's usb-detach-all): stop every export of this machine
-  the same way, and give back every device still bound to usbip-host.
---orphan-of PID (with --statefile or --busid; what the orphan guard of 'import', 'connect' and
-  'export' runs when that process died without cleaning up, e.g. kill -9): clean up whatever
-  PID left (a used port, the statefile, a device on usbip-host or with its interfaces' drivers
-  detached by libusb, its pid file) and say nothing when there is nothing left to clean.`;
+Frontend (the importing machine):
+  --statefile F  detach the vhci-hcd port recorded in F by 'import' or
+                 'connect', remove F and wait until the virtual device is gone
+  -p, --port N   the same for vhci-hcd port N, as 'usbip detach -p N' (the
+                 ports 'usbip-qrexec port' lists); the importer's statefile
+                 goes too
+
+Backend (the exporting machine):
+  --busid B      stop the export of B (what "echo 2-1 | qubes.USBDetach"
+                 does): a running 'export' is asked to end (SIGTERM) and gives
+                 the device back itself; without one (it was killed) the device
+                 is disconnected, unbound from usbip-host, reset and reprobed
+                 here, so its original driver takes it back
+  --all          stop every export of this machine the same way and give back
+                 every device still bound to usbip-host (before suspend)
+
+  --orphan-of PID  (with --statefile or --busid) what the orphan guard of
+                 'import', 'connect' and 'export' runs when that process died
+                 without cleaning up (kill -9): clean up whatever PID left (a
+                 used port, the statefile, a device on usbip-host or without
+                 its drivers, its pid file); silent when nothing is left
+  -h, --help     this text
+
+Waits at most 15 s for a port to be freed and 20 s for an export to end.`;
 
 export const detachCommand: Command = {
   name: "detach",
   help,
   exitWhenDone: true,
   async run(argv) {
-    const { values } = parse("detach", argv, { statefile: { type: "string" }, busid: { type: "string" }, all: { type: "boolean", default: false }, "orphan-of": { type: "string" } });
+    const { values } = parse("detach", argv, { statefile: { type: "string" }, port: { type: "string", short: "p" }, busid: { type: "string" }, all: { type: "boolean", default: false }, "orphan-of": { type: "string" } });
     if (values.help) {
-      await writeOut(help + "\n");
+      await printHelp(help);
       return ExitCode.OK;
     }
-    const given = [values.statefile !== undefined, values.busid !== undefined, values.all === true].filter(Boolean).length;
-    if (given !== 1) throw new UsageError("detach: give exactly one of --statefile STATEFILE, --busid BUSID or --all");
+    const given = [values.statefile !== undefined, values.port !== undefined, values.busid !== undefined, values.all === true].filter(Boolean).length;
+    if (given !== 1) throw new UsageError("detach: give exactly one of --statefile STATEFILE, -p PORT, --busid BUSID or --all");
+    if (values.port !== undefined) {
+      if (values["orphan-of"] !== undefined) throw new UsageError("detach: --orphan-of goes with --statefile or --busid");
+      if (!/^\d{1,5}$/.test(values.port)) throw new UsageError(`detach: -p takes a vhci-hcd port number, not "${values.port}"`);
+      return detachPort(Number(values.port));
+    }
     const orphanOf = values["orphan-of"];
     if (orphanOf !== undefined) {
       if (!/^[1-9]\d{0,9}$/.test(orphanOf)) throw new UsageError(`detach: --orphan-of takes a process id, not "${orphanOf}"`);
@@ -65,8 +83,21 @@ async function detachStatefile(file: string, orphaned = false): Promise<number> 
   const vhci = new Vhci(new Sysfs());
   const p = vhci.port(port);
   if (p === undefined) throw new CliError("USBIP_ERR_STATEFILE", `detach: vhci-hcd has no port ${port}`);
-  if (p.status !== 4) vhci.detach(port);
+  if (p.status !== VdevStatus.NULL) vhci.detach(port);
   rmSync(file, { force: true });
+  await vhci.waitDetached(port, p.localBusid, 15_000);
+  return ExitCode.OK;
+}
+
+/** `detach -p PORT`: free the port; the import that holds it ends and removes its statefile. */
+async function detachPort(port: number): Promise<number> {
+  const vhci = new Vhci(new Sysfs());
+  const p = vhci.port(port);
+  if (p === undefined) throw new CliError("USBIP_ERR_NOT_ATTACHED", `detach: vhci-hcd has no port ${port} (see 'usbip-qrexec port')`);
+  if (p.status === VdevStatus.NULL) throw new CliError("USBIP_ERR_NOT_ATTACHED", `detach: port ${port} is not in use`);
+  const record = readImportRecord(port);
+  vhci.detach(port);
+  if (record !== undefined) rmSync(record.statefile, { force: true });
   await vhci.waitDetached(port, p.localBusid, 15_000);
   return ExitCode.OK;
 }

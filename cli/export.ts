@@ -1,51 +1,58 @@
 /** `usbip-qrexec export DEVICE [--mode kernel]` — the body of the qubes.USB service. */
 import { UsbipError } from "../protocol/errors.js";
 import { makeLogger } from "../qrexec/log.js";
-import { type Command, parse, writeOut } from "./command.js";
+import { type Command, parse, printHelp } from "./command.js";
 import { CliError, ExitCode, UsageError } from "./errors.js";
 
-const help = `usage: usbip-qrexec export DEVICE [--mode kernel|relay|userspace] [--trace FILE.pcapng] [--verbose]
-       usbip-qrexec export --virtual hid-keyboard[:TEXT] | --virtual mass-storage:FILE [--verbose]
+const help = `usage: usbip-qrexec export DEVICE [--mode kernel|relay|userspace]
+                            [--trace FILE.pcapng] [--verbose]
+       usbip-qrexec export --virtual hid-keyboard[:TEXT] [--type-delay MS]
+       usbip-qrexec export --virtual mass-storage:FILE
 
-Export a local USB device over the qrexec link on fd 0 (the qubes.USB service body).
-DEVICE is a busid (2-1, 1-1.4; not an interface like 2-1:1.0) or 0xVVVV.0xPPPP (exactly one
-device with that vendor:product id).
+Export a local USB device over the qrexec link on fd 0 (the qubes.USB service
+body). DEVICE is a busid (2-1, 1-1.4; not an interface like 2-1:1.0) or
+0xVVVV.0xPPPP (exactly one device with that vendor:product id).
 
-kernel mode (the default): binds the device to
-usbip-host, asks the qrexec agent for one socket ($QREXEC_AGENT_PID, SIGUSR1), sends the
-handshake line "<devid> <speed>", hands fd 0 to the kernel and stays until the connection
-ends; then disconnects, unbinds, resets and reprobes the device so its original driver takes
-it back. Ends on link close, 'usbip-qrexec detach --busid', SIGTERM, SIGINT or SIGHUP.
+kernel mode (the default): binds the device to usbip-host, asks the qrexec
+agent for one socket ($QREXEC_AGENT_PID, SIGUSR1), sends the handshake line
+"<devid> <speed>", hands fd 0 to the kernel and stays until the connection
+ends; then disconnects, unbinds, resets and reprobes the device so its
+original driver takes it back. Ends on link close, 'usbip-qrexec detach
+--busid', SIGTERM, SIGINT or SIGHUP.
 
-relay mode: usbip-host gets one end of a socketpair and every CMD_* from the frontend is
-checked before the backend kernel sees it (devid, endpoint present in the current configuration
-with that direction and type, lengths within limits, ISO counts, control wLength equal to the
-transfer length, unlink of a submitted seqnum); unlinks are held 100 ms so usbip-host's unlink
-race (a use-after-free in Linux 6.1) is not hit. A violation ends the export with status 2.
-Works with separate stdin/stdout or the single socket; no SIGUSR1 is sent.
+relay mode: usbip-host gets one end of a socketpair and every CMD_* from the
+frontend is checked before the backend kernel sees it (devid, endpoint present
+in the current configuration with that direction and type, lengths within
+limits, ISO counts, control wLength equal to the transfer length, unlink of a
+submitted seqnum); unlinks are held 100 ms so usbip-host's unlink race (a
+use-after-free in Linux 6.1) is not hit. A violation ends the export with
+status 2. Works with separate stdin/stdout or the single socket.
 
-userspace mode: no usbip-host; the device is opened with libusb (node-usb), its kernel drivers
-detached and its interfaces claimed, and the URBs are executed as asynchronous libusb transfers
-(CMD_* validated as in relay mode; CMD_UNLINK cancels the transfer; SET_CONFIGURATION,
-SET_INTERFACE, CLEAR_FEATURE(HALT) and port reset done through libusb, as usbip-host does).
-Isochronous endpoints are not supported (node-usb 2.x): their URBs fail with -EINVAL; use kernel
-mode for webcams and audio ('usbip-qrexec list' marks such devices). The drivers are reattached
-when the export ends.
+userspace mode: no usbip-host; the device is opened with libusb (node-usb),
+its kernel drivers detached and its interfaces claimed, and the URBs run as
+asynchronous libusb transfers (CMD_* validated as in relay mode; CMD_UNLINK
+cancels the transfer; SET_CONFIGURATION, SET_INTERFACE, CLEAR_FEATURE(HALT)
+and port reset done through libusb, as usbip-host does). Isochronous
+endpoints are not supported (node-usb 2.x): their URBs fail with -EINVAL; use
+kernel mode for webcams and audio ('usbip-qrexec list' marks such devices).
+The drivers are reattached when the export ends.
 
-virtual devices (--virtual, no DEVICE, no root, no kernel module): a device model in
-TypeScript served over the link: hid-keyboard[:TEXT] is a boot keyboard that types TEXT
-(default "hello from usbip-qrexec\n") 2 s (--type-delay) after the host starts polling it; mass-storage:FILE
-is a USB disk (bulk-only, SCSI) on the image FILE (read-write, 512-byte blocks). Every CMD_*
-is validated like in relay mode; unlinks cancel the pending transfer.
+virtual devices (--virtual, no DEVICE, no root, no kernel module): a device
+model served over the link. hid-keyboard[:TEXT] is a boot keyboard that types
+TEXT (default "hello from usbip-qrexec\\n") 2 s (--type-delay) after the host
+starts polling it; mass-storage:FILE is a USB disk (bulk-only, SCSI) on the
+image FILE (a regular file or block device, read-write, 512-byte blocks).
+Every CMD_* is validated as in relay mode; unlinks cancel the transfer.
 
 Options:
-  --mode M     kernel (default), relay or userspace
-  --virtual S  export a device model instead of DEVICE (see above)
-  --type-delay MS  (hid-keyboard) start typing MS milliseconds after the first poll (2000)
-  --trace F    (relay mode) write every URB to F as pcapng (Linux usbmon events, which
-               Wireshark and tshark decode: descriptors, mass-storage SCSI, HID)
-  --verbose    log each step on stderr (also USBIP_QREXEC_VERBOSE=1)
-  -h, --help   this text
+  --mode M         kernel (default), relay or userspace
+  --virtual S      export a device model instead of DEVICE (see above)
+  --type-delay MS  (hid-keyboard) start typing MS ms after the first poll (2000)
+  --trace F        (relay mode) write every URB to F as pcapng (Linux usbmon
+                   events, which Wireshark and tshark decode); checked before
+                   the device is touched
+  --verbose        log each step on stderr (also USBIP_QREXEC_VERBOSE=1)
+  -h, --help       this text
 
 Needs root (sysfs writes) and python3 (kernel-glue/helpers/usbfs.py).`;
 
@@ -56,7 +63,7 @@ export const exportCommand: Command = {
   async run(argv) {
     const { values, positionals } = parse("export", argv, { mode: { type: "string", default: "kernel" }, verbose: { type: "boolean", default: false }, trace: { type: "string" }, virtual: { type: "string" }, "type-delay": { type: "string" } }, true);
     if (values.help) {
-      await writeOut(help + "\n");
+      await printHelp(help);
       return ExitCode.OK;
     }
     if (values.virtual !== undefined) {

@@ -5,40 +5,49 @@ import { parsePolicy, PolicyParseError, type Policy } from "../protocol/policy.j
 import { readFileSync } from "node:fs";
 import { makeLogger } from "../qrexec/log.js";
 import { guardImport } from "../kernel-glue/orphan-guard.js";
-import { type Command, parse, writeOut } from "./command.js";
+import { type Command, parse, printHelp } from "./command.js";
 import { CliError, ExitCode, UsageError } from "./errors.js";
 
-const help = `usage: usbip-qrexec import STATEFILE [--mode kernel|relay] [--trace FILE.pcapng] [--policy FILE] [--verbose]
+const help = `usage: usbip-qrexec import STATEFILE [--mode kernel|relay] [--trace FILE.pcapng]
+                            [--policy FILE] [--verbose]
 
-Import the device the remote qubes.USB service exports, over the qrexec link on fd 0.
-Reads the handshake line "<devid> <speed>" (never a byte more), validates it, picks a free
-vhci-hcd port of the right hub, asks for one socket ($QREXEC_AGENT_PID, SIGUSR1), attaches
-fd 0, writes the port number to STATEFILE, waits until the device enumerated (then SIGHUP
-to $SERVICE_ATTACH_PID), and stays until the port is detached ('usbip-qrexec detach
---statefile STATEFILE', the link closing, SIGTERM/SIGINT/SIGHUP). On every exit the port is
-freed and STATEFILE removed. When started by qubes.USBAttach ($SERVICE_ATTACH_PID), errors also
-go to that call's stderr (/proc/PID/fd/2) with the remote domain ($USBIP_QREXEC_REMOTE_DOMAIN)
-and a hint, since qrexec-client-vm discards its own stderr.
+Import the device the remote qubes.USB service exports, over the qrexec link
+on fd 0. Reads the handshake line "<devid> <speed>" (never a byte more; a
+silent backend is announced after 5 s and given up after 60 s), validates it,
+picks a free vhci-hcd port of the right hub, asks for one socket
+($QREXEC_AGENT_PID, SIGUSR1), attaches fd 0, writes the port number to
+STATEFILE, waits up to 30 s for the device to enumerate (then SIGHUP to
+$SERVICE_ATTACH_PID), and stays until the port is detached ('usbip-qrexec
+detach --statefile STATEFILE' or 'detach -p PORT', the link closing,
+SIGTERM/SIGINT/SIGHUP). On every exit the port is freed and STATEFILE
+removed. Started by qubes.USBAttach ($SERVICE_ATTACH_PID), errors also go to
+that call's stderr (/proc/PID/fd/2) with the remote domain
+($USBIP_QREXEC_REMOTE_DOMAIN) and a hint: qrexec-client-vm discards its own.
 
-relay mode: vhci-hcd gets one end of a socketpair and every RET_* from the backend is checked
-against the outstanding CMD_* before the kernel sees it (known seqnum answered once,
-actual_length within the buffer, no payload for OUT, ISO packet count/offsets/lengths/sums as
-submitted, error_count, status from an allow-list). A violation is logged with its rule,
-seqnum and byte offset, the port is detached, and the exit status is 2. Works with separate
+relay mode: vhci-hcd gets one end of a socketpair and every RET_* from the
+backend is checked against the outstanding CMD_* before the kernel sees it
+(known seqnum answered once, actual_length within the buffer, no payload for
+OUT, ISO packet count/offsets/lengths/sums as submitted, error_count, status
+from an allow-list). A violation is logged with its rule, seqnum and byte
+offset, the port is detached, and the exit status is 2. Works with separate
 stdin/stdout or the single socket; no SIGUSR1 is sent.
 
 Options:
   --mode M     kernel (default) or relay
-  --trace F    (relay mode) write every URB to F as pcapng (Linux usbmon events, which
-               Wireshark and tshark decode: descriptors, mass-storage SCSI, HID)
-  --policy F   (relay mode) allow or deny the device by interface class; a denied
-               configuration is refused before SET_CONFIGURATION (no driver binds it) and the
-               import ends with status 2. F has one rule per line, first match wins:
+  --trace F    (relay mode) write every URB to F as pcapng (Linux usbmon
+               events: Wireshark and tshark decode descriptors, mass-storage
+               SCSI, HID); F may be a FIFO for a live view ('mkfifo t;
+               wireshark -k -i t'); the path is checked before attaching and
+               a write error later stops the trace, not the import
+  --policy F   (relay mode) allow or deny the device by interface class; a
+               denied configuration is refused before SET_CONFIGURATION (no
+               driver binds it) and the import ends with status 2. One rule
+               per line, first match wins:
                  default allow|deny
-                 allow|deny CLASS[/SUBCLASS[/PROTOCOL]]   (hex, e.g. deny 03/01/01)
-                 allow|deny NAME   (hid, hid-keyboard, hid-mouse, mass-storage, audio, video,
-                                    printer, smart-card, cdc, cdc-data, hub, wireless,
-                                    vendor-specific)
+                 allow|deny CLASS[/SUBCLASS[/PROTOCOL]]   (hex: deny 03/01/01)
+                 allow|deny NAME   (hid, hid-keyboard, hid-mouse,
+                   mass-storage, audio, video, printer, smart-card, cdc,
+                   cdc-data, hub, wireless, vendor-specific)
   --verbose    log each step on stderr (also USBIP_QREXEC_VERBOSE=1)
   -h, --help   this text`;
 
@@ -49,7 +58,7 @@ export const importCommand: Command = {
   async run(argv) {
     const { values, positionals } = parse("import", argv, { mode: { type: "string", default: "kernel" }, verbose: { type: "boolean", default: false }, trace: { type: "string" }, policy: { type: "string" } }, true);
     if (values.help) {
-      await writeOut(help + "\n");
+      await printHelp(help);
       return ExitCode.OK;
     }
     if (values.mode !== "kernel" && values.mode !== "relay") throw new UsageError(`import: --mode must be kernel or relay, not "${values.mode}"`);

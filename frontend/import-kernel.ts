@@ -5,15 +5,16 @@
  * $SERVICE_ATTACH_PID), and stay until the port is detached. Every failure frees the port.
  */
 import { release } from "node:os";
-import { rmSync, writeFileSync } from "node:fs";
 import { MAX_HANDSHAKE_LINE, scanHandshake } from "../protocol/handshake.js";
 import { kernelSupportsSuperPlus, speedFromString, type SpeedString } from "../protocol/speed.js";
-import { UsbipError } from "../protocol/errors.js";
+import { InterruptedError, UsbipError } from "../protocol/errors.js";
 import { GlueError, GlueErrorCode } from "../kernel-glue/errors.js";
 import { Sysfs } from "../kernel-glue/sysfs.js";
 import { Vhci } from "../kernel-glue/vhci.js";
 import { ensureModule, isSocket, readLineFromFd0, watchHangup } from "../kernel-glue/system.js";
-import { notifyAttached, requestSingleSocket, terminationSignal } from "../qrexec/agent.js";
+import { notifyAttached, requestSingleSocket, terminationSignal, type TerminationSignal } from "../qrexec/agent.js";
+import { waitNotice } from "../qrexec/log.js";
+import { qrexecRemote, writeImportState, type ImportState } from "./import-state.js";
 import type { Logger } from "../qrexec/log.js";
 import { lastVhciPort, setLastVhciPort } from "../qrexec/rundir.js";
 
@@ -31,7 +32,19 @@ export async function importKernel(opts: ImportKernelOptions): Promise<number> {
   const sysfs = opts.sysfs ?? new Sysfs();
   const log = opts.log;
   if (!isSocket(0)) throw new GlueError(GlueErrorCode.NOT_A_SOCKET, "fd 0 is not a socket: kernel mode needs the qrexec link as one socket (run under qrexec-client-vm, or qrexec-sim --link socket)");
-  const line = await readLineFromFd0(MAX_HANDSHAKE_LINE, opts.handshakeTimeoutMs ?? 60_000);
+  const signal = terminationSignal();
+  try {
+    return await importKernelUntilSignal(opts, sysfs, log, signal);
+  } finally {
+    signal.dispose();
+  }
+}
+
+async function importKernelUntilSignal(opts: ImportKernelOptions, sysfs: Sysfs, log: Logger, signal: TerminationSignal): Promise<number> {
+  const handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 60_000;
+  const notice = waitNotice(log, `waiting for the backend's handshake line (gives up after ${handshakeTimeoutMs / 1000} s)`);
+  const line = await readLineFromFd0(MAX_HANDSHAKE_LINE, handshakeTimeoutMs, signal.promise).finally(notice);
+  if (line.end === "interrupted") throw new InterruptedError(line.signal as "SIGINT", "while waiting for the backend's handshake");
   if (line.end === "eof" && line.bytes.length === 0) throw new UsbipError("USBIP_ERR_NO_HANDSHAKE", "no device info received: the connection closed before the handshake (check the backend side's log)");
   if (line.end === "timeout") throw new UsbipError("USBIP_ERR_NO_HANDSHAKE", "no device info received within the handshake timeout");
   const scan = scanHandshake(line.bytes);
@@ -43,20 +56,18 @@ export async function importKernel(opts: ImportKernelOptions): Promise<number> {
 
   await ensureModule(sysfs, "vhci-hcd");
   const vhci = new Vhci(sysfs);
-  const signal = terminationSignal();
   requestSingleSocket();
   const port = vhci.attachFree(0, hs.devid, speed, lastVhciPort());
   setLastVhciPort(port);
   log.info(`attached on vhci port ${port}`);
-  let statefileWritten = false;
+  let state: ImportState | undefined;
   try {
-    writeFileSync(opts.statefile, `${port}\n`);
-    statefileWritten = true;
+    state = writeImportState(port, opts.statefile, qrexecRemote(opts.statefile), "kernel");
     const hangup = watchHangup(0);
     const attached = await Promise.race([
       vhci.waitAttached(port, opts.attachTimeoutMs ?? 30_000),
       signal.promise.then((s) => {
-        throw new UsbipError("USBIP_ERR_INTERRUPTED", `interrupted by ${s} before the device enumerated`);
+        throw new InterruptedError(s as "SIGINT", "before the device enumerated");
       }),
     ]);
     log.info(`device enumerated as ${attached}`);
@@ -71,7 +82,7 @@ export async function importKernel(opts: ImportKernelOptions): Promise<number> {
     vhci.release(port);
     throw e;
   } finally {
-    if (statefileWritten) rmSync(opts.statefile, { force: true });
+    state?.remove();
   }
 }
 

@@ -7,15 +7,15 @@
  */
 import { release } from "node:os";
 import type { Readable, Writable } from "node:stream";
-import { rmSync, writeFileSync } from "node:fs";
 import { kernelSupportsSuperPlus, speedFromString, type SpeedString } from "../protocol/speed.js";
-import { UsbipError } from "../protocol/errors.js";
+import { InterruptedError, UsbipError } from "../protocol/errors.js";
 import { Sysfs } from "../kernel-glue/sysfs.js";
 import { Vhci } from "../kernel-glue/vhci.js";
 import { ensureModule } from "../kernel-glue/system.js";
 import { attachHandover } from "../kernel-glue/handover.js";
-import { notifyAttached, terminationSignal } from "../qrexec/agent.js";
-import type { Logger } from "../qrexec/log.js";
+import { notifyAttached, terminationSignal, type TerminationSignal } from "../qrexec/agent.js";
+import { waitNotice, type Logger } from "../qrexec/log.js";
+import { qrexecRemote, writeImportState, type ImportState } from "./import-state.js";
 import { lastVhciPort, setLastVhciPort } from "../qrexec/rundir.js";
 import { openLink } from "../qrexec/link.js";
 import { readHandshake } from "../qrexec/read-handshake.js";
@@ -36,22 +36,47 @@ export interface ImportRelayOptions {
   policy?: Policy;
   /** an already opened link (connect --tcp): its streams and the device it carries */
   link?: { input: Readable; output: Writable; devid: number; speed: SpeedString; rest: Buffer };
+  /** who is on the other side, for 'usbip-qrexec port' (default: the qrexec remote) */
+  remote?: { remote: string; busid: string };
+  /** called once the device enumerated */
+  onAttached?: (port: number) => void;
+  /** the termination signal of the caller (one is made otherwise) */
+  signal?: TerminationSignal;
 }
 
 export async function importRelay(opts: ImportRelayOptions): Promise<number> {
   const sysfs = opts.sysfs ?? new Sysfs();
   const log = opts.log;
+  const signal = opts.signal ?? terminationSignal();
+  try {
+    return await importRelayUntilSignal(opts, sysfs, log, signal);
+  } finally {
+    if (opts.signal === undefined) signal.dispose();
+  }
+}
+
+async function importRelayUntilSignal(opts: ImportRelayOptions, sysfs: Sysfs, log: Logger, signal: TerminationSignal): Promise<number> {
+  // a trace that cannot be written is refused before anything is attached
+  const trace = opts.trace === undefined ? undefined : PcapngTrace.open(opts.trace, (e) => log.warn(`trace ${opts.trace}: ${e.message}; tracing stopped, the relay goes on`));
+  try {
+    return await importRelayTraced(opts, sysfs, log, signal, trace);
+  } finally {
+    await trace?.close().catch(() => {});
+  }
+}
+
+async function importRelayTraced(opts: ImportRelayOptions, sysfs: Sysfs, log: Logger, signal: TerminationSignal, trace: PcapngTrace | undefined): Promise<number> {
   const link = opts.link ?? openLink();
-  const { handshake: hs, rest } = opts.link ? { handshake: { devid: opts.link.devid, speed: opts.link.speed }, rest: opts.link.rest } : await readHandshake(link.input, opts.handshakeTimeoutMs ?? 60_000);
+  const handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 60_000;
+  const notice = opts.link ? () => {} : waitNotice(log, `waiting for the backend's handshake line (gives up after ${handshakeTimeoutMs / 1000} s)`);
+  const { handshake: hs, rest } = opts.link ? { handshake: { devid: opts.link.devid, speed: opts.link.speed }, rest: opts.link.rest } : await readHandshake(link.input, handshakeTimeoutMs, signal.promise).finally(notice);
   const speed = speedFromString(hs.speed as SpeedString, kernelSupportsSuperPlus(release()));
   log.info(`handshake: devid ${hs.devid} speed ${hs.speed} (enum ${speed})`);
   await ensureModule(sysfs, "vhci-hcd");
   const vhci = new Vhci(sysfs);
-  const signal = terminationSignal();
   const { port, socket } = await attachHandover(vhci, hs.devid, speed, lastVhciPort());
   setLastVhciPort(port);
   log.info(`attached on vhci port ${port} through the relay`);
-  const trace = opts.trace === undefined ? undefined : new PcapngTrace(opts.trace);
   const policy = opts.policy;
   const relay = new UrbRelay({
     clientIn: socket,
@@ -65,19 +90,24 @@ export async function importRelay(opts: ImportRelayOptions): Promise<number> {
     }),
   });
   relay.start();
-  signal.promise.then(() => relay.stop(), () => {});
-  let statefileWritten = false;
+  let stoppedBy: NodeJS.Signals | undefined;
+  signal.promise.then((s) => {
+    stoppedBy = s;
+    relay.stop();
+  }, () => {});
+  let state: ImportState | undefined;
   try {
-    writeFileSync(opts.statefile, `${port}\n`);
-    statefileWritten = true;
+    state = writeImportState(port, opts.statefile, opts.remote ?? qrexecRemote(opts.statefile), "relay");
     const attached = await Promise.race([
       vhci.waitAttached(port, opts.attachTimeoutMs ?? 30_000),
       relay.done.then((r) => {
+        if (stoppedBy !== undefined) throw new InterruptedError(stoppedBy as "SIGINT", "before the device enumerated");
         throw relayError(r.violation?.error) ?? new UsbipError("USBIP_ERR_ATTACH", `the connection ended (${r.reason}) before the device enumerated`);
       }),
     ]);
     log.info(`device enumerated as ${attached}`);
     notifyAttached();
+    opts.onAttached?.(port);
     const r = await relay.done;
     log.info(`relay ended (${r.reason}): ${JSON.stringify(r.stats)}`);
     vhci.release(port);
@@ -90,8 +120,7 @@ export async function importRelay(opts: ImportRelayOptions): Promise<number> {
     vhci.release(port);
     throw e;
   } finally {
-    if (statefileWritten) rmSync(opts.statefile, { force: true });
-    await trace?.close();
+    state?.remove();
   }
 }
 

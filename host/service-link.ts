@@ -16,11 +16,11 @@ export interface ServiceLink {
   handshake: Handshake;
   /** bytes read after the handshake line */
   rest: Buffer;
-  /** end the link and wait for the service (if we spawned it) to exit */
-  close(): Promise<number | null>;
+  /** end the link and wait for the service (if we spawned it) to exit; `now`: stop it at once (SIGTERM) */
+  close(now?: boolean): Promise<number | null>;
 }
 
-export async function connectService(service: string[] | "stdio", timeoutMs = 30_000): Promise<ServiceLink> {
+export async function connectService(service: string[] | "stdio", timeoutMs = 30_000, interrupt?: Promise<NodeJS.Signals>): Promise<ServiceLink> {
   let child: ChildProcess | undefined;
   let input: Readable;
   let output: Writable;
@@ -38,7 +38,7 @@ export async function connectService(service: string[] | "stdio", timeoutMs = 30
     output.on("error", () => {}); // EPIPE when the service is gone: seen as EOF on input
   }
   const exited = child ? new Promise<number | null>((r) => child!.once("exit", (code) => r(code))) : Promise.resolve(null);
-  const { handshake, rest } = await readHandshake(input, timeoutMs).catch(async (e: Error) => {
+  const { handshake, rest } = await readHandshake(input, timeoutMs, interrupt).catch(async (e: Error) => {
     child?.kill("SIGTERM");
     throw e;
   });
@@ -47,10 +47,10 @@ export async function connectService(service: string[] | "stdio", timeoutMs = 30
     output,
     handshake,
     rest,
-    async close() {
+    async close(now = false) {
       output.end();
       if (!child) return null;
-      const t = setTimeout(() => child!.kill("SIGTERM"), 5000);
+      const t = setTimeout(() => child!.kill("SIGTERM"), now ? 0 : 5000);
       const code = await exited;
       clearTimeout(t);
       return code;

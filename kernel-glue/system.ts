@@ -78,23 +78,29 @@ export function watchHangup(fd: number): HangupWatch {
 
 export interface LineRead {
   bytes: Buffer;
-  /** "line" (ends with \n), "eof" (closed before a newline), "long" (max bytes, no newline), "timeout" */
-  end: "line" | "eof" | "long" | "timeout";
+  /** "line" (ends with \n), "eof" (closed before a newline), "long" (max bytes, no newline), "timeout", "interrupted" */
+  end: "line" | "eof" | "long" | "timeout" | "interrupted";
+  /** the signal that ended the wait, with "interrupted" */
+  signal?: NodeJS.Signals;
 }
 
 /**
  * Read one line from this process's fd 0 without reading a byte past the newline (the rest
- * of the stream belongs to the kernel once the fd is handed over). Bounded in size and time.
+ * of the stream belongs to the kernel once the fd is handed over). Bounded in size and time;
+ * `interrupt` (a termination signal) ends the wait at once, the helper killed quietly.
  */
-export function readLineFromFd0(max: number, timeoutMs: number): Promise<LineRead> {
+export function readLineFromFd0(max: number, timeoutMs: number, interrupt?: Promise<NodeJS.Signals>): Promise<LineRead> {
   return new Promise((resolve) => {
     const child = spawn(PYTHON, [USBFS_HELPER, "read-line", String(max)], { stdio: [0, "pipe", "inherit"] });
     const out: Buffer[] = [];
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
+    let stopped: { end: "timeout" | "interrupted"; signal?: NodeJS.Signals } | undefined;
+    const stop = (why: { end: "timeout" | "interrupted"; signal?: NodeJS.Signals }) => {
+      if (stopped) return;
+      stopped = why;
       child.kill("SIGKILL");
-    }, timeoutMs);
+    };
+    const timer = setTimeout(() => stop({ end: "timeout" }), timeoutMs);
+    interrupt?.then((signal) => stop({ end: "interrupted", signal }), () => {});
     child.stdout!.on("data", (b: Buffer) => out.push(b));
     child.on("error", () => {
       clearTimeout(timer);
@@ -103,7 +109,8 @@ export function readLineFromFd0(max: number, timeoutMs: number): Promise<LineRea
     child.on("close", (code) => {
       clearTimeout(timer);
       const bytes = Buffer.concat(out);
-      resolve({ bytes, end: timedOut ? "timeout" : code === 0 ? "line" : code === 4 ? "long" : "eof" });
+      if (stopped) resolve({ bytes, ...stopped });
+      else resolve({ bytes, end: code === 0 ? "line" : code === 4 ? "long" : "eof" });
     });
   });
 }

@@ -1,7 +1,8 @@
 /**
  * Decoding a recorded connection: one byte string per direction, no timing. The client
  * stream is decoded first (filling the table of outstanding URBs), then the server stream
- * against it. The phases are detected from the first bytes: 0x0111 starts an OP exchange
+ * against it; causalOrder() interleaves the two as they happened (each answer after what it
+ * answers), for decode's text and pcap's events. The phases are detected from the first bytes: 0x0111 starts an OP exchange
  * (TCP, usbipd), a digit starts the qrexec handshake line, anything else is the URB phase.
  */
 import { USBIP_VERSION } from "./constants.js";
@@ -10,11 +11,11 @@ import type { ProtocolError } from "./errors.js";
 import type { ClientMessage, ServerMessage } from "./messages.js";
 import { ServerStreamDecoder } from "./server-decoder.js";
 import type { MatchedCommand } from "./summary.js";
-import { UrbTable } from "./urb-table.js";
+import { UrbTable, type SubmittedUrb } from "./urb-table.js";
 
 export type CaptureItem =
   | { type: "message"; from: "client"; message: ClientMessage; offset: number }
-  | { type: "message"; from: "server"; message: ServerMessage; offset: number; matched: MatchedCommand | undefined }
+  | { type: "message"; from: "server"; message: ServerMessage; offset: number; matched: MatchedCommand | undefined; urb: SubmittedUrb | undefined }
   | { type: "error"; from: "client" | "server"; error: ProtocolError };
 
 export function detectClientPhase(client: Buffer): "op" | "urb" {
@@ -50,7 +51,8 @@ export function* decodeCapture(client: Buffer, server: Buffer, chunkSize = 0): G
     sd.push(chunk);
     for (let m = sd.next(); m !== null; m = sd.next()) {
       const matched = m.kind === "RET_UNLINK" ? sd.lastUnlink && { devid: sd.lastUnlink.devid, direction: 0, ep: 0 } : m.kind === "RET_SUBMIT" ? sd.lastSubmit : undefined;
-      yield { type: "message", from: "server", message: m, offset: sd.messageOffset, matched };
+      // urb: the CMD_SUBMIT a RET_SUBMIT answers, the victim of a RET_UNLINK (usbmon events need it)
+      yield { type: "message", from: "server", message: m, offset: sd.messageOffset, matched, urb: m.kind === "RET_SUBMIT" || m.kind === "RET_UNLINK" ? sd.lastSubmit : undefined };
     }
     if (sd.error !== null) break;
   }
@@ -64,4 +66,33 @@ function* chunks(b: Buffer, size: number): Generator<Buffer> {
     return;
   }
   for (let i = 0; i < b.length; i += size) yield b.subarray(i, i + size);
+}
+
+/**
+ * The items of decodeCapture() in causal order: each server message after the client message it
+ * answers (a RET after its CMD, an OP_REP after its OP_REQ; the qrexec handshake line comes
+ * first, before any CMD), client messages as late as that allows. An error comes last.
+ */
+export function* causalOrder(items: Iterable<CaptureItem>): Generator<CaptureItem> {
+  const client: CaptureItem[] = [];
+  const server: CaptureItem[] = [];
+  for (const it of items) (it.from === "client" ? client : server).push(it);
+  let next = 0;
+  /** client items up to and including the first that `answers` */
+  function* clientUpTo(answers: (m: ClientMessage) => boolean): Generator<CaptureItem> {
+    while (next < client.length) {
+      const it = client[next++]!;
+      yield it;
+      if (it.type === "message" && it.from === "client" && answers(it.message)) return;
+    }
+  }
+  for (const it of server) {
+    if (it.type === "message" && it.from === "server") {
+      const m = it.message;
+      if (m.kind === "RET_SUBMIT" || m.kind === "RET_UNLINK") yield* clientUpTo((c) => "seqnum" in c && c.seqnum === m.seqnum);
+      else if (m.kind === "OP_REP_DEVLIST" || m.kind === "OP_REP_IMPORT") yield* clientUpTo((c) => c.kind === "OP_REQ_DEVLIST" || c.kind === "OP_REQ_IMPORT");
+    } else yield* clientUpTo(() => false);
+    yield it;
+  }
+  yield* clientUpTo(() => false);
 }

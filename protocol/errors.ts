@@ -74,3 +74,17 @@ export class HandshakeError extends ProtocolError {
     this.name = "HandshakeError";
   }
 }
+
+/** Codes that mean "the peer sent malformed USB/IP data, or the relay refused it" (exit status 2). */
+export const PEER_DATA_CODES: ReadonlySet<string> = new Set<string>([...Object.values(ErrorCode), "USBIP_ERR_RELAY_VIOLATION"]);
+
+/** A wait was ended by SIGINT/SIGTERM/SIGHUP: a clean, quiet stop (exit status 128 + N). */
+export class InterruptedError extends UsbipError {
+  constructor(
+    readonly signal: "SIGINT" | "SIGTERM" | "SIGHUP",
+    what: string,
+  ) {
+    super("USBIP_ERR_INTERRUPTED", `interrupted by ${signal} ${what}`);
+    this.name = "InterruptedError";
+  }
+}

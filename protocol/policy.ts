@@ -49,24 +49,31 @@ export class PolicyParseError extends Error {
   }
 }
 
+/** A short, escaped excerpt of untrusted text for an error line: at most 40 characters, no control bytes. */
+export function excerpt(text: string, max = 40): string {
+  const json = JSON.stringify(text.length > max ? text.slice(0, max) : text).slice(1, -1);
+  return `"${json.replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`)}"${text.length > max ? "..." : ""}`;
+}
+
 export function parsePolicy(text: string): Policy {
+  if (text.includes("\0")) throw new PolicyParseError(text.slice(0, text.indexOf("\0")).split("\n").length, "the file holds NUL bytes: not a policy text file");
   const policy: Policy = { defaultAllow: true, rules: [] };
   text.split("\n").forEach((raw, i) => {
     const line = raw.replace(/#.*$/, "").trim();
     if (line === "") return;
     const [verb, arg, ...extra] = line.split(/\s+/);
-    if (extra.length > 0 || arg === undefined) throw new PolicyParseError(i + 1, `expected "allow|deny CLASS" or "default allow|deny", got "${line}"`);
+    if (extra.length > 0 || arg === undefined) throw new PolicyParseError(i + 1, `expected "allow|deny CLASS" or "default allow|deny", got ${excerpt(line)}`);
     if (verb === "default") {
-      if (arg !== "allow" && arg !== "deny") throw new PolicyParseError(i + 1, `default must be allow or deny, not "${arg}"`);
+      if (arg !== "allow" && arg !== "deny") throw new PolicyParseError(i + 1, `default must be allow or deny, not ${excerpt(arg)}`);
       policy.defaultAllow = arg === "allow";
       return;
     }
-    if (verb !== "allow" && verb !== "deny") throw new PolicyParseError(i + 1, `unknown verb "${verb}" (allow, deny or default)`);
+    if (verb !== "allow" && verb !== "deny") throw new PolicyParseError(i + 1, `unknown verb ${excerpt(verb ?? "")} (allow, deny or default)`);
     let parts: Array<number | undefined>;
     if (NAMED_CLASSES[arg] !== undefined) parts = NAMED_CLASSES[arg]!;
     else {
       const m = /^([0-9a-f]{2})(?:\/([0-9a-f]{2})(?:\/([0-9a-f]{2}))?)?$/i.exec(arg);
-      if (m === null) throw new PolicyParseError(i + 1, `"${arg}" is not a class (hex CLASS[/SUBCLASS[/PROTOCOL]] or one of ${Object.keys(NAMED_CLASSES).join(", ")})`);
+      if (m === null) throw new PolicyParseError(i + 1, `${excerpt(arg)} is not a class (hex CLASS[/SUBCLASS[/PROTOCOL]] or one of ${Object.keys(NAMED_CLASSES).join(", ")})`);
       parts = [m[1], m[2], m[3]].map((x) => (x === undefined ? undefined : Number.parseInt(x, 16)));
     }
     policy.rules.push({ allow: verb === "allow", cls: parts[0]!, sub: parts[1], proto: parts[2], text: line });

@@ -25,6 +25,26 @@ export interface MessageRecord {
   speed?: string;
   /** OP_REQ_IMPORT / OP_REP_IMPORT: the busid. */
   busid?: string;
+  /** OP_REP_DEVLIST: the devices listed. */
+  devices?: ListedDeviceRecord[];
+}
+
+/** One device of an OP_REP_DEVLIST, as decode prints it. */
+export interface ListedDeviceRecord {
+  busid: string;
+  path: string;
+  devid: number;
+  speed: number;
+  idVendor: number;
+  idProduct: number;
+  bcdDevice: number;
+  bDeviceClass: number;
+  bDeviceSubClass: number;
+  bDeviceProtocol: number;
+  bConfigurationValue: number;
+  bNumConfigurations: number;
+  /** [bInterfaceClass, bInterfaceSubClass, bInterfaceProtocol] of each interface */
+  interfaces: [number, number, number][];
 }
 
 /** What the CMD answered by a RET looked like (devid, direction, ep). */
@@ -41,7 +61,27 @@ export function summarize(msg: Message, from: "client" | "server", offset: numbe
     case "OP_REQ_DEVLIST":
       return { from, kind: msg.kind, offset };
     case "OP_REP_DEVLIST":
-      return { from, kind: msg.kind, status: msg.status, offset };
+      return {
+        from,
+        kind: msg.kind,
+        status: msg.status,
+        devices: msg.devices.map((d) => ({
+          busid: d.busid,
+          path: d.path,
+          devid: ((d.busnum << 16) | d.devnum) >>> 0,
+          speed: d.speed,
+          idVendor: d.idVendor,
+          idProduct: d.idProduct,
+          bcdDevice: d.bcdDevice,
+          bDeviceClass: d.bDeviceClass,
+          bDeviceSubClass: d.bDeviceSubClass,
+          bDeviceProtocol: d.bDeviceProtocol,
+          bConfigurationValue: d.bConfigurationValue,
+          bNumConfigurations: d.bNumConfigurations,
+          interfaces: d.interfaces.map((i) => [i.bInterfaceClass, i.bInterfaceSubClass, i.bInterfaceProtocol] as [number, number, number]),
+        })),
+        offset,
+      };
     case "OP_REQ_IMPORT":
       return { from, kind: msg.kind, busid: msg.busid, offset };
     case "OP_REP_IMPORT":

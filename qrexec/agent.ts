@@ -36,8 +36,13 @@ export function notifyAttached(): void {
   }
 }
 
-/** Resolve on the first of SIGTERM, SIGINT, SIGHUP (handlers stay installed: later ones are ignored). */
-export function terminationSignal(): { promise: Promise<NodeJS.Signals>; dispose(): void } {
+export interface TerminationSignal {
+  promise: Promise<NodeJS.Signals>;
+  dispose(): void;
+}
+
+/** Resolve on the first of SIGTERM, SIGINT, SIGHUP (handlers stay installed until dispose(): later ones are ignored). */
+export function terminationSignal(): TerminationSignal {
   const sigs: NodeJS.Signals[] = ["SIGTERM", "SIGINT", "SIGHUP"];
   let handler: (s: NodeJS.Signals) => void = () => {};
   const promise = new Promise<NodeJS.Signals>((resolve) => {

@@ -3,11 +3,11 @@
  * us, so reading ahead is fine; the bytes after the newline are returned for the relay).
  */
 import type { Readable } from "node:stream";
-import { UsbipError } from "../protocol/errors.js";
+import { InterruptedError, UsbipError } from "../protocol/errors.js";
 import { MAX_HANDSHAKE_LINE, scanHandshake } from "../protocol/handshake.js";
 import type { Handshake } from "../protocol/messages.js";
 
-export function readHandshake(input: Readable, timeoutMs: number): Promise<{ handshake: Handshake; rest: Buffer }> {
+export function readHandshake(input: Readable, timeoutMs: number, interrupt?: Promise<NodeJS.Signals>): Promise<{ handshake: Handshake; rest: Buffer }> {
   return new Promise((resolve, reject) => {
     let buf = Buffer.alloc(0);
     const done = (f: () => void) => {
@@ -26,7 +26,8 @@ export function readHandshake(input: Readable, timeoutMs: number): Promise<{ han
     };
     const onEnd = () =>
       done(() => reject(new UsbipError("USBIP_ERR_NO_HANDSHAKE", buf.length === 0 ? "no device info received: the connection closed before the handshake (check the backend side's log)" : "incomplete handshake line: connection closed")));
-    const timer = setTimeout(() => done(() => reject(new UsbipError("USBIP_ERR_NO_HANDSHAKE", "no device info received within the handshake timeout"))), timeoutMs);
+    const timer = setTimeout(() => done(() => reject(new UsbipError("USBIP_ERR_NO_HANDSHAKE", `no device info received within ${timeoutMs / 1000} s (the backend sent no handshake line)`))), timeoutMs);
+    interrupt?.then((s) => done(() => reject(new InterruptedError(s as "SIGINT", "while waiting for the backend's handshake"))), () => {});
     input.on("data", onData);
     input.on("end", onEnd);
     input.resume();

@@ -77,3 +77,41 @@ export function setLastVhciPort(port: number): void {
     /* a hint only */
   }
 }
+
+/** What `port` shows of an import beyond vhci-hcd's status: who it came from, where its statefile is. */
+export interface ImportRecord {
+  port: number;
+  pid: number;
+  /** the remote side: a qube's name (qrexec) or HOST:PORT (TCP); "" when unknown */
+  remote: string;
+  /** the remote busid; "" when unknown */
+  busid: string;
+  statefile: string;
+  mode: string;
+}
+
+const importRecordFile = (port: number) => path.join(runDir(), `import-port-${port}.json`);
+
+export function writeImportRecord(r: ImportRecord): void {
+  try {
+    mkdirSync(runDir(), { recursive: true });
+    writeFileSync(importRecordFile(r.port), JSON.stringify(r) + "\n");
+  } catch {
+    /* `port` then shows the port without these details */
+  }
+}
+
+export function removeImportRecord(port: number, pid = process.pid): void {
+  const r = readImportRecord(port);
+  if (r !== undefined && r.pid === pid) rmSync(importRecordFile(port), { force: true });
+}
+
+/** The record of `port`, if the process that wrote it is still running. */
+export function readImportRecord(port: number): ImportRecord | undefined {
+  try {
+    const r = JSON.parse(readFileSync(importRecordFile(port), "utf8")) as ImportRecord;
+    return typeof r.pid === "number" && alive(r.pid) ? r : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -2,33 +2,78 @@
  * `--trace FILE.pcapng`: every URB as it passes the relay, as a usbmon event in a pcapng file
  * (Wireshark/tshark decode it with their USB dissectors). Writes are appended asynchronously
  * through one write stream; payloads are written as the views the relay already holds.
+ * "-" is standard output (`--trace - | wireshark -k -i -`); a FIFO works as any file.
+ *
+ * The file is opened before anything else happens (a path that cannot be written is refused
+ * before a port is attached or a device bound), and a write error later (disk full, the reader
+ * of a FIFO gone) stops the trace, is reported once, and never takes the relay down.
  */
-import { createWriteStream, type WriteStream } from "node:fs";
+import { createWriteStream, openSync, type WriteStream } from "node:fs";
+import { UsbipError } from "../protocol/errors.js";
 import type { Message } from "../protocol/messages.js";
 import { enhancedPacketBlock, interfaceDescriptionBlock, LINKTYPE_USB_LINUX_MMAPPED, sectionHeaderBlock } from "./pcapng.js";
 import { usbmonEvent, type UrbContext } from "./usbmon.js";
+
+const reason = (e: NodeJS.ErrnoException): string =>
+  ({ ENOENT: "no such directory", EISDIR: "is a directory", EACCES: "permission denied", EROFS: "read-only file system", ENOSPC: "no space left on the device", EPIPE: "the reader went away", ENOTDIR: "a path component is not a directory" })[e.code ?? ""] ?? e.code ?? e.message;
 
 export class PcapngTrace {
   private readonly out: WriteStream;
   /** wall-clock microseconds at hrtime 0, so timestamps are wall time with µs resolution */
   private readonly base = BigInt(Date.now()) * 1000n - process.hrtime.bigint() / 1000n;
+  private failed: Error | undefined;
   count = 0;
 
-  constructor(file: string) {
-    this.out = createWriteStream(file);
+  /**
+   * Open `file` ("-": stdout) for writing now; throws a one-line UsbipError (USBIP_ERR_OUTPUT)
+   * if it cannot be. `onError` is told once about a later write error.
+   */
+  static open(file: string, onError: (e: Error) => void = () => {}): PcapngTrace {
+    let fd: number;
+    try {
+      fd = file === "-" ? 1 : openSync(file, "w");
+    } catch (e) {
+      throw new UsbipError("USBIP_ERR_OUTPUT", `cannot write the trace ${file}: ${reason(e as NodeJS.ErrnoException)}`);
+    }
+    return new PcapngTrace(fd, file, onError);
+  }
+
+  private constructor(
+    fd: number,
+    readonly file: string,
+    private readonly onError: (e: Error) => void,
+  ) {
+    this.out = createWriteStream("", { fd, autoClose: fd !== 1 });
+    this.out.on("error", (e: NodeJS.ErrnoException) => {
+      if (this.failed) return;
+      this.failed = new Error(reason(e));
+      this.onError(this.failed);
+    });
     this.out.write(sectionHeaderBlock());
     this.out.write(interfaceDescriptionBlock(LINKTYPE_USB_LINUX_MMAPPED));
   }
 
+  /** The write error that stopped the trace, if any. */
+  get error(): Error | undefined {
+    return this.failed;
+  }
+
   /** Record one message; `tsMicros` defaults to the wall clock now. */
   record(m: Message, ctx: UrbContext = {}, tsMicros: bigint = this.base + process.hrtime.bigint() / 1000n): void {
+    if (this.failed) return;
     const ev = usbmonEvent(m, tsMicros, ctx);
     if (ev === undefined) return;
     for (const b of enhancedPacketBlock(tsMicros, ev)) this.out.write(b);
     this.count++;
   }
 
+  /** Flush and close; rejects with the write error that stopped the trace, if any. */
   close(): Promise<void> {
-    return new Promise((resolve, reject) => this.out.end((e?: Error | null) => (e ? reject(e) : resolve())));
+    return new Promise((resolve, reject) => {
+      const settle = () => (this.failed ? reject(this.failed) : resolve());
+      if (this.failed || this.out.destroyed) return settle();
+      this.out.end(() => settle());
+      this.out.once("error", () => settle());
+    });
   }
 }

@@ -119,6 +119,9 @@ def main(argv):
 if __name__ == "__main__":
     try:
         sys.exit(main(sys.argv))
+    except BrokenPipeError:
+        # the caller went away (ended by a signal): nothing to say, nobody to say it to
+        sys.exit(1)
     except OSError as e:
         sys.stderr.write("usbfs.py: %s\n" % e)
         sys.exit(1)
