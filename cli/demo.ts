@@ -14,6 +14,8 @@ import { enumerate } from "../host/enumerate.js";
 import { connectService } from "../host/service-link.js";
 import { UsbHost } from "../host/usb-host.js";
 import { makeLogger } from "../qrexec/log.js";
+import { terminationSignal } from "../qrexec/agent.js";
+import { InterruptedError } from "../protocol/errors.js";
 import { runQrexecSim } from "../qrexec/sim.js";
 import { UrbRelay } from "../relay/urb-relay.js";
 import { type Command, parse, printHelp, writeOut } from "./command.js";
@@ -81,6 +83,11 @@ async function orchestrate(size: number, chunk: number): Promise<number> {
   const dir = mkdtempSync(path.join(tmpdir(), "usbip-qrexec-demo-"));
   const cleanup = () => rmSync(dir, { recursive: true, force: true });
   process.once("exit", cleanup);
+  // Ctrl-C reaches the whole process group (the simulator and both sides end with it): this
+  // side waits for them, removes the directory and says it was interrupted, not that it failed
+  const signal = terminationSignal();
+  let interrupted: NodeJS.Signals | undefined;
+  signal.promise.then((s) => (interrupted = s), () => {});
   try {
     const image = path.join(dir, "disk.img");
     const fd = openSync(image, "w");
@@ -95,6 +102,8 @@ async function orchestrate(size: number, chunk: number): Promise<number> {
       "socket",
       makeLogger("demo", false),
     );
+    await new Promise((r) => setImmediate(r)); // a signal that ended the sides is seen here first
+    if (interrupted !== undefined) throw new InterruptedError(interrupted as "SIGINT", "(the demo did not finish)");
     let r: DemoResult;
     try {
       r = JSON.parse(readFileSync(resultFile, "utf8")) as DemoResult;
@@ -115,6 +124,7 @@ async function orchestrate(size: number, chunk: number): Promise<number> {
     );
     return r.ok && code === 0 ? ExitCode.OK : ExitCode.FAILURE;
   } finally {
+    signal.dispose();
     cleanup();
   }
 }

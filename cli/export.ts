@@ -84,6 +84,7 @@ export const exportCommand: Command = {
     if (values.mode !== "kernel" && values.mode !== "relay" && values.mode !== "userspace") throw new UsageError(`export: --mode must be kernel, relay or userspace, not "${values.mode}"`);
     if (positionals.length !== 1) throw new UsageError("export: exactly one DEVICE is required (a busid like 2-1, or 0xVVVV.0xPPPP)");
     if (values.trace !== undefined && values.mode !== "relay") throw new UsageError("export: --trace needs --mode relay (in kernel mode the kernel reads the link itself)");
+    if (values.trace === "-") throw new UsageError("export: --trace - would write into the qrexec link (stdout is the link here); give a file, or a FIFO for a live view");
     const o = { device: positionals[0]!, log: makeLogger("export", values.verbose === true), trace: values.trace };
     try {
       // each mode's module (node-usb, the relay) is loaded only when that mode runs: start-up time

@@ -64,6 +64,7 @@ export const importCommand: Command = {
     if (values.mode !== "kernel" && values.mode !== "relay") throw new UsageError(`import: --mode must be kernel or relay, not "${values.mode}"`);
     if (positionals.length !== 1) throw new UsageError("import: exactly one STATEFILE is required");
     if (values.trace !== undefined && values.mode !== "relay") throw new UsageError("import: --trace needs --mode relay (in kernel mode the kernel reads the link itself)");
+    if (values.trace === "-") throw new UsageError("import: --trace - would write into the qrexec link (stdout is the link here); give a file, or a FIFO for a live view");
     if (values.policy !== undefined && values.mode !== "relay") throw new UsageError("import: --policy needs --mode relay (in kernel mode the kernel reads the link itself)");
     const policy = values.policy === undefined ? undefined : loadPolicy(values.policy);
     const guard = guardImport(positionals[0]!);

@@ -73,10 +73,12 @@ function report(e: unknown): number {
   return ExitCode.FAILURE;
 }
 
-// stdout closed early (e.g. `decode ... | head`): stop quietly.
-process.stdout.on("error", (e: NodeJS.ErrnoException) => {
-  if (e.code === "EPIPE") process.exit(ExitCode.OK);
-});
+// stdout closed early (e.g. `decode ... | head`): stop quietly — unless a trace writes to stdout
+// (`--trace -`): it has its own listener, and a reader that went away must not end a relay.
+const onStdoutError = (e: NodeJS.ErrnoException) => {
+  if (e.code === "EPIPE" && process.stdout.listenerCount("error") === 1) process.exit(ExitCode.OK);
+};
+process.stdout.on("error", onStdoutError);
 
 main(process.argv.slice(2)).then(
   (code) => {

@@ -54,9 +54,13 @@ export const pcapCommand: Command = {
       if (item.type === "error") fault = { from: item.from, ...item.error };
       else trace.record(item.message, item.from === "server" ? { urb: item.urb } : {}, ts++);
     }
-    await trace.close().catch((e: Error) => {
-      throw new CliError("USBIP_ERR_OUTPUT", `pcap: cannot write ${output}: ${e.message}`);
-    });
+    try {
+      await trace.close();
+    } catch (e) {
+      // `-o - | head`: the reader took what it wanted, as for decode
+      if (output === "-" && (e as { code?: string }).code === "EPIPE") return ExitCode.OK;
+      throw new CliError("USBIP_ERR_OUTPUT", `pcap: cannot write ${output}: ${(e as Error).message}`);
+    }
     if (fault !== undefined) {
       process.stderr.write(`usbip-qrexec: pcap: ${fault.from} stream malformed at byte ${fault.offset}: ${fault.rule} (${fault.code}); ${trace.count} events written\n`);
       return ExitCode.PROTOCOL;

@@ -61,8 +61,26 @@ export function opExchange(o: OpExchangeOptions, request: ClientMessage, expect:
     sock.once("connect", () => {
       for (const b of encode(request)) sock.write(b);
     });
-    sock.on("error", (e: NodeJS.ErrnoException) => fail(new UsbipError("USBIP_ERR_CONNECT", `cannot connect to ${where}: ${e.code ?? e.message}`)));
+    let connected = false;
+    sock.once("connect", () => (connected = true));
+    sock.on("error", (e: NodeJS.ErrnoException) => fail(new UsbipError("USBIP_ERR_CONNECT", connected ? `the connection to ${where} failed: ${netReason(e)}` : `cannot connect to ${where}: ${netReason(e)}`)));
     sock.on("data", onData);
     sock.once("end", () => fail(new UsbipError("USBIP_ERR_CLOSED", `${where} closed the connection before answering ${request.kind}`)));
   });
+}
+
+/** A socket error in words (the code stays in the text for searching). */
+export function netReason(e: NodeJS.ErrnoException): string {
+  const words: Record<string, string> = {
+    ECONNREFUSED: "connection refused (is a usbipd listening there?)",
+    ECONNRESET: "connection reset by the server",
+    ENOTFOUND: "no such host",
+    EAI_AGAIN: "the host name cannot be resolved now",
+    EHOSTUNREACH: "host unreachable",
+    ENETUNREACH: "network unreachable",
+    ETIMEDOUT: "timed out",
+    EPIPE: "the server closed the connection",
+  };
+  const w = e.code === undefined ? undefined : words[e.code];
+  return w === undefined ? (e.code ?? e.message) : `${w} (${e.code})`;
 }

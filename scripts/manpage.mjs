@@ -12,9 +12,10 @@ const esc = (line) => line.replace(/\\/g, "\\e").replace(/^([.'])/, "\\&$1");
 export async function manPage(cli, version) {
   const run = (args) => execFileSync(process.execPath, [cli, ...args], { encoding: "utf8", env: { ...process.env, USBIP_QREXEC_VERBOSE: "" } });
   const usage = run(["--help"]);
-  const names = [...usage.matchAll(/^  (\S+)  +(.*)$/gm)].map((m) => ({ name: m[1], summary: m[2] }));
+  const block = /^Commands:\n([\s\S]*?)\n\n/m.exec(usage)?.[1] ?? "";
+  const names = [...block.matchAll(/^  (\S+)  +(.*)$/gm)].map((m) => ({ name: m[1], summary: m[2] }));
   if (names.length === 0) throw new Error("manpage: no commands in --help");
-  const exit = /^Exit status:[\s\S]*?(?=\n\n|$)/m.exec(usage)?.[0] ?? "";
+  const exit = /^Exit status:\n([\s\S]*?)\n*$/m.exec(usage)?.[1] ?? "";
   const date = new Date().toISOString().slice(0, 10);
   const out = [
     `.TH USBIP-QREXEC 8 "${date}" "usbip-qrexec ${version}" "System Administration"`,

@@ -6,7 +6,7 @@
 import { execFileSync } from "node:child_process";
 import { copyFileSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { description, maintainer, pkg, REPLACES, root, stageFiles } from "./package-stage.mjs";
+import { description, maintainer, pkg, REPLACES, REPLACES_VERSION, root, stageFiles } from "./package-stage.mjs";
 
 const rpmArch = { x64: "x86_64", arm64: "aarch64", ia32: "i686" }[process.arch];
 const lib64 = process.arch === "ia32" ? "" : "(64bit)";
@@ -39,8 +39,8 @@ try {
     `Requires: libstdc++.so.6()${lib64}`,
     `Recommends: usbip`,
     `Conflicts: ${REPLACES}`,
-    `Obsoletes: ${REPLACES}`,
-    `Provides: ${REPLACES}`,
+    `Obsoletes: ${REPLACES} < ${REPLACES_VERSION}`,
+    `Provides: ${REPLACES} = ${REPLACES_VERSION}`,
     // the staged files go in as they are: no strip, no debuginfo, no shebang or bytecode rewriting
     `%global debug_package %{nil}`,
     `%global __os_install_post %{nil}`,

@@ -69,7 +69,7 @@ export async function stageFiles(stage, { udevDir, docDir, copyright }) {
   cpSync(path.join(root, "node_modules/usb/prebuilds", prebuildDir), path.join(usbDir, "prebuilds", prebuildDir), { recursive: true, filter: (f) => !f.endsWith(".node") || flavour.test(path.basename(f)) });
   put("node_modules/usb/package.json", path.join(usbDir, "package.json"));
   put("node_modules/usb/LICENSE", path.join(usbDir, "LICENSE"));
-  cpSync(path.join(root, "node_modules/node-gyp-build"), path.join(lib, "node_modules/node-gyp-build"), { recursive: true });
+  for (const f of ["package.json", "LICENSE", "index.js", "node-gyp-build.js"]) put(`node_modules/node-gyp-build/${f}`, path.join(lib, "node_modules/node-gyp-build", f));
 
   mkdirSync(path.join(stage, "usr/bin"), { recursive: true });
   symlinkSync("../lib/usbip-qrexec/bin/usbip-qrexec.js", path.join(stage, "usr/bin/usbip-qrexec"));
@@ -139,6 +139,11 @@ License: MIT
 
 /** The package replaces Qubes' own USB proxy (same /etc/qubes-rpc files). */
 export const REPLACES = "qubes-usb-proxy";
+/**
+ * The version of it we provide: above every release of Qubes' package (4.x for Qubes 4.x), so a
+ * versioned dependency on it is satisfied and every installed version counts as older.
+ */
+export const REPLACES_VERSION = "5.0";
 
 export const description = {
   summary: "USB/IP passthrough between VMs over a qrexec stream",

@@ -6,7 +6,7 @@
 import { execFileSync } from "node:child_process";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { description, maintainer, pkg, REPLACES, root, stageFiles } from "./package-stage.mjs";
+import { description, maintainer, pkg, REPLACES, REPLACES_VERSION, root, stageFiles } from "./package-stage.mjs";
 
 const arch = execFileSync("dpkg", ["--print-architecture"], { encoding: "utf8" }).trim();
 const out = process.env.PACKAGE_OUT ?? path.join(root, "build");
@@ -26,7 +26,7 @@ try {
     `Suggests: tshark`,
     `Conflicts: ${REPLACES}`,
     `Replaces: ${REPLACES}`,
-    `Provides: ${REPLACES}`,
+    `Provides: ${REPLACES} (= ${REPLACES_VERSION})`,
     `Section: admin`,
     `Priority: optional`,
     `Description: ${description.summary}`,

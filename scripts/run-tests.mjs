@@ -59,8 +59,8 @@ const fuzzSeconds = process.env.FUZZ_SECONDS ?? (process.env.CI ? "10" : "5");
 if (want("fuzz")) await runTap(`fuzz (${fuzzSeconds} s)`, process.execPath, [path.join(root, "dist/fuzz/run.js"), "--seconds", fuzzSeconds]);
 const vm = path.join(root, "dist/test/vm/run.js");
 if (want("vm") && existsSync(vm)) {
-  // the VM suite installs nothing: its package scenario unpacks build/*.deb, made here
-  await runTap("Debian package for the VM suite (npm run package)", "sh", ["-c", `${JSON.stringify(process.execPath)} scripts/package.mjs >/dev/null && echo "ok - npm run package built build/usbip-qrexec_*.deb" || echo "not ok - npm run package failed"`]);
+  // the VM suite installs nothing: its package scenarios unpack build/*.deb and build/*.rpm, made here
+  await runTap("packages for the VM suite (npm run package, npm run package:rpm)", "sh", ["-c", `rm -f build/usbip-qrexec*.deb build/usbip-qrexec*.rpm; ${JSON.stringify(process.execPath)} scripts/package.mjs >/dev/null && echo "ok - npm run package built build/usbip-qrexec_*.deb" || echo "not ok - npm run package failed"; ${JSON.stringify(process.execPath)} scripts/package-rpm.mjs >/dev/null && echo "ok - npm run package:rpm built build/usbip-qrexec-*.rpm" || echo "not ok - npm run package:rpm failed"`]);
   await runTap("real-kernel VM suite (test/vm)", process.execPath, [vm]);
 }
 

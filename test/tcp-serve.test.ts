@@ -103,7 +103,7 @@ test.serial("a malformed OP request (wrong version) gets no reply and the connec
 test.serial("serve and connect: the CLI contract's forms (positional DEVICE, no STATEFILE); errors are one line", async (t) => {
   const c = await runCli(["connect", "--tcp", "127.0.0.1:1", "--busid", "1-1"], { env: { USBIP_QREXEC_RUNDIR: mkdtempSync(path.join(tmp, "run-")) } });
   t.is(c.code, 1);
-  t.regex(c.stderr, /^usbip-qrexec: cannot connect to 127\.0\.0\.1:1: ECONNREFUSED$/m);
+  t.regex(c.stderr, /^usbip-qrexec: cannot connect to 127\.0\.0\.1:1: connection refused \(is a usbipd listening there\?\) \(ECONNREFUSED\)$/m);
   t.is(c.stderr.trim().split("\n").length, 1);
   const refused = await runCli(["connect", "--tcp", `127.0.0.1:${port}`, "--busid", "9-9"], { env: { USBIP_QREXEC_RUNDIR: mkdtempSync(path.join(tmp, "run-")) } });
   t.is(refused.code, 1);

@@ -8,7 +8,8 @@
  * before a port is attached or a device bound), and a write error later (disk full, the reader
  * of a FIFO gone) stops the trace, is reported once, and never takes the relay down.
  */
-import { createWriteStream, openSync, type WriteStream } from "node:fs";
+import { createWriteStream, openSync } from "node:fs";
+import type { Writable } from "node:stream";
 import { UsbipError } from "../protocol/errors.js";
 import type { Message } from "../protocol/messages.js";
 import { enhancedPacketBlock, interfaceDescriptionBlock, LINKTYPE_USB_LINUX_MMAPPED, sectionHeaderBlock } from "./pcapng.js";
@@ -18,10 +19,10 @@ const reason = (e: NodeJS.ErrnoException): string =>
   ({ ENOENT: "no such directory", EISDIR: "is a directory", EACCES: "permission denied", EROFS: "read-only file system", ENOSPC: "no space left on the device", EPIPE: "the reader went away", ENOTDIR: "a path component is not a directory" })[e.code ?? ""] ?? e.code ?? e.message;
 
 export class PcapngTrace {
-  private readonly out: WriteStream;
+  private readonly out: Writable;
   /** wall-clock microseconds at hrtime 0, so timestamps are wall time with µs resolution */
   private readonly base = BigInt(Date.now()) * 1000n - process.hrtime.bigint() / 1000n;
-  private failed: Error | undefined;
+  private failed: (Error & { code?: string }) | undefined;
   count = 0;
 
   /**
@@ -29,28 +30,34 @@ export class PcapngTrace {
    * if it cannot be. `onError` is told once about a later write error.
    */
   static open(file: string, onError: (e: Error) => void = () => {}): PcapngTrace {
+    // stdout is process.stdout itself: a libuv stream that waits on a full pipe (an fs write to
+    // fd 1 would fail with EAGAIN once Node has made the pipe non-blocking)
+    if (file === "-") return new PcapngTrace(process.stdout, file, onError);
     let fd: number;
     try {
-      fd = file === "-" ? 1 : openSync(file, "w");
+      fd = openSync(file, "w");
     } catch (e) {
       throw new UsbipError("USBIP_ERR_OUTPUT", `cannot write the trace ${file}: ${reason(e as NodeJS.ErrnoException)}`);
     }
-    return new PcapngTrace(fd, file, onError);
+    return new PcapngTrace(createWriteStream("", { fd }), file, onError);
   }
 
   private constructor(
-    fd: number,
+    out: Writable,
     readonly file: string,
     private readonly onError: (e: Error) => void,
   ) {
-    this.out = createWriteStream("", { fd, autoClose: fd !== 1 });
-    this.out.on("error", (e: NodeJS.ErrnoException) => {
-      if (this.failed) return;
-      this.failed = new Error(reason(e));
-      this.onError(this.failed);
-    });
+    this.out = out;
+    // our own listener: the CLI's stdout EPIPE handler stands back while one is there
+    this.out.on("error", (e: NodeJS.ErrnoException) => this.fail(e));
     this.out.write(sectionHeaderBlock());
     this.out.write(interfaceDescriptionBlock(LINKTYPE_USB_LINUX_MMAPPED));
+  }
+
+  private fail(e: NodeJS.ErrnoException): void {
+    if (this.failed) return;
+    this.failed = Object.assign(new Error(reason(e)), { code: e.code });
+    this.onError(this.failed);
   }
 
   /** The write error that stopped the trace, if any. */
@@ -67,13 +74,17 @@ export class PcapngTrace {
     this.count++;
   }
 
-  /** Flush and close; rejects with the write error that stopped the trace, if any. */
+  /** Flush and close (stdout: flush only); rejects with the write error that stopped the trace, if any. */
   close(): Promise<void> {
     return new Promise((resolve, reject) => {
       const settle = () => (this.failed ? reject(this.failed) : resolve());
       if (this.failed || this.out.destroyed) return settle();
-      this.out.end(() => settle());
-      this.out.once("error", () => settle());
+      const done = (e?: Error | null) => {
+        if (e) this.fail(e as NodeJS.ErrnoException);
+        settle();
+      };
+      if (this.out === process.stdout) this.out.write(Buffer.alloc(0), done);
+      else this.out.end(done);
     });
   }
 }

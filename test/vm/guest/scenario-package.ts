@@ -1,28 +1,34 @@
 /**
- * The Debian package is complete: `npm run package`'s .deb (build/, made by scripts/run-tests.mjs
- * before the VM suite) is unpacked with dpkg-deb -x into a throwaway directory, and the storage
- * scenario runs with the unpacked CLI only — export, import, qrexec-sim, detach, the python
+ * The packages are complete: `npm run package`'s .deb and `npm run package:rpm`'s RPM (build/,
+ * made by scripts/run-tests.mjs before the VM suite) are unpacked into a throwaway directory
+ * (dpkg-deb -x; rpm2cpio | cpio, as on a Fedora template without installing), and the storage
+ * scenario runs with the unpacked files only — export, import, qrexec-sim, detach, the python
  * helpers and the orphan guards all come from the package, not from the source tree.
  */
-import { readdirSync, rmSync } from "node:fs";
+import { readdirSync, rmSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import type { Scenario } from "./scenarios.js";
 import { storageFlow } from "./scenario-kernel-storage.js";
 import { check, sh } from "./lib.js";
 import { ourProcesses, repo } from "./flows.js";
 
-async function packagedStorage(): Promise<void> {
+function builtPackage(pattern: RegExp, what: string): string {
   const dir = path.join(repo, "build");
-  let debs: string[] = [];
+  let found: string[] = [];
   try {
-    debs = readdirSync(dir).filter((f) => /^usbip-qrexec_.*\.deb$/.test(f));
+    found = readdirSync(dir).filter((f) => pattern.test(f));
   } catch {
     /* none */
   }
-  check(debs.length === 1, `expected one usbip-qrexec .deb in ${dir} (npm run package), found ${debs.length}`);
+  check(found.length === 1, `expected one ${what} in ${dir}, found ${found.length}`);
+  return path.join(dir, found[0]!);
+}
+
+async function packagedStorage(unpack: (dir: string) => void): Promise<void> {
   const unpacked = "/run/tmp/pkg";
   rmSync(unpacked, { recursive: true, force: true });
-  sh("dpkg-deb", ["-x", path.join(dir, debs[0]!), unpacked]);
+  mkdirSync(unpacked, { recursive: true });
+  unpack(unpacked);
   const cli = path.join(unpacked, "usr/bin/usbip-qrexec");
   try {
     await storageFlow("frontend", {
@@ -35,6 +41,9 @@ async function packagedStorage(): Promise<void> {
         check(ours.some((p) => p.includes(`${unpacked}/usr/lib/usbip-qrexec/kernel-glue/helpers/usbfs.py guard`)), `no orphan guard from the package: ${ours.join(" | ")}`);
         const fromTree = ours.filter((p) => p.includes(`${repo}/`));
         check(fromTree.length === 0, `processes from the source tree: ${fromTree.join(" | ")}`);
+        // the package's own `port` sees the import it made
+        const port = sh(cli, ["port"]);
+        check(/\brelay\b/.test(port) && /\/run\//.test(port), `the package's 'port' does not list the import: ${port}`);
       },
     });
   } finally {
@@ -44,5 +53,10 @@ async function packagedStorage(): Promise<void> {
 
 export const packageScenario: Scenario = {
   name: "the .deb unpacked with dpkg-deb -x: the storage scenario (frontend relay, kernel export) with the unpacked files only reads back, write lands, detach cleans up",
-  run: packagedStorage,
+  run: () => packagedStorage((dir) => sh("dpkg-deb", ["-x", builtPackage(/^usbip-qrexec_.*\.deb$/, "usbip-qrexec .deb (npm run package)"), dir])),
+};
+
+export const rpmPackageScenario: Scenario = {
+  name: "the RPM unpacked with rpm2cpio | cpio: the storage scenario (frontend relay, kernel export) with the unpacked files only reads back, write lands, detach cleans up",
+  run: () => packagedStorage((dir) => sh("sh", ["-c", `cd ${dir} && rpm2cpio ${builtPackage(/^usbip-qrexec-.*\.rpm$/, "usbip-qrexec RPM (npm run package:rpm)")} | cpio -idm --quiet`])),
 };

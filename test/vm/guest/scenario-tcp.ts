@@ -13,7 +13,7 @@ import { existsSync } from "node:fs";
 import type { Scenario } from "./scenarios.js";
 import { checkGadgetsGone, driverOf, interfaceDriver, makeImage, massStorage } from "./gadget.js";
 import { check, diskOf, ended, modprobe, readLoop, sh, sha256, start, waitFor, type Spawned } from "./lib.js";
-import { checkGivenBackAfterKill, cli, vhciPorts } from "./flows.js";
+import { checkGivenBackAfterKill, cli, CLI, vhciPorts } from "./flows.js";
 
 const MIB = 1 << 20;
 const PORT = 3299;
@@ -103,6 +103,45 @@ export const tcpScenarios: Scenario[] = [
         g.remove();
       }
       checkGadgetsGone();
+    },
+  },
+  {
+    name: "usbip(8) forms: serve --tcp PORT (every address), list -r, attach -r -b, port (remote, busid, statefile), detach -p frees the port and ends the attach",
+    async run() {
+      modprobe("vhci-hcd", "usb-storage", "sd_mod");
+      const img = "/run/tmp/tcp-forms.img";
+      makeImage(img, 8);
+      const want = sha256(img);
+      const srv = cli(["serve", "--tcp", String(PORT), "--virtual", `mass-storage:${img}`]);
+      const statefile = "/run/tmp/state-attach";
+      try {
+        await listening(srv, "serve");
+        check(new RegExp(`listening on (\\[::\\]|0\\.0\\.0\\.0):${PORT}$`, "m").test(srv.stderr()), `serve --tcp ${PORT} does not say it listens on every address: ${srv.stderr()}`);
+        const list = sh(process.execPath, [CLI, "list", "-r", "127.0.0.1", "--tcp-port", String(PORT)]);
+        check(/^ - 127\.0\.0\.1$/m.test(list) && /virtual-1: unknown vendor : unknown product \(1d6b:0104\)/.test(list) && /: {2}0 - \(08\/06\/50\)/.test(list), `list -r: ${list}`);
+        const a = cli(["attach", "-r", "127.0.0.1", "--tcp-port", String(PORT), "-b", "virtual-1", statefile]);
+        const { port, local } = await waitFor("the attached virtual disk", () => {
+          if (a.child.exitCode !== null) throw new Error(`attach exited ${a.child.exitCode}: ${a.stderr()}`);
+          return existsSync(statefile) ? usedPort() : undefined;
+        }, 60_000);
+        const disk = await waitFor(`a disk on ${local}`, () => diskOf(local), 60_000);
+        check(sha256(disk, 8 * MIB) === want, `${disk} does not read back the image`);
+        await waitFor("attach to announce the port", () => new RegExp(`attached on vhci port ${port} .*detach with: usbip-qrexec detach --statefile ${statefile}`).test(a.stderr()), 10_000);
+        const ports = JSON.parse(sh(process.execPath, [CLI, "port", "--json"])) as { port: number; localBusid: string; mode: string; remote: string; busid: string; statefile: string; id: string }[];
+        check(ports.length === 1, `port --json: ${JSON.stringify(ports)}`);
+        const p = ports[0]!;
+        check(p.port === port && p.localBusid === local && p.mode === "kernel" && p.remote === `127.0.0.1:${PORT}` && p.busid === "virtual-1" && p.statefile === statefile && p.id === "1d6b:0104", `port --json: ${JSON.stringify(p)}`);
+        const table = sh(process.execPath, [CLI, "port"]);
+        check(new RegExp(`^${String(port).padStart(2, "0")} +480 +${local.replace(/\./g, "\\.")} +1d6b:0104 +kernel +127\\.0\\.0\\.1:${PORT} +virtual-1 +${statefile}$`, "m").test(table), `port: ${table}`);
+        sh(process.execPath, [CLI, "detach", "-p", String(port)]);
+        const code = await ended(a, 30_000, "attach after detach -p");
+        check(code === 0, `attach exited ${a.child.exitCode}: ${a.stderr()}`);
+        check(vhciPorts().every((x) => x.status === 4), "vhci ports still used");
+        check(!existsSync(statefile), "statefile left behind");
+        check(sh(process.execPath, [CLI, "port"]).trim() === "no imported devices", "port still lists a device");
+      } finally {
+        await stop(srv);
+      }
     },
   },
   { name: "serve DEVICE (usbip-host, the TCP socket handed to the stub) and connect: the gadget disk reads back, then is given back to usb-storage", run: () => serveDevice("kernel") },

@@ -12,7 +12,7 @@ import { virtualScenarios } from "./scenario-virtual.js";
 import { tcpScenarios } from "./scenario-tcp.js";
 import { userspaceScenarios } from "./scenario-userspace.js";
 import { faultScenarios } from "./scenario-faults.js";
-import { packageScenario } from "./scenario-package.js";
+import { packageScenario, rpmPackageScenario } from "./scenario-package.js";
 import { lifecycleScenarios } from "./scenario-lifecycle.js";
 import { cycleScenario } from "./scenario-cycles.js";
 import { seedParityDetachAll, seedParityQubesDbReset } from "./scenario-seed-parity.js";
@@ -25,4 +25,4 @@ export interface Scenario {
   run(): Promise<void | string>;
 }
 
-export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, seedParityQubesDbReset, seedParityDetachAll, ...relayScenarios, policyDeniesStorage, hostileFrontend, hostileBackend, ...virtualScenarios, ...tcpScenarios, ...userspaceScenarios, directUnlink, ...faultScenarios, packageScenario, ...lifecycleScenarios, cycleScenario, benchThroughput];
+export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, seedParityQubesDbReset, seedParityDetachAll, ...relayScenarios, policyDeniesStorage, hostileFrontend, hostileBackend, ...virtualScenarios, ...tcpScenarios, ...userspaceScenarios, directUnlink, ...faultScenarios, packageScenario, rpmPackageScenario, ...lifecycleScenarios, cycleScenario, benchThroughput];
