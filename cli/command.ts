@@ -30,7 +30,11 @@ function parseErrorText(e: unknown): string {
   const msg = e instanceof Error ? e.message.split("\n")[0]! : String(e);
   const code = (e as NodeJS.ErrnoException).code;
   const opt = /'(-{1,2}[^' ]+)/.exec(msg)?.[1];
-  if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE" && opt !== undefined) return /argument missing/.test(msg) ? `${opt} needs a value` : `${opt} takes no value`;
+  if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE" && opt !== undefined) {
+    if (/argument missing/.test(msg)) return `${opt} needs a value`;
+    if (/ambiguous/.test(msg)) return `${opt} needs a value (one that starts with "-" is written ${opt}=-VALUE)`;
+    return `${opt} takes no value`;
+  }
   if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && opt !== undefined) return `unknown option ${opt}`;
   if (code === "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL") return `unexpected argument ${/'([^']*)'/.exec(msg)?.[1] !== undefined ? JSON.stringify(/'([^']*)'/.exec(msg)![1]) : ""}`.trimEnd();
   return msg;
