@@ -24,7 +24,7 @@ interface Case {
   says: RegExp;
   /** a TCP server the case talks to: silent, closes at once, or sends garbage */
   peer?: "silent" | "closes" | "garbage";
-  /** signal the process (or the one whose argv contains `signalTarget`) after it said `signalWhen` */
+  /** signal the process (or the one running `usbip-qrexec TARGET…`) once it said `when` */
   signal?: { name: NodeJS.Signals; when: RegExp; target?: string };
   /** files the case may leave in its directory (outputs by design) */
   leaves?: string[];
@@ -218,7 +218,8 @@ for (const [i, c] of cases.entries()) {
       // wait until the process is in the wait the case is about (its argv shows, its words said)
       for (let n = 0; n < 400 && !killed; n++) {
         await new Promise((r) => setTimeout(r, 50));
-        const target = sig.target === undefined ? child.pid : marked(marker).find((p) => argvOf(p).includes(` ${sig.target}`) && argvOf(p).includes(cli));
+        // the process running `usbip-qrexec TARGET…` itself (not qrexec-sim, whose argv holds it too)
+        const target = sig.target === undefined ? child.pid : marked(marker).find((p) => argvOf(p).startsWith(`${node} ${cli} ${sig.target}`));
         if (target !== undefined && sig.when.test(stderr) && n >= 20) {
           process.kill(target, sig.name);
           break;
