@@ -1,31 +1,18 @@
 /**
  * Builds the VM's initramfs from the machine's own Debian packages: busybox-static for /init
- * and the 9p/virtio modules of Debian's kernel (dependency order from modules.dep via
- * `modprobe --show-depends`). Nothing prebuilt is committed; the result is cached by kernel
- * version and busybox size under the cache dir.
+ * and the 9p/virtio modules of the kernel booted (dependency order from modules.dep via
+ * `modprobe --show-depends`, which leaves out what is built in: virtio is, from 6.12). 6.12 and
+ * later ship modules as .ko.xz, which busybox's insmod cannot load: they are decompressed into
+ * the initramfs. Nothing prebuilt is committed; the result is cached by kernel version and
+ * busybox size under the cache dir. A fetched kernel's module tree is a third 9p share, mounted
+ * over /lib/modules of the guest's root (the host's, read-only).
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync, copyFileSync, chmodSync, readdirSync, rmSync, symlinkSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync, copyFileSync, chmodSync, rmSync, symlinkSync } from "node:fs";
 import path from "node:path";
 import { createHash } from "node:crypto";
 
-export interface Kernel {
-  version: string;
-  vmlinuz: string;
-  modules: string;
-}
-
-/** Debian's kernel (linux-image-amd64): the newest /boot/vmlinuz-* with its /lib/modules. */
-export function findKernel(): Kernel | undefined {
-  if (!existsSync("/boot")) return undefined;
-  const versions = readdirSync("/boot")
-    .filter((f) => f.startsWith("vmlinuz-"))
-    .map((f) => f.slice("vmlinuz-".length))
-    .filter((v) => existsSync(`/lib/modules/${v}/modules.dep`))
-    .sort();
-  const version = versions.at(-1);
-  return version === undefined ? undefined : { version, vmlinuz: `/boot/vmlinuz-${version}`, modules: `/lib/modules/${version}` };
-}
+import type { Kernel } from "./kernels.js";
 
 const BOOT_MODULES = ["virtio_pci", "9pnet_virtio", "9p"];
 
@@ -33,7 +20,7 @@ const BOOT_MODULES = ["virtio_pci", "9pnet_virtio", "9p"];
 function moduleOrder(k: Kernel): string[] {
   const order: string[] = [];
   for (const m of BOOT_MODULES) {
-    const out = execFileSync("modprobe", ["--show-depends", "-S", k.version, m], { encoding: "utf8" });
+    const out = execFileSync("modprobe", ["--show-depends", "-d", k.root, "-S", k.version, m], { encoding: "utf8" });
     for (const line of out.split("\n")) {
       const f = /^insmod (\S+)/.exec(line.trim())?.[1];
       if (f !== undefined && !order.includes(f)) order.push(f);
@@ -42,20 +29,24 @@ function moduleOrder(k: Kernel): string[] {
   return order;
 }
 
+/** A module's file name in the initramfs: plain ELF (foo.ko.xz → foo.ko). */
+const plainName = (m: string) => path.basename(m).replace(/\.(xz|zst|gz)$/, "");
+
 /** The guest's /init: mount the host root read-only, a writable results share, then run the guest suite. */
-function initScript(mods: string[], guestCmd: string): string {
+function initScript(mods: string[], guestCmd: string, ownModules: boolean): string {
   return `#!/bin/busybox sh
 B=/bin/busybox
 $B mkdir -p /proc /sys /dev /newroot
 $B mount -t proc proc /proc
 $B mount -t sysfs sys /sys
 $B mount -t devtmpfs dev /dev
-${mods.map((m) => `$B insmod /modules/${path.basename(m)}`).join("\n")}
+${mods.map((m) => `$B insmod /modules/${plainName(m)}`).join("\n")}
 $B mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=524288 hostroot /newroot || { echo "VM: cannot mount the host root"; $B poweroff -f; }
 $B mount -t proc proc /newroot/proc
 $B mount -t sysfs sys /newroot/sys
 $B mount -t devtmpfs dev /newroot/dev
-$B mount -t tmpfs -o mode=0755 run /newroot/run
+${ownModules ? `$B mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=524288 modules /newroot/lib/modules || { echo "VM: cannot mount the kernel's modules"; $B poweroff -f; }
+` : ""}$B mount -t tmpfs -o mode=0755 run /newroot/run
 $B mkdir -p /newroot/run/results /newroot/run/tmp /newroot/run/lock
 $B mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288 results /newroot/run/results || echo "VM: cannot mount the results share"
 $B mount -t debugfs debugfs /newroot/sys/kernel/debug 2>/dev/null
@@ -76,7 +67,7 @@ export function buildInitramfs(k: Kernel, cacheDir: string, guestCmd: string): s
   const busybox = ["/bin/busybox", "/usr/bin/busybox"].find((p) => existsSync(p));
   if (busybox === undefined) throw new Error("busybox not found (apt-get install busybox-static)");
   const mods = moduleOrder(k);
-  const init = initScript(mods, guestCmd);
+  const init = initScript(mods, guestCmd, k.root !== "/");
   const key = createHash("sha256").update(`${k.version}\n${statSync(busybox).size}\n${mods.join(",")}\n${init}`).digest("hex").slice(0, 16);
   const out = path.join(cacheDir, `initramfs-${key}.cpio`);
   if (existsSync(out)) return out;
@@ -87,7 +78,12 @@ export function buildInitramfs(k: Kernel, cacheDir: string, guestCmd: string): s
   copyFileSync(busybox, path.join(tree, "bin/busybox"));
   chmodSync(path.join(tree, "bin/busybox"), 0o755);
   symlinkSync("busybox", path.join(tree, "bin/sh"));
-  for (const m of mods) copyFileSync(m, path.join(tree, "modules", path.basename(m)));
+  for (const m of mods) {
+    const to = path.join(tree, "modules", plainName(m));
+    if (m.endsWith(".xz")) writeFileSync(to, execFileSync("xz", ["-dc", m], { maxBuffer: 64 << 20 }));
+    else if (m.endsWith(".zst")) writeFileSync(to, execFileSync("zstd", ["-dc", m], { maxBuffer: 64 << 20 }));
+    else copyFileSync(m, to);
+  }
   writeFileSync(path.join(tree, "init"), init, { mode: 0o755 });
   // newc cpio, built with busybox's cpio from a file list
   const files = execFileSync("find", [".", "-mindepth", "1"], { cwd: tree, encoding: "utf8" });

@@ -1,10 +1,13 @@
 /**
- * The real-kernel VM suite, host side: boots Debian's kernel under qemu (software emulation:
+ * The real-kernel VM suite, host side: boots a Debian kernel under qemu (software emulation:
  * nested KVM hangs here) with the host's root shared read-only over 9p and a writable share for
  * results, runs the guest suite (test/vm/guest/main.ts) inside, and reports each scenario as a
- * TAP line. Usage: node dist/test/vm/run.js [SCENARIO...]  (or VM_SCENARIOS=a,b)
+ * TAP line naming the kernel: `ok 3 - vm[6.12] relay: …`.
+ *   node dist/test/vm/run.js [SCENARIO...]   (or VM_SCENARIOS=a,b): scenarios whose name has one
+ *   VM_KERNEL=6.1|6.12|newest|VERSION        the kernel (test/vm/kernels.ts; default 6.1)
+ *   VM_SET=core                              the core set only
  *
- * Without qemu or Debian's kernel the suite is skipped with a loud message, except in CI
+ * Without qemu or the kernel the suite is skipped with a loud message, except in CI
  * (CI=true), where that is a failure: the VM suite must run there.
  */
 import { spawn, spawnSync } from "node:child_process";
@@ -12,7 +15,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { buildInitramfs, findKernel } from "./initramfs.js";
+import { buildInitramfs } from "./initramfs.js";
+import { KernelUnavailable, resolveKernel, type Kernel } from "./kernels.js";
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 const requested = process.argv.slice(2).concat(process.env.VM_SCENARIOS ? process.env.VM_SCENARIOS.split(",") : []);
@@ -24,37 +28,46 @@ function which(cmd: string): string | undefined {
   return r.status === 0 ? r.stdout.trim() : undefined;
 }
 
+const kernelSpec = process.env.VM_KERNEL ?? "6.1";
+let tag = `vm[${kernelSpec}]`;
+
 function unavailable(why: string): never {
   const banner = "!".repeat(78);
   if (process.env.CI) {
-    console.log(`not ok 1 - VM suite cannot run in CI: ${why}`);
+    console.log(`not ok 1 - ${tag} VM suite cannot run in CI: ${why}`);
     console.log("1..1");
     process.exit(1);
   }
-  process.stderr.write(`\n${banner}\n!! VM SUITE SKIPPED: ${why}\n!! The kernel-facing code (vhci-hcd, usbip-host, sysfs) was NOT tested against a real kernel.\n!! Install: apt-get install qemu-system-x86 linux-image-amd64 busybox-static usbip python3\n${banner}\n\n`);
-  console.log(`ok 1 - VM suite # SKIP ${why}`);
+  process.stderr.write(`\n${banner}\n!! VM SUITE SKIPPED (${tag}): ${why}\n!! The kernel-facing code (vhci-hcd, usbip-host, sysfs) was NOT tested against this kernel.\n!! Install: apt-get install qemu-system-x86 linux-image-amd64 busybox-static usbip python3\n${banner}\n\n`);
+  console.log(`ok 1 - ${tag} VM suite # SKIP ${why}`);
   console.log("1..1");
   process.exit(0);
 }
 
 const qemu = which("qemu-system-x86_64");
 if (qemu === undefined) unavailable("qemu-system-x86_64 not found");
-const kernel = findKernel();
-if (kernel === undefined) unavailable("no Debian kernel in /boot with modules (linux-image-amd64)");
 if (!existsSync(path.join(repo, "dist/test/vm/guest/main.js"))) unavailable("project not built (npm run build)");
-
-const cacheDir = path.join(tmpdir(), "usbip-qrexec-vm-cache");
+const cacheDir = process.env.VM_CACHE ?? path.join(tmpdir(), "usbip-qrexec-vm-cache");
 mkdirSync(cacheDir, { recursive: true });
+let kernel: Kernel;
+try {
+  kernel = resolveKernel(kernelSpec, cacheDir);
+} catch (e) {
+  if (e instanceof KernelUnavailable) unavailable(`kernel ${kernelSpec}: ${e.message}`);
+  throw e;
+}
+tag = `vm[${kernel.label}]`;
+process.stderr.write(`[vm] ${tag}: Linux ${kernel.version}${kernel.root === "/" ? "" : ` (fetched, ${kernel.root})`}${process.env.VM_SET ? `, set ${process.env.VM_SET}` : ""}\n`);
 const results = mkdtempSync(path.join(tmpdir(), "usbip-qrexec-vm-"));
 // BENCH_* variables (bench knobs), VM_CYCLES (the attach/detach cycle count) and VM_REPEAT (run
 // the selected scenarios that many times, to chase a flaky one) pass into the guest
-const benchEnv = Object.entries(process.env).filter(([k, v]) => (k.startsWith("BENCH_") || k === "VM_CYCLES" || k === "VM_REPEAT") && /^[\w ,.=:-]*$/.test(v ?? "")).map(([k, v]) => `${k}='${v}' `).join("");
+const benchEnv = Object.entries(process.env).filter(([k, v]) => (k.startsWith("BENCH_") || k === "VM_CYCLES" || k === "VM_REPEAT" || k === "VM_SET") && /^[\w ,.=:-]*$/.test(v ?? "")).map(([k, v]) => `${k}='${v}' `).join("");
 const guestCmd = `${benchEnv}/usr/bin/node ${path.join(repo, "dist/test/vm/guest/main.js")} --results /run/results ${requested.map((s) => `'${s}'`).join(" ")}`;
 let initrd: string;
 try {
-  initrd = buildInitramfs(kernel!, cacheDir, guestCmd);
+  initrd = buildInitramfs(kernel, cacheDir, guestCmd);
 } catch (e) {
-  console.log(`not ok 1 - VM suite: cannot build the initramfs: ${(e as Error).message}`);
+  console.log(`not ok 1 - ${tag} VM suite: cannot build the initramfs: ${(e as Error).message}`);
   console.log("1..1");
   process.exit(1);
 }
@@ -65,11 +78,13 @@ const args = [
   "-m", String(memMiB),
   "-nographic", "-no-reboot", "-nodefaults",
   "-serial", "stdio",
-  "-kernel", kernel!.vmlinuz,
+  "-kernel", kernel.vmlinuz,
   "-initrd", initrd,
   "-append", "console=ttyS0 panic=-1 loglevel=4 quiet",
   "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
   "-virtfs", `local,path=${results},mount_tag=results,security_model=none,multidevs=remap`,
+  // a fetched kernel's modules, over the guest's /lib/modules (the host root has only its own)
+  ...(kernel.root === "/" ? [] : ["-virtfs", `local,path=${kernel.modulesRoot},mount_tag=modules,security_model=none,readonly=on,multidevs=remap`]),
 ];
 const started = Date.now();
 const consoleLog = path.join(results, "console.log");
@@ -99,19 +114,19 @@ child.on("close", (code, signal) => {
       n++;
       if (l.startsWith("not ok")) failed++;
     }
-    console.log(l);
+    console.log(l.replace(/^((?:not )?ok \d+ - )vm: /, `$1${tag} `));
   }
   const finished = lines.some((l) => l.startsWith("# guest suite finished"));
   if (!finished) {
     n++;
     failed++;
-    console.log(`not ok ${n} - VM run did not finish (qemu ${signal ?? `exit ${code}`}); console tail:`);
+    console.log(`not ok ${n} - ${tag} VM run did not finish (qemu ${signal ?? `exit ${code}`}); console tail:`);
     for (const l of text.split("\n").slice(-40)) console.log(`#   ${l}`);
   } else if (failed > 0) {
     console.log("# console tail:");
     for (const l of text.split("\n").slice(-25)) console.log(`#   ${l}`);
   }
-  console.log(`# VM suite: ${Math.round((Date.now() - started) / 1000)} s wall time (boot + scenarios); logs in ${results}`);
+  console.log(`# ${tag} VM suite: Linux ${kernel.version}, ${Math.round((Date.now() - started) / 1000)} s wall time (boot + scenarios); logs in ${results}`);
   console.log(`1..${n}`);
   if (failed === 0 && !process.env.VM_KEEP) rmSync(results, { recursive: true, force: true });
   process.exitCode = failed > 0 ? 1 : 0;

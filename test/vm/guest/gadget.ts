@@ -19,10 +19,11 @@ export interface Gadget {
 }
 
 let dummyLoaded = false;
+let dummyParams: string[] = [];
 export function loadDummyHcd(): void {
   if (dummyLoaded) return;
   // three UDCs (dummy_udc.0-2): up to three gadgets at once
-  sh("modprobe", ["dummy_hcd", "num=3"]);
+  sh("modprobe", ["dummy_hcd", "num=3", ...dummyParams]);
   modprobe("libcomposite", "usb_f_mass_storage", "usb_f_ss_lb", "usb-storage", "sd_mod", "usbtest");
   // usb-storage waits delay_use (1 s) before scanning a new disk, for slow real devices; the
   // gadgets and their vhci imports are ready at once, and the suite attaches hundreds of times
@@ -31,6 +32,26 @@ export function loadDummyHcd(): void {
   if (!existsSync(CFG)) sh("mount", ["-t", "configfs", "configfs", "/sys/kernel/config"]);
   check(existsSync(CFG), "configfs has no usb_gadget directory");
   dummyLoaded = true;
+}
+
+/**
+ * Run `fn` with dummy_hcd loaded with extra parameters (is_super_speed=Y: its UDCs and root hubs
+ * are SuperSpeed, so every gadget enumerates at 5000), then reload it as the other scenarios
+ * expect. Every gadget must be gone before and after (checkGadgetsGone).
+ */
+export async function withDummyHcd<T>(params: string[], fn: () => Promise<T>): Promise<T> {
+  const reload = (p: string[]) => {
+    if (existsSync("/sys/module/dummy_hcd")) sh("modprobe", ["-r", "dummy_hcd"]);
+    dummyLoaded = false;
+    dummyParams = p;
+    loadDummyHcd();
+  };
+  reload(params);
+  try {
+    return await fn();
+  } finally {
+    reload([]);
+  }
 }
 
 /** UDCs present (dummy_udc.0, dummy_udc.1, ...). */
@@ -85,7 +106,10 @@ function findBusidOnUdc(udc: string): string | undefined {
   if (n === undefined) return undefined;
   const hcd = `/sys/devices/platform/dummy_hcd.${n}`;
   if (!existsSync(hcd)) return undefined;
-  const usb = readdirSync(hcd).find((d) => /^usb\d+$/.test(d));
+  // with is_super_speed=Y dummy_hcd.N has a high-speed and a SuperSpeed root hub, and the gadget
+  // connects to the SuperSpeed one
+  const hubs = readdirSync(hcd).filter((d) => /^usb\d+$/.test(d));
+  const usb = hubs.find((d) => dummyParams.includes("is_super_speed=Y") && tryRead(`${hcd}/${d}/speed`) === "5000") ?? hubs[0];
   return usb === undefined ? undefined : `${usb.slice(3)}-1`;
 }
 

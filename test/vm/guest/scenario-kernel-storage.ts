@@ -7,7 +7,7 @@
 import { writeFileSync } from "node:fs";
 import type { Scenario } from "./scenarios.js";
 import { makeImage, massStorage, checkGadgetsGone } from "./gadget.js";
-import { check, checkWriteLands, diskOf, sh, sha256, waitFor } from "./lib.js";
+import { check, checkWriteLands, diskOf, sh, sha256, tryRead, waitFor } from "./lib.js";
 
 /** A relay trace read by tshark: many events, SCSI READ(10)/WRITE(10) decoded, nothing malformed at the USB level. */
 function checkTrace(file: string): void {
@@ -18,7 +18,7 @@ function checkTrace(file: string): void {
   const bad = sh("tshark", ["-r", file, "-Y", "_ws.malformed and not scsi"], { timeoutMs: 120_000 }).trim();
   check(bad === "", `${file}: malformed events: ${bad.split("\n").slice(0, 3).join(" | ")}`);
 }
-import { checkCleanedUp, cli, kernelFlow, waitImported } from "./flows.js";
+import { checkCleanedUp, cli, kernelFlow, vhciPorts, waitImported } from "./flows.js";
 
 const MIB = 1 << 20;
 
@@ -33,6 +33,8 @@ export interface Modes {
   cli?: string;
   /** called while the device is imported (after the read and the write) */
   whileImported?: () => void;
+  /** a SuperSpeed gadget (dummy_hcd is_super_speed=Y): the handshake, the vhci hub and both sides' sysfs speed say 5000 */
+  superSpeed?: boolean;
 }
 const KERNEL: Modes = { importMode: "kernel", exportMode: "kernel" };
 
@@ -45,12 +47,18 @@ export async function storageFlow(detachFrom: "frontend" | "backend", modes: Mod
     await waitFor("the backend's own disk", () => diskOf(g.busid), 20_000);
     const traces = modes.trace ? ["/run/tmp/frontend.pcapng", "/run/tmp/backend.pcapng"] : [];
     if (modes.policy !== undefined) writeFileSync("/run/tmp/policy", modes.policy);
+    if (modes.superSpeed) check(tryRead(`/sys/bus/usb/devices/${g.busid}/speed`) === "5000", `the gadget is not SuperSpeed: speed ${tryRead(`/sys/bus/usb/devices/${g.busid}/speed`)}`);
     const flow = kernelFlow(g.busid, statefile, {
-      importArgs: ["--mode", modes.importMode, ...(modes.trace ? ["--trace", traces[0]!] : []), ...(modes.policy !== undefined ? ["--policy", "/run/tmp/policy"] : [])],
+      importArgs: ["--mode", modes.importMode, ...(modes.trace ? ["--trace", traces[0]!] : []), ...(modes.policy !== undefined ? ["--policy", "/run/tmp/policy"] : []), ...(modes.superSpeed ? ["--verbose"] : [])],
       exportArgs: ["--mode", modes.exportMode, ...(modes.trace ? ["--trace", traces[1]!] : [])],
       cli: modes.cli,
     });
     const { port, local } = await waitImported(statefile, flow);
+    if (modes.superSpeed) {
+      check(/handshake: devid \d+ speed 5000 \(enum 5\)/.test(flow.stderr()), `the handshake did not say 5000: ${flow.stderr().trim()}`);
+      check(vhciPorts().find((x) => x.port === port)?.hub === "ss", `port ${port} is not on vhci-hcd's SuperSpeed hub`);
+      check(tryRead(`/sys/bus/usb/devices/${local}/speed`) === "5000", `the imported device's speed is ${tryRead(`/sys/bus/usb/devices/${local}/speed`)}, not 5000`);
+    }
     const disk = await waitFor(`a disk on the imported device ${local}`, () => diskOf(local), 30_000);
     check(sha256(disk, 16 * MIB) === sha256(img), `imported disk ${disk} does not read back the image`);
     checkWriteLands(disk, img); // 1 MiB at 5 MiB through the disk lands in the image file

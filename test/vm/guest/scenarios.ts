@@ -13,16 +13,43 @@ import { tcpScenarios } from "./scenario-tcp.js";
 import { userspaceScenarios } from "./scenario-userspace.js";
 import { faultScenarios } from "./scenario-faults.js";
 import { packageScenario, rpmPackageScenario } from "./scenario-package.js";
+import { superSpeedScenarios } from "./scenario-superspeed.js";
 import { lifecycleScenarios } from "./scenario-lifecycle.js";
 import { cycleScenario } from "./scenario-cycles.js";
 import { seedParityDetachAll, seedParityQubesDbReset } from "./scenario-seed-parity.js";
 
 export interface Scenario {
   name: string;
+  /** in the core set every kernel of the suite runs (VM_SET=core); see CORE below */
+  core?: boolean;
   /** run only when selected by name (diagnostics) */
   optional?: boolean;
   /** may resolve with a short note (a measurement) for the TAP line */
   run(): Promise<void | string>;
 }
 
-export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, seedParityQubesDbReset, seedParityDetachAll, ...relayScenarios, policyDeniesStorage, hostileFrontend, hostileBackend, ...virtualScenarios, ...tcpScenarios, ...userspaceScenarios, directUnlink, ...faultScenarios, packageScenario, rpmPackageScenario, ...lifecycleScenarios, cycleScenario, benchThroughput];
+export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, seedParityQubesDbReset, seedParityDetachAll, ...relayScenarios, ...superSpeedScenarios, policyDeniesStorage, hostileFrontend, hostileBackend, ...virtualScenarios, ...tcpScenarios, ...userspaceScenarios, directUnlink, ...faultScenarios, packageScenario, rpmPackageScenario, ...lifecycleScenarios, cycleScenario, benchThroughput];
+
+/**
+ * The core set (VM_SET=core): what CI runs on every kernel besides the one that gets the full
+ * suite — kernel-mode storage with both detach directions, kernel usbtest, storage and usbtest
+ * through each relay and both, the hostile peers, userspace disk and usbtest, the virtual disk
+ * and keyboard, Debian's usbip both ways, kill -9 of each party, SuperSpeed and its gate.
+ */
+const CORE = [
+  /^kernel mode: gadget disk/,
+  /^kernel mode: usbtest/,
+  /^frontend relay with a policy allowing mass storage/,
+  /^backend relay: gadget disk/,
+  /^both relays with --trace/,
+  /^(frontend|backend|both) relays?: usbtest/,
+  /refuses a malicious (backend|frontend)/,
+  /^userspace mode \(libusb\): (gadget disk|usbtest)/,
+  /^virtual mass-storage \(export --virtual\) through vhci-hcd/,
+  /^virtual HID keyboard/,
+  /^serve --tcp: Debian's/,
+  /^connect --tcp imports a gadget disk from Debian's usbipd/,
+  /^kernel mode: kill -9 of the /,
+  /^SuperSpeed/,
+];
+for (const s of scenarios) if (CORE.some((re) => re.test(s.name))) s.core = true;
