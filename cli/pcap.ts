@@ -52,7 +52,7 @@ export const pcapCommand: Command = {
     let fault: { from: string; offset: number; rule: string; code: string } | undefined;
     for (const item of causalOrder(decodeCapture(client, server))) {
       if (item.type === "error") fault = { from: item.from, ...item.error };
-      else trace.record(item.message, item.from === "server" ? { urb: item.urb } : {}, ts++);
+      else if (trace.record(item.message, item.from === "server" ? { urb: item.urb } : {}, ts)) ts++;
     }
     try {
       await trace.close();

@@ -4,7 +4,7 @@
  * Wireshark, the record shows the values of the CMD it answers (`matched`).
  */
 import { Direction } from "./constants.js";
-import { assertNever, type Message, payloadLength } from "./messages.js";
+import { assertNever, type DeviceRecord, type Message, payloadLength } from "./messages.js";
 
 export interface MessageRecord {
   from: "client" | "server";
@@ -29,23 +29,12 @@ export interface MessageRecord {
   devices?: ListedDeviceRecord[];
 }
 
-/** One device of an OP_REP_DEVLIST, as decode prints it. */
-export interface ListedDeviceRecord {
-  busid: string;
-  path: string;
+/** One device of an OP_REP_DEVLIST, as decode prints it: the record, devid for busnum/devnum, interface triples. */
+export type ListedDeviceRecord = Omit<DeviceRecord, "busnum" | "devnum" | "bNumInterfaces"> & {
   devid: number;
-  speed: number;
-  idVendor: number;
-  idProduct: number;
-  bcdDevice: number;
-  bDeviceClass: number;
-  bDeviceSubClass: number;
-  bDeviceProtocol: number;
-  bConfigurationValue: number;
-  bNumConfigurations: number;
   /** [bInterfaceClass, bInterfaceSubClass, bInterfaceProtocol] of each interface */
   interfaces: [number, number, number][];
-}
+};
 
 /** What the CMD answered by a RET looked like (devid, direction, ep). */
 export interface MatchedCommand {
@@ -65,20 +54,10 @@ export function summarize(msg: Message, from: "client" | "server", offset: numbe
         from,
         kind: msg.kind,
         status: msg.status,
-        devices: msg.devices.map((d) => ({
-          busid: d.busid,
-          path: d.path,
-          devid: ((d.busnum << 16) | d.devnum) >>> 0,
-          speed: d.speed,
-          idVendor: d.idVendor,
-          idProduct: d.idProduct,
-          bcdDevice: d.bcdDevice,
-          bDeviceClass: d.bDeviceClass,
-          bDeviceSubClass: d.bDeviceSubClass,
-          bDeviceProtocol: d.bDeviceProtocol,
-          bConfigurationValue: d.bConfigurationValue,
-          bNumConfigurations: d.bNumConfigurations,
-          interfaces: d.interfaces.map((i) => [i.bInterfaceClass, i.bInterfaceSubClass, i.bInterfaceProtocol] as [number, number, number]),
+        devices: msg.devices.map(({ busnum, devnum, bNumInterfaces: _n, interfaces, ...d }) => ({
+          ...d,
+          devid: ((busnum << 16) | devnum) >>> 0,
+          interfaces: interfaces.map((i) => [i.bInterfaceClass, i.bInterfaceSubClass, i.bInterfaceProtocol] as [number, number, number]),
         })),
         offset,
       };

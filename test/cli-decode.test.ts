@@ -1,6 +1,6 @@
 /** `usbip-qrexec decode` end to end, as a user runs it. */
 import test from "ava";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { capture, repoRoot } from "./helpers/fixtures.js";
@@ -105,3 +105,63 @@ test("--help is there for the program and for decode", async (t) => {
   t.regex(b.stdout, /--from-client FILE/);
   t.regex(b.stdout, /--format/);
 });
+
+test("decode ndjson: OP_REP_DEVLIST carries its devices (busid, ids, devid, interface triples)", async (t) => {
+  const r = await runCli(["decode", "--from-client", fx("tcp-1.client-to-server.bin"), "--from-server", fx("tcp-1.server-to-client.bin")]);
+  t.is(r.code, 0, r.stderr);
+  const rep = r.stdout.trimEnd().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>).find((x) => x.kind === "OP_REP_DEVLIST")!;
+  const devices = rep.devices as Record<string, unknown>[];
+  t.is(devices.length, 1);
+  t.like(devices[0]!, { busid: "1-1", idVendor: 0x1d6b, idProduct: 0x0104, devid: (1 << 16) | 2, path: "/sys/devices/platform/dummy_hcd.0/usb1/1-1" });
+  t.true(Array.isArray(devices[0]!.interfaces));
+});
+
+test("decode text: causal order — each RET right after the CMD it answers, the OP reply after its request", async (t) => {
+  const r = await runCli(["decode", "--from-client", fx("tcp-2.client-to-server.bin"), "--from-server", fx("tcp-2.server-to-client.bin"), "--format", "text"]);
+  t.is(r.code, 0, r.stderr);
+  const rows = r.stdout.trimEnd().split("\n").slice(1).map((l) => l.split(/\s+/));
+  t.deepEqual(rows.slice(0, 2).map((x) => x[0]), ["OP_REQ_IMPORT", "OP_REP_IMPORT"]);
+  const seen = new Set<string>();
+  let interleaved = false;
+  for (const [i, x] of rows.entries()) {
+    if (x[0] === "CMD_SUBMIT" || x[0] === "CMD_UNLINK") seen.add(x[3]!);
+    if (x[0] === "RET_SUBMIT" || x[0] === "RET_UNLINK") {
+      t.true(seen.has(x[3]!), `RET seqnum ${x[3]} at row ${i} before its CMD`);
+      if (rows.slice(i + 1).some((y) => y[0] === "CMD_SUBMIT")) interleaved = true;
+    }
+  }
+  t.true(interleaved, "all client messages came before the server's");
+});
+
+test("pcap: events stamped from the capture's time (the older input's mtime), 1 µs apart; - writes to stdout", async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), "usbip-qrexec-pcap-ts-"));
+  const c = path.join(dir, "c.bin");
+  const s = path.join(dir, "s.bin");
+  writeFileSync(c, capture("tcp-2.client-to-server.bin"));
+  writeFileSync(s, capture("tcp-2.server-to-client.bin"));
+  const when = new Date("2025-03-04T05:06:07Z");
+  utimesSync(c, when, when);
+  utimesSync(s, when, new Date("2025-03-05T00:00:00Z"));
+  const out = path.join(dir, "o.pcapng");
+  const r = await runCli(["pcap", "--from-client", c, "--from-server", s, "-o", out]);
+  t.is(r.code, 0, r.stderr);
+  const stamps = enhancedPacketStamps(readFileSync(out));
+  t.true(stamps.length > 10);
+  t.is(stamps[0], BigInt(when.getTime()) * 1000n);
+  t.true(stamps.every((x, i) => i === 0 || x === stamps[i - 1]! + 1n));
+  const piped = await runCli(["pcap", "--from-client", c, "--from-server", s, "-o", "-"]);
+  t.is(piped.code, 0, piped.stderr);
+  t.is(Buffer.from(piped.stdout, "latin1").length > 0, true);
+});
+
+/** Timestamps (µs) of a pcapng's enhanced packet blocks (little-endian sections). */
+function enhancedPacketStamps(b: Buffer): bigint[] {
+  const out: bigint[] = [];
+  for (let o = 0; o + 12 <= b.length; ) {
+    const type = b.readUInt32LE(o);
+    const len = b.readUInt32LE(o + 4);
+    if (type === 6) out.push((BigInt(b.readUInt32LE(o + 12)) << 32n) | BigInt(b.readUInt32LE(o + 16)));
+    o += len;
+  }
+  return out;
+}

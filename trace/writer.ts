@@ -65,13 +65,14 @@ export class PcapngTrace {
     return this.failed;
   }
 
-  /** Record one message; `tsMicros` defaults to the wall clock now. */
-  record(m: Message, ctx: UrbContext = {}, tsMicros: bigint = this.base + process.hrtime.bigint() / 1000n): void {
-    if (this.failed) return;
+  /** Record one message; `tsMicros` defaults to the wall clock now. False when it makes no event (OP_*, HANDSHAKE). */
+  record(m: Message, ctx: UrbContext = {}, tsMicros: bigint = this.base + process.hrtime.bigint() / 1000n): boolean {
     const ev = usbmonEvent(m, tsMicros, ctx);
-    if (ev === undefined) return;
+    if (ev === undefined) return false;
+    if (this.failed) return true;
     for (const b of enhancedPacketBlock(tsMicros, ev)) this.out.write(b);
     this.count++;
+    return true;
   }
 
   /** Flush and close (stdout: flush only); rejects with the write error that stopped the trace, if any. */

@@ -42,9 +42,10 @@ function installed(): Kernel[] {
 }
 
 /** The machine's Debian mirror, read from its apt sources (deb822 or one-line format). */
-export function debianMirror(): string {
+export function debianMirror(etc = "/etc/apt"): string {
   const texts: string[] = [];
-  for (const f of ["/etc/apt/sources.list", ...(existsSync("/etc/apt/sources.list.d") ? readdirSync("/etc/apt/sources.list.d").filter((n) => n.endsWith(".list") || n.endsWith(".sources")).map((n) => `/etc/apt/sources.list.d/${n}`) : [])]) {
+  const parts = path.join(etc, "sources.list.d");
+  for (const f of [path.join(etc, "sources.list"), ...(existsSync(parts) ? readdirSync(parts).filter((n) => n.endsWith(".list") || n.endsWith(".sources")).sort().map((n) => path.join(parts, n)) : [])]) {
     try {
       texts.push(readFileSync(f, "utf8"));
     } catch {
