@@ -19,7 +19,7 @@ import { InterruptedError } from "../protocol/errors.js";
 import { runQrexecSim } from "../qrexec/sim.js";
 import { UrbRelay } from "../relay/urb-relay.js";
 import { type Command, parse, printHelp, writeOut } from "./command.js";
-import { ExitCode, UsageError } from "./errors.js";
+import { ExitCode, signalExitCode, UsageError } from "./errors.js";
 
 const MIB = 1 << 20;
 const help = `usage: usbip-qrexec demo [--size MiB] [--chunk KiB]
@@ -131,6 +131,8 @@ async function orchestrate(size: number, chunk: number): Promise<number> {
 
 /** The frontend half: our USB host ↔ relay ↔ the link on fd 0/1. Writes only to stderr and the result file. */
 async function localSide(spec: string, chunkBytes: number): Promise<number> {
+  // this side has nothing to clean up: a signal (the simulator forwards Ctrl-C) ends it at once
+  terminationSignal().promise.then((s) => process.exit(signalExitCode(s)), () => {});
   const sep = spec.lastIndexOf(":");
   const image = spec.slice(0, sep);
   const resultFile = spec.slice(sep + 1);

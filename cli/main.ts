@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import { InterruptedError, PEER_DATA_CODES, UsbipError } from "../protocol/errors.js";
 import { commands } from "./commands.js";
+import { latchTerminationSignals } from "../qrexec/agent.js";
 import { CliError, EXIT_STATUS_HELP, ExitCode, signalExitCode } from "./errors.js";
 
 function version(): string {
@@ -49,6 +50,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const entry = commands.find((c) => c.name === name);
   if (entry === undefined) throw new CliError("USBIP_ERR_USAGE", `unknown command "${name}" (see 'usbip-qrexec --help')`, ExitCode.USAGE);
+  if (entry.latchSignals) latchTerminationSignals();
   const cmd = await entry.load();
   exitWhenDone = cmd.exitWhenDone === true;
   return cmd.run(rest);

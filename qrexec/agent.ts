@@ -41,12 +41,29 @@ export interface TerminationSignal {
   dispose(): void;
 }
 
-/** Resolve on the first of SIGTERM, SIGINT, SIGHUP (handlers stay installed until dispose(): later ones are ignored). */
+const TERMINATION_SIGNALS: NodeJS.Signals[] = ["SIGTERM", "SIGINT", "SIGHUP"];
+let latched: NodeJS.Signals | undefined;
+let latching = false;
+
+/**
+ * Hold SIGTERM/SIGINT/SIGHUP from now on instead of dying of them: the first one is kept, and
+ * every terminationSignal() made later resolves with it at once. A service command calls this
+ * before it loads anything, so a signal in its first moments (before its own waits are set up)
+ * is a clean stop with cleanup, not a death its orphan guard has to clean up after.
+ */
+export function latchTerminationSignals(): void {
+  if (latching) return;
+  latching = true;
+  for (const s of TERMINATION_SIGNALS) process.on(s, (sig: NodeJS.Signals) => (latched ??= sig));
+}
+
+/** Resolve on the first of SIGTERM, SIGINT, SIGHUP — or at once with one latched before (handlers stay installed until dispose()). */
 export function terminationSignal(): TerminationSignal {
-  const sigs: NodeJS.Signals[] = ["SIGTERM", "SIGINT", "SIGHUP"];
+  const sigs = TERMINATION_SIGNALS;
   let handler: (s: NodeJS.Signals) => void = () => {};
   const promise = new Promise<NodeJS.Signals>((resolve) => {
     handler = (s) => resolve(s);
+    if (latched !== undefined) resolve(latched);
   });
   for (const s of sigs) process.on(s, handler);
   return {

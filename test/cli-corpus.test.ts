@@ -25,7 +25,7 @@ interface Case {
   /** a TCP server the case talks to: silent, closes at once, or sends garbage */
   peer?: "silent" | "closes" | "garbage";
   /** signal the process (or the one running `usbip-qrexec TARGET…`) once it said `when` */
-  signal?: { name: NodeJS.Signals; when: RegExp; target?: string };
+  signal?: { name: NodeJS.Signals; when: RegExp; target?: string; ready?: RegExp };
   /** files the case may leave in its directory (outputs by design) */
   leaves?: string[];
   /** stdout must match */
@@ -140,8 +140,8 @@ const cases: Case[] = [
   { name: "export --virtual: the frontend sends garbage", args: ["export", "--virtual", "hid-keyboard"], stdin: garbage, code: 2, says: /^usbip-qrexec: export: refused a message from the frontend: USBIP_ERR_\w+ at byte 0/ },
 
   // signals at each wait: a clean, quiet stop (one line), exit 128+N, nothing left
-  { name: "import (kernel) waiting for the handshake, SIGTERM", args: (d) => ["qrexec-sim", "--", node, cli, "import", path.join(d, "st"), "--", "sh", "-c", "exec cat >/dev/null"], signal: { name: "SIGTERM", when: /^/, target: "import" }, code: 143, says: /^usbip-qrexec: interrupted by SIGTERM while waiting for the backend's handshake$/ },
-  { name: "import (relay) waiting for the handshake, SIGINT", args: (d) => ["qrexec-sim", "--", node, cli, "import", path.join(d, "st"), "--mode", "relay", "--", "sh", "-c", "exec cat >/dev/null"], signal: { name: "SIGINT", when: /^/, target: "import" }, code: 130, says: /^usbip-qrexec: interrupted by SIGINT while waiting for the backend's handshake$/ },
+  { name: "import (kernel) waiting for the handshake, SIGTERM", args: (d) => ["qrexec-sim", "--", node, cli, "import", path.join(d, "st"), "--", "sh", "-c", "exec cat >/dev/null"], signal: { name: "SIGTERM", when: /^/, target: "import", ready: /usbfs\.py read-line/ }, code: 143, says: /^usbip-qrexec: interrupted by SIGTERM while waiting for the backend's handshake$/ },
+  { name: "import (relay) waiting for the handshake, SIGINT", args: (d) => ["qrexec-sim", "--", node, cli, "import", path.join(d, "st"), "--mode", "relay", "--", "sh", "-c", "exec cat >/dev/null"], signal: { name: "SIGINT", when: /^/, target: "import", ready: /usbfs\.py guard/ }, code: 130, says: /^usbip-qrexec: interrupted by SIGINT while waiting for the backend's handshake$/ },
   { name: "connect waiting for a silent server, SIGTERM", args: (_d, p) => ["connect", "--tcp", `127.0.0.1:${p}`, "--busid", "1-1", "st"], peer: "silent", signal: { name: "SIGTERM", when: /^/ }, code: 143, says: /^usbip-qrexec: interrupted by SIGTERM while waiting for 127\.0\.0\.1:\d+$/ },
   { name: "probe waiting for the handshake, SIGINT", args: ["probe", "--", "sleep", "30"], signal: { name: "SIGINT", when: /^/ }, code: 130, says: /^usbip-qrexec: interrupted by SIGINT while waiting for the backend's handshake$/ },
   { name: "demo, SIGINT while reading", args: ["demo", "--size", "512"], signal: { name: "SIGINT", when: /read /, target: "demo --size" }, code: 130, says: /^usbip-qrexec: interrupted by SIGINT \(the demo did not finish\)$/, boundMs: 90_000, progress: true },
@@ -220,7 +220,9 @@ for (const [i, c] of cases.entries()) {
         await new Promise((r) => setTimeout(r, 50));
         // the process running `usbip-qrexec TARGET…` itself (not qrexec-sim, whose argv holds it too)
         const target = sig.target === undefined ? child.pid : marked(marker).find((p) => argvOf(p).startsWith(`${node} ${cli} ${sig.target}`));
-        if (target !== undefined && sig.when.test(stderr) && n >= 20) {
+        // in the wait: it said what the case waits for, and (ready) its helper or guard runs
+        const inWait = sig.ready === undefined || marked(marker).some((p) => sig.ready!.test(argvOf(p)));
+        if (target !== undefined && sig.when.test(stderr) && inWait && n >= 20) {
           process.kill(target, sig.name);
           break;
         }
