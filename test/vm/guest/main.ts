@@ -17,8 +17,8 @@ const emit = (line: string) => {
   process.stdout.write(line + "\n");
 };
 
-// VM_SET=core: the core set only (CI's runs on the kernels that do not get the full suite)
-const set = process.env.VM_SET === "core" ? scenarios.filter((s) => s.core) : scenarios;
+// VM_SET=core or smoke: that set only (runs on the kernels that do not get the full suite)
+const set = process.env.VM_SET === "core" ? scenarios.filter((s) => s.core) : process.env.VM_SET === "smoke" ? scenarios.filter((s) => s.smoke) : scenarios;
 const chosen = positionals.length > 0 ? set.filter((s) => positionals.some((p) => s.name.includes(p))) : set.filter((s) => !s.optional);
 // VM_REPEAT=N runs the selection N times in this boot (to chase a scenario that fails now and then)
 const repeat = Math.max(1, Number(process.env.VM_REPEAT ?? 1) || 1);

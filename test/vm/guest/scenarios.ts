@@ -20,8 +20,9 @@ import { seedParityDetachAll, seedParityQubesDbReset } from "./scenario-seed-par
 
 export interface Scenario {
   name: string;
-  /** in the core set every kernel of the suite runs (VM_SET=core); see CORE below */
+  /** in the core set (VM_SET=core) and the smoke set (VM_SET=smoke); see CORE and SMOKE below */
   core?: boolean;
+  smoke?: boolean;
   /** run only when selected by name (diagnostics) */
   optional?: boolean;
   /** may resolve with a short note (a measurement) for the TAP line */
@@ -53,3 +54,22 @@ const CORE = [
   /^SuperSpeed/,
 ];
 for (const s of scenarios) if (CORE.some((re) => re.test(s.name))) s.core = true;
+
+/**
+ * The smoke set (VM_SET=smoke): what CI's default plan runs on the kernels that do not get the
+ * full suite, chosen to fit its time (a scenario takes 30-130 s under TCG here): one of each
+ * kernel-facing path — kernel-mode storage and usbtest, the frontend relay with a policy, the
+ * backend relay's unlink hold under usbtest, the frontend relay against a hostile backend, a
+ * SuperSpeed gadget, the SuperSpeedPlus gate, and kill -9 of the importer.
+ */
+const SMOKE = [
+  /^kernel mode: gadget disk through export\/import/,
+  /^kernel mode: usbtest/,
+  /^frontend relay with a policy allowing mass storage/,
+  /^backend relay: usbtest/,
+  /^frontend relay refuses a malicious backend/,
+  /^SuperSpeed gadget disk \(dummy_hcd is_super_speed=Y\), kernel mode/,
+  /^SuperSpeedPlus gate/,
+  /^kernel mode: kill -9 of the frontend/,
+];
+for (const s of scenarios) if (SMOKE.some((re) => re.test(s.name))) s.smoke = true;
