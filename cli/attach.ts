@@ -2,6 +2,8 @@
 import { type Command, parse, printHelp } from "./command.js";
 import { connectCommand } from "./connect.js";
 import { ExitCode, UsageError } from "./errors.js";
+import { parseTcpPort } from "./hostport.js";
+import { formatHostPort } from "../protocol/host-port.js";
 
 const help = `usage: usbip-qrexec attach -r HOST -b BUSID [--tcp-port P] [STATEFILE]
          [--mode kernel|relay] [--trace F] [--policy F] [--verbose]
@@ -29,10 +31,8 @@ export const attachCommand: Command = {
       return ExitCode.OK;
     }
     if (values.remote === undefined || values.busid === undefined) throw new UsageError("attach: -r HOST and -b BUSID are required");
-    const port = values["tcp-port"] ?? "3240";
-    if (!/^\d{1,5}$/.test(port) || Number(port) > 65535 || Number(port) === 0) throw new UsageError(`attach: --tcp-port must be 1..65535, not "${port}"`);
-    const host = values.remote.includes(":") && !values.remote.startsWith("[") ? `[${values.remote}]` : values.remote;
-    const args = ["--tcp", `${host}:${port}`, "--busid", values.busid, ...positionals];
+    const port = parseTcpPort("attach", values["tcp-port"]);
+    const args = ["--tcp", formatHostPort(values.remote.replace(/^\[(.*)\]$/, "$1"), port), "--busid", values.busid, ...positionals];
     for (const k of ["mode", "trace", "policy"] as const) if (values[k] !== undefined) args.push(`--${k}`, values[k]!);
     if (values.verbose) args.push("--verbose");
     return connectCommand.run(args);

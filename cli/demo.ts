@@ -103,7 +103,7 @@ async function orchestrate(size: number, chunk: number): Promise<number> {
       makeLogger("demo", false),
     );
     await new Promise((r) => setImmediate(r)); // a signal that ended the sides is seen here first
-    if (interrupted !== undefined) throw new InterruptedError(interrupted as "SIGINT", "(the demo did not finish)");
+    if (interrupted !== undefined) throw new InterruptedError(interrupted, "(the demo did not finish)");
     let r: DemoResult;
     try {
       r = JSON.parse(readFileSync(resultFile, "utf8")) as DemoResult;

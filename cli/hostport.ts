@@ -17,3 +17,10 @@ export function parseListenAddress(cmd: string, s: string): { host: string | und
   }
   return parseHostPort(cmd, s);
 }
+
+/** usbip(8)'s --tcp-port P (default 3240). */
+export function parseTcpPort(cmd: string, s: string | undefined): number {
+  const port = s ?? "3240";
+  if (!/^\d{1,5}$/.test(port) || Number(port) > 65535 || Number(port) === 0) throw new UsageError(`${cmd}: --tcp-port must be 1..65535, not "${port}"`);
+  return Number(port);
+}

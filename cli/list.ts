@@ -7,6 +7,8 @@ import { terminationSignal } from "../qrexec/agent.js";
 import { makeLogger } from "../qrexec/log.js";
 import { type Command, parse, printHelp, writeOut } from "./command.js";
 import { ExitCode, UsageError } from "./errors.js";
+import { parseTcpPort } from "./hostport.js";
+import { formatHostPort } from "../protocol/host-port.js";
 
 const TIMEOUT_S = 10;
 
@@ -33,6 +35,8 @@ Options:
 
 const state = (d: UsbDeviceInfo) => (d.usbipStatus === undefined ? "-" : d.usbipStatus === 1 ? "available" : d.usbipStatus === 2 ? "exported" : "error");
 const hex = (n: number, w: number) => n.toString(16).padStart(w, "0");
+/** class/subclass/protocol as usbip prints them: 08/06/50 */
+const triple = (c: number, s: number, p: number) => [c, s, p].map((n) => hex(n, 2)).join("/");
 
 export const listCommand: Command = {
   name: "list",
@@ -46,10 +50,9 @@ export const listCommand: Command = {
     }
     if (values.remote !== undefined) {
       if (values.local) throw new UsageError("list: give -l or -r HOST, not both");
-      const port = values["tcp-port"] ?? "3240";
-      if (!/^\d{1,5}$/.test(port) || Number(port) > 65535 || Number(port) === 0) throw new UsageError(`list: --tcp-port must be 1..65535, not "${port}"`);
+      const port = parseTcpPort("list", values["tcp-port"]);
       if (!/^\[?[A-Za-z0-9._:%-]+\]?$/.test(values.remote)) throw new UsageError(`list: -r takes a host name or address, not "${values.remote}"`);
-      return listRemote(values.remote.replace(/^\[(.*)\]$/, "$1"), Number(port), values.json === true);
+      return listRemote(values.remote.replace(/^\[(.*)\]$/, "$1"), port, values.json === true);
     }
     if (values["tcp-port"] !== undefined) throw new UsageError("list: --tcp-port goes with -r HOST");
     const devs = exportableDevices(new Sysfs());
@@ -77,17 +80,17 @@ async function listRemote(host: string, port: number, json: boolean): Promise<nu
     signal.dispose();
   }
   if (json) {
-    await writeOut(JSON.stringify(devs.map((d) => ({ busid: d.busid, path: d.path, idVendor: hex(d.idVendor, 4), idProduct: hex(d.idProduct, 4), speed: speedToString(d.speed), deviceClass: [d.bDeviceClass, d.bDeviceSubClass, d.bDeviceProtocol].map((n) => hex(n, 2)).join("/"), interfaces: d.interfaces.map((i) => [i.bInterfaceClass, i.bInterfaceSubClass, i.bInterfaceProtocol].map((n) => hex(n, 2)).join("/")) })), null, 2) + "\n");
+    await writeOut(JSON.stringify(devs.map((d) => ({ busid: d.busid, path: d.path, idVendor: hex(d.idVendor, 4), idProduct: hex(d.idProduct, 4), speed: speedToString(d.speed), deviceClass: triple(d.bDeviceClass, d.bDeviceSubClass, d.bDeviceProtocol), interfaces: d.interfaces.map((i) => triple(i.bInterfaceClass, i.bInterfaceSubClass, i.bInterfaceProtocol)) })), null, 2) + "\n");
     return ExitCode.OK;
   }
   // usbip list -r's layout (without its usb.ids names)
-  const out = ["Exportable USB devices", "======================", ` - ${host.includes(":") ? `[${host}]` : host}`];
+  const out = ["Exportable USB devices", "======================", ` - ${formatHostPort(host, port).replace(/:\d+$/, "")}`];
   if (devs.length === 0) out.push("   no exportable devices");
   for (const d of devs) {
     out.push(`${d.busid.padStart(11)}: unknown vendor : unknown product (${hex(d.idVendor, 4)}:${hex(d.idProduct, 4)}), ${speedToString(d.speed)} Mbit/s`);
     out.push(`${"".padStart(11)}: ${d.path}`);
-    out.push(`${"".padStart(11)}: (${[d.bDeviceClass, d.bDeviceSubClass, d.bDeviceProtocol].map((n) => hex(n, 2)).join("/")})`);
-    d.interfaces.forEach((i, n) => out.push(`${"".padStart(11)}: ${String(n).padStart(2)} - (${[i.bInterfaceClass, i.bInterfaceSubClass, i.bInterfaceProtocol].map((v) => hex(v, 2)).join("/")})`));
+    out.push(`${"".padStart(11)}: (${triple(d.bDeviceClass, d.bDeviceSubClass, d.bDeviceProtocol)})`);
+    d.interfaces.forEach((i, n) => out.push(`${"".padStart(11)}: ${String(n).padStart(2)} - (${triple(i.bInterfaceClass, i.bInterfaceSubClass, i.bInterfaceProtocol)})`));
     out.push("");
   }
   await writeOut(out.join("\n") + "\n");

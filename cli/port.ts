@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { Sysfs } from "../kernel-glue/sysfs.js";
 import { Vhci, VdevStatus } from "../kernel-glue/vhci.js";
 import { speedToString } from "../protocol/speed.js";
+import { formatHostPort } from "../protocol/host-port.js";
 import { readImportRecord } from "../qrexec/rundir.js";
 import { type Command, parse, printHelp, writeOut } from "./command.js";
 import { ExitCode } from "./errors.js";
@@ -37,7 +38,7 @@ export interface ImportedPort {
 function usbipRecord(port: number): { remote: string; busid: string } | undefined {
   try {
     const [host, tcpPort, busid] = readFileSync(`/var/run/vhci_hcd/port${port}`, "utf8").trim().split(/\s+/);
-    return host && busid ? { remote: `${host.includes(":") ? `[${host}]` : host}:${tcpPort}`, busid } : undefined;
+    return host && busid ? { remote: formatHostPort(host, Number(tcpPort)), busid } : undefined;
   } catch {
     return undefined;
   }

@@ -42,16 +42,17 @@ export const probeCommand: Command = {
     if (values.stdio === (service.length > 0)) throw new UsageError("probe: give either -- SERVICE_CMD... or --stdio (see 'usbip-qrexec probe --help')");
     const timeout = Number(values.timeout);
     if (!(timeout > 0 && timeout <= 86400)) throw new UsageError(`probe: --timeout must be a positive number of seconds, not "${values.timeout}"`);
-    const signal = terminationSignal();
+    // one signal watch for both waits: the handshake and the enumeration
+    const stop = terminationSignal();
     const deadline = Date.now() + timeout * 1000;
     let link: ServiceLink;
     try {
-      link = await connectService(values.stdio ? "stdio" : service, timeout * 1000, signal.promise);
-    } finally {
-      signal.dispose();
+      link = await connectService(values.stdio ? "stdio" : service, timeout * 1000, stop.promise);
+    } catch (e) {
+      stop.dispose();
+      throw e;
     }
     const host = new UsbHost(link.handshake.devid, link.input, link.output, link.rest);
-    const stop = terminationSignal();
     let timer: NodeJS.Timeout | undefined;
     let ok = false;
     try {
@@ -61,7 +62,7 @@ export const probeCommand: Command = {
           timer = setTimeout(() => reject(new CliError("USBIP_ERR_TIMEOUT", `probe: the device did not finish answering within ${timeout} s (--timeout)`)), Math.max(0, deadline - Date.now()));
         }),
         stop.promise.then((s) => {
-          throw new InterruptedError(s as "SIGINT", "while enumerating the device");
+          throw new InterruptedError(s, "while enumerating the device");
         }),
       ]);
       const hs = { devid: link.handshake.devid, speed: link.handshake.speed };

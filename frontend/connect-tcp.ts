@@ -85,7 +85,7 @@ async function connectTcpUntilSignal(o: ConnectOptions, signal: TerminationSigna
     const attached = await Promise.race([
       vhci.waitAttached(port, 30_000),
       signal.promise.then((s) => {
-        throw new InterruptedError(s as "SIGINT", "before the device enumerated");
+        throw new InterruptedError(s, "before the device enumerated");
       }),
     ]);
     o.log.info(`device enumerated as ${attached}`);

@@ -44,7 +44,7 @@ async function importKernelUntilSignal(opts: ImportKernelOptions, sysfs: Sysfs, 
   const handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 60_000;
   const notice = waitNotice(log, `waiting for the backend's handshake line (gives up after ${handshakeTimeoutMs / 1000} s)`);
   const line = await readLineFromFd0(MAX_HANDSHAKE_LINE, handshakeTimeoutMs, signal.promise).finally(notice);
-  if (line.end === "interrupted") throw new InterruptedError(line.signal as "SIGINT", "while waiting for the backend's handshake");
+  if (line.end === "interrupted") throw new InterruptedError(line.signal ?? "SIGTERM", "while waiting for the backend's handshake");
   if (line.end === "eof" && line.bytes.length === 0) throw new UsbipError("USBIP_ERR_NO_HANDSHAKE", "no device info received: the connection closed before the handshake (check the backend side's log)");
   if (line.end === "timeout") throw new UsbipError("USBIP_ERR_NO_HANDSHAKE", "no device info received within the handshake timeout");
   const scan = scanHandshake(line.bytes);
@@ -67,7 +67,7 @@ async function importKernelUntilSignal(opts: ImportKernelOptions, sysfs: Sysfs, 
     const attached = await Promise.race([
       vhci.waitAttached(port, opts.attachTimeoutMs ?? 30_000),
       signal.promise.then((s) => {
-        throw new InterruptedError(s as "SIGINT", "before the device enumerated");
+        throw new InterruptedError(s, "before the device enumerated");
       }),
     ]);
     log.info(`device enumerated as ${attached}`);

@@ -101,7 +101,7 @@ async function importRelayTraced(opts: ImportRelayOptions, sysfs: Sysfs, log: Lo
     const attached = await Promise.race([
       vhci.waitAttached(port, opts.attachTimeoutMs ?? 30_000),
       relay.done.then((r) => {
-        if (stoppedBy !== undefined) throw new InterruptedError(stoppedBy as "SIGINT", "before the device enumerated");
+        if (stoppedBy !== undefined) throw new InterruptedError(stoppedBy, "before the device enumerated");
         throw relayError(r.violation?.error) ?? new UsbipError("USBIP_ERR_ATTACH", `the connection ended (${r.reason}) before the device enumerated`);
       }),
     ]);

@@ -57,7 +57,7 @@ export function opExchange(o: OpExchangeOptions, request: ClientMessage, expect:
       stopReading(sock);
       resolve({ sock, reply: m });
     };
-    o.interrupt?.then((s) => fail(new InterruptedError(s as "SIGINT", `while waiting for ${where}`)), () => {});
+    o.interrupt?.then((s) => fail(new InterruptedError(s, `while waiting for ${where}`)), () => {});
     sock.once("connect", () => {
       for (const b of encode(request)) sock.write(b);
     });

@@ -81,7 +81,7 @@ export const PEER_DATA_CODES: ReadonlySet<string> = new Set<string>([...Object.v
 /** A wait was ended by SIGINT/SIGTERM/SIGHUP: a clean, quiet stop (exit status 128 + N). */
 export class InterruptedError extends UsbipError {
   constructor(
-    readonly signal: "SIGINT" | "SIGTERM" | "SIGHUP",
+    readonly signal: NodeJS.Signals,
     what: string,
   ) {
     super("USBIP_ERR_INTERRUPTED", `interrupted by ${signal} ${what}`);

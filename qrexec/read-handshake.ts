@@ -27,7 +27,7 @@ export function readHandshake(input: Readable, timeoutMs: number, interrupt?: Pr
     const onEnd = () =>
       done(() => reject(new UsbipError("USBIP_ERR_NO_HANDSHAKE", buf.length === 0 ? "no device info received: the connection closed before the handshake (check the backend side's log)" : "incomplete handshake line: connection closed")));
     const timer = setTimeout(() => done(() => reject(new UsbipError("USBIP_ERR_NO_HANDSHAKE", `no device info received within ${timeoutMs / 1000} s (the backend sent no handshake line)`))), timeoutMs);
-    interrupt?.then((s) => done(() => reject(new InterruptedError(s as "SIGINT", "while waiting for the backend's handshake"))), () => {});
+    interrupt?.then((s) => done(() => reject(new InterruptedError(s, "while waiting for the backend's handshake"))), () => {});
     input.on("data", onData);
     input.on("end", onEnd);
     input.resume();
