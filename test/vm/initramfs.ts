@@ -41,11 +41,11 @@ $B mount -t proc proc /proc
 $B mount -t sysfs sys /sys
 $B mount -t devtmpfs dev /dev
 ${mods.map((m) => `$B insmod /modules/${plainName(m)}`).join("\n")}
-$B mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=524288 hostroot /newroot || { echo "VM: cannot mount the host root"; $B poweroff -f; }
+$B mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=524288 hostroot /newroot || { echo "VM: cannot mount the host root"; $B poweroff -f; }
 $B mount -t proc proc /newroot/proc
 $B mount -t sysfs sys /newroot/sys
 $B mount -t devtmpfs dev /newroot/dev
-${ownModules ? `$B mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=524288 modules /newroot/lib/modules || { echo "VM: cannot mount the kernel's modules"; $B poweroff -f; }
+${ownModules ? `$B mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=524288 modules /newroot/lib/modules || { echo "VM: cannot mount the kernel's modules"; $B poweroff -f; }
 ` : ""}$B mount -t tmpfs -o mode=0755 run /newroot/run
 $B mkdir -p /newroot/run/results /newroot/run/tmp /newroot/run/lock
 $B mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288 results /newroot/run/results || echo "VM: cannot mount the results share"
