@@ -1,5 +1,5 @@
 /**
- * `export --virtual hid-keyboard[:TEXT]` / `--virtual mass-storage:FILE`: a TypeScript device
+ * `export --virtual hid-keyboard[:TEXT]` / `mass-storage:FILE` / `uac-microphone`: a TypeScript device
  * model served over the qrexec link (device/urb-server.ts): the handshake line, then URBs. No
  * root, no kernel module; the frontend may be vhci-hcd (import, kernel or relay mode) or our
  * own userspace host (probe, demo).
@@ -7,6 +7,7 @@
 import { statSync } from "node:fs";
 import { HidKeyboard } from "../device/hid-keyboard.js";
 import { MassStorageDevice } from "../device/mass-storage.js";
+import { UacMicrophone } from "../device/uac-microphone.js";
 import type { UrbDevice } from "../device/urb-device.js";
 import { UsbipError } from "../protocol/errors.js";
 import { terminationSignal } from "../qrexec/agent.js";
@@ -22,6 +23,10 @@ export async function openVirtual(spec: string, devid = VIRTUAL_DEVID, name?: st
   const kind = colon < 0 ? spec : spec.slice(0, colon);
   const arg = colon < 0 ? undefined : spec.slice(colon + 1);
   if (kind === "hid-keyboard") return new HidKeyboard(devid, arg ?? DEFAULT_TEXT, typeDelayMs, name);
+  if (kind === "uac-microphone") {
+    if (arg !== undefined) throw new UsbipError("USBIP_ERR_USAGE", "uac-microphone takes no argument: --virtual uac-microphone");
+    return new UacMicrophone(devid, name);
+  }
   if (kind === "mass-storage") {
     if (arg === undefined || arg === "") throw new UsbipError("USBIP_ERR_USAGE", "mass-storage needs an image file: --virtual mass-storage:FILE");
     let st;
@@ -40,7 +45,7 @@ export async function openVirtual(spec: string, devid = VIRTUAL_DEVID, name?: st
       throw e;
     }
   }
-  throw new UsbipError("USBIP_ERR_USAGE", `unknown virtual device "${kind}" (hid-keyboard[:TEXT] or mass-storage:FILE)`);
+  throw new UsbipError("USBIP_ERR_USAGE", `unknown virtual device "${kind}" (hid-keyboard[:TEXT], mass-storage:FILE or uac-microphone)`);
 }
 
 export async function exportVirtual(spec: string, log: Logger, typeDelayMs?: number): Promise<number> {

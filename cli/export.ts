@@ -8,6 +8,7 @@ const help = `usage: usbip-qrexec export DEVICE [--mode kernel|relay|userspace]
                             [--trace FILE.pcapng] [--verbose]
        usbip-qrexec export --virtual hid-keyboard[:TEXT] [--type-delay MS]
        usbip-qrexec export --virtual mass-storage:FILE
+       usbip-qrexec export --virtual uac-microphone
 
 Export a local USB device over the qrexec link on fd 0 (the qubes.USB service
 body). DEVICE is a busid (2-1, 1-1.4; not an interface like 2-1:1.0) or
@@ -41,7 +42,9 @@ virtual devices (--virtual, no DEVICE, no root, no kernel module): a device
 model served over the link. hid-keyboard[:TEXT] is a boot keyboard that types
 TEXT (default "hello from usbip-qrexec\\n") 2 s (--type-delay) after the host
 starts polling it; mass-storage:FILE is a USB disk (bulk-only, SCSI) on the
-image FILE (a regular file or block device, read-write, 512-byte blocks).
+image FILE (a regular file or block device, read-write, 512-byte blocks);
+uac-microphone is a USB Audio Class 1 microphone (isochronous IN, 48 kHz,
+16-bit mono) whose samples are a ramp: sample n has the value n mod 65536.
 Every CMD_* is validated as in relay mode; unlinks cancel the transfer.
 
 Options:

@@ -17,6 +17,14 @@ export interface UrbResult {
   actualLength?: number;
   /** true when the transfer ended because cancel() was called (it will be answered by RET_UNLINK) */
   cancelled?: boolean;
+  /**
+   * Iso URBs: one entry per submitted packet, in order: its actual_length and status (offset and
+   * length as submitted). IN data then lies at each packet's offset in `data` (the URB's buffer
+   * as an HCD fills it); the server packs it for the wire.
+   */
+  isoPackets?: { actualLength: number; status: number }[];
+  /** Iso URBs: the (micro)frame the first packet went out in */
+  startFrame?: number;
 }
 
 export interface UrbHandle {
@@ -33,6 +41,8 @@ export interface UrbDevice {
   record(): DeviceRecord & { interfaces: InterfaceRecord[] };
   /** type of endpoint `ep` in `direction` in the current configuration, if it exists */
   endpoint(ep: number, direction: Direction): EndpointType | undefined;
+  /** an iso endpoint's bytes per service interval, when the device knows it (relay-rules' isoPacketLimit) */
+  isoPacketLimit?(ep: number, direction: Direction): number | undefined;
   /** Start one transfer; `out` is the OUT payload (empty for IN). Never throws: errors are statuses. */
   submit(cmd: CmdSubmit, out: Buffer): UrbHandle;
   /** Release the device (interfaces, kernel drivers); idempotent. */

@@ -67,7 +67,7 @@ export class UrbServer {
     private readonly opts: { prefix?: Buffer; onMessage?: (m: CmdSubmit | CmdUnlink | ServerMessage) => void } = {},
   ) {
     this.dec = new ClientStreamDecoder({ phase: "urb", endpointType: (ep, dir) => device.endpoint(ep, dir) });
-    this.view = { devid: device.devid, endpoint: (ep, dir) => device.endpoint(ep, dir as Direction) };
+    this.view = { devid: device.devid, endpoint: (ep, dir) => device.endpoint(ep, dir as Direction), isoPacketLimit: (ep, dir) => device.isoPacketLimit?.(ep, dir as Direction) };
     this.done = new Promise((r) => (this.resolveDone = r));
   }
 
@@ -140,6 +140,16 @@ export class UrbServer {
       return;
     }
     this.stats.completed++;
+    if (e.cmd.isoPackets !== undefined) this.sendIso(e, r);
+    else this.sendSubmit(e, r);
+    if (e.unlinkedBy !== undefined) {
+      // the cancel came too late: the URB completed and was answered; the unlink finds nothing
+      this.dec.table.answerUnlink(e.unlinkedBy);
+      this.send({ kind: "RET_UNLINK", seqnum: e.unlinkedBy, devid: 0, direction: 0, ep: 0, status: 0 });
+    }
+  }
+
+  private sendSubmit(e: InFlight, r: UrbResult): void {
     const isIn = e.cmd.direction === Direction.IN;
     const data = isIn ? (r.data ?? Buffer.alloc(0)).subarray(0, e.cmd.transferBufferLength) : undefined;
     // what an HCD does: a short IN transfer with URB_SHORT_NOT_OK completes with -EREMOTEIO
@@ -148,11 +158,31 @@ export class UrbServer {
     if (isIn) this.stats.inBytes += actualLength;
     else this.stats.outBytes += actualLength;
     this.send({ kind: "RET_SUBMIT", seqnum: e.cmd.seqnum, devid: 0, direction: 0, ep: 0, status, actualLength, startFrame: 0, numberOfPackets: 0, errorCount: 0, payload: data && data.length > 0 ? [data] : [] });
-    if (e.unlinkedBy !== undefined) {
-      // the cancel came too late: the URB completed and was answered; the unlink finds nothing
-      this.dec.table.answerUnlink(e.unlinkedBy);
-      this.send({ kind: "RET_UNLINK", seqnum: e.unlinkedBy, devid: 0, direction: 0, ep: 0, status: 0 });
-    }
+  }
+
+  /**
+   * An iso RET_SUBMIT, as stub_tx sends it: every submitted descriptor back (offset, length as
+   * submitted; actual_length and status from the device), actual_length = their sum, error_count
+   * = packets with a status, and for IN the packets' bytes packed in order, gaps removed
+   * (vhci's usbip_pad_iso moves them back to their offsets).
+   */
+  private sendIso(e: InFlight, r: UrbResult): void {
+    const sent = e.cmd.isoPackets!;
+    const isIn = e.cmd.direction === Direction.IN;
+    const data = r.data ?? Buffer.alloc(0);
+    const packets = sent.map((p, i) => {
+      const got = r.isoPackets?.[i];
+      // a packet the device said nothing of moved nothing (-EXDEV: "not transferred", as usb_submit_urb presets it)
+      const status = got?.status ?? (r.status === 0 ? Errno.EXDEV : 0);
+      const room = isIn ? Math.max(0, Math.min(p.length, data.length - p.offset)) : p.length;
+      return { offset: p.offset, length: p.length, actualLength: Math.max(0, Math.min(got?.actualLength ?? 0, room)), status };
+    });
+    const payload = isIn ? packets.filter((p) => p.actualLength > 0).map((p) => data.subarray(p.offset, p.offset + p.actualLength)) : [];
+    const actualLength = packets.reduce((n, p) => n + p.actualLength, 0);
+    if (isIn) this.stats.inBytes += actualLength;
+    else this.stats.outBytes += actualLength;
+    const errorCount = packets.filter((p) => p.status !== 0).length;
+    this.send({ kind: "RET_SUBMIT", seqnum: e.cmd.seqnum, devid: 0, direction: 0, ep: 0, status: r.status, actualLength, startFrame: r.startFrame ?? 0, numberOfPackets: packets.length, errorCount, payload, isoPackets: packets });
   }
 
   private unlink(m: CmdUnlink, at: number): void {

@@ -18,6 +18,8 @@ export const STALL: UrbResult = { status: Errno.EPIPE };
 export abstract class VirtualDevice implements UrbDevice {
   protected configuration = 0;
   protected readonly halted = new Set<number>();
+  /** interface number → its current alternate setting (absent = 0) */
+  protected readonly alternates = new Map<number, number>();
 
   constructor(
     readonly name: string,
@@ -30,10 +32,20 @@ export abstract class VirtualDevice implements UrbDevice {
     return this.desc.configs.find((c) => c.value === this.configuration);
   }
 
-  /** the endpoint descriptor with this address (bit 7 = IN) in the current configuration */
+  /** the endpoint descriptor with this address (bit 7 = IN) in the current configuration and alternate settings */
   protected endpointDesc(address: number): EndpointDesc | undefined {
-    for (const i of this.config?.interfaces ?? []) for (const e of i.endpoints) if (e.address === address) return e;
+    for (const i of this.config?.interfaces ?? []) {
+      if (i.alternate !== (this.alternates.get(i.number) ?? 0)) continue;
+      for (const e of i.endpoints) if (e.address === address) return e;
+    }
     return undefined;
+  }
+
+  /** usb_submit_urb's per-packet maximum on an iso endpoint: size bits × high-bandwidth transactions */
+  isoPacketLimit(ep: number, direction: Direction): number | undefined {
+    const e = this.endpointDesc(ep | (direction === Direction.IN ? 0x80 : 0));
+    if (e === undefined || endpointType(e) !== "iso") return undefined;
+    return (e.maxPacketSize & 0x7ff) * (this.speed === "480" ? 1 + ((e.maxPacketSize >> 11) & 3) : 1);
   }
 
   endpoint(ep: number, direction: Direction): EndpointType | undefined {
@@ -59,8 +71,9 @@ export abstract class VirtualDevice implements UrbDevice {
       bDeviceProtocol: this.desc.protocol,
       bConfigurationValue: this.configuration,
       bNumConfigurations: this.desc.configs.length,
-      bNumInterfaces: c.interfaces.length,
-      interfaces: c.interfaces.map((i) => ({ bInterfaceClass: i.class, bInterfaceSubClass: i.subClass, bInterfaceProtocol: i.protocol })),
+      bNumInterfaces: new Set(c.interfaces.map((i) => i.number)).size,
+      // one record per interface: its alternate setting 0, as usbip_host lists them
+      interfaces: c.interfaces.filter((i) => i.alternate === 0).map((i) => ({ bInterfaceClass: i.class, bInterfaceSubClass: i.subClass, bInterfaceProtocol: i.protocol })),
     };
   }
 
@@ -106,16 +119,24 @@ export abstract class VirtualDevice implements UrbDevice {
         if (v !== 0 && !this.desc.configs.some((c) => c.value === v)) return STALL;
         this.configuration = v;
         this.halted.clear();
+        this.alternates.clear();
         this.configured(v);
         return { status: 0 };
       }
       case Request.GET_CONFIGURATION:
         return { status: 0, data: Buffer.from([this.configuration]) };
-      case Request.SET_INTERFACE:
-        // alternate setting 0 only (the models have no alternates)
-        return s.wValue === 0 && this.config?.interfaces.some((i) => i.number === s.wIndex) ? { status: 0 } : STALL;
+      case Request.SET_INTERFACE: {
+        const ifnum = s.wIndex & 0xff;
+        const alt = s.wValue & 0xff;
+        if (!this.config?.interfaces.some((i) => i.number === ifnum && i.alternate === alt)) return STALL;
+        for (const i of this.config.interfaces) if (i.number === ifnum) for (const e of i.endpoints) this.halted.delete(e.address);
+        this.alternates.set(ifnum, alt);
+        this.alternateSet(ifnum, alt);
+        return { status: 0 };
+      }
       case Request.GET_INTERFACE:
-        return { status: 0, data: Buffer.from([0]) };
+        if (!this.config?.interfaces.some((i) => i.number === (s.wIndex & 0xff))) return STALL;
+        return { status: 0, data: Buffer.from([this.alternates.get(s.wIndex & 0xff) ?? 0]) };
       case Request.GET_STATUS:
         return { status: 0, data: Buffer.from([recipient(s) === Recipient.ENDPOINT && this.halted.has(s.wIndex & 0xff) ? 1 : 0, 0]) };
       case Request.CLEAR_FEATURE:
@@ -144,6 +165,8 @@ export abstract class VirtualDevice implements UrbDevice {
   }
   /** SET_CONFIGURATION(value) was accepted (0 = unconfigured). */
   protected configured(_value: number): void {}
+  /** SET_INTERFACE(ifnum, alt) was accepted (e.g. an audio or video stream starts or stops). */
+  protected alternateSet(_ifnum: number, _alt: number): void {}
   /** CLEAR_FEATURE(ENDPOINT_HALT) on this endpoint. */
   protected haltCleared(_address: number): void {}
   /** A transfer on a non-control endpoint of the current configuration. */

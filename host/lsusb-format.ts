@@ -54,19 +54,34 @@ export function formatLsusb(e: Enumerated, header: { devid: number; speed: strin
       out.push(line(6, "bInterfaceSubClass", i.subClass));
       out.push(line(6, "bInterfaceProtocol", i.protocol));
       out.push(line(6, "iInterface", i.iInterface, s(i.iInterface)));
-      for (const o of i.others) out.push(`      (class-specific descriptor type ${hex(o.type, 2)}, ${o.bytes.length} bytes: ${o.bytes.toString("hex")})`);
+      out.push(...classSpecific(6, i.extra));
       for (const ep of i.endpoints) {
         const t = endpointType(ep);
         out.push("      Endpoint Descriptor:");
-        out.push(line(8, "bLength", 7));
+        out.push(line(8, "bLength", ep.audio ? 9 : 7));
         out.push(line(8, "bDescriptorType", 5));
         out.push(line(8, "bEndpointAddress", hex(ep.address, 2), `EP ${ep.address & 0x0f} ${ep.address & 0x80 ? "IN" : "OUT"}`));
         out.push(line(8, "bmAttributes", ep.attributes));
         out.push(`          Transfer Type            ${t === "iso" ? "Isochronous" : t[0]!.toUpperCase() + t.slice(1)}`);
-        out.push(line(8, "wMaxPacketSize", hex(ep.maxPacketSize, 4), `1x ${ep.maxPacketSize & 0x7ff} bytes`));
+        out.push(line(8, "wMaxPacketSize", hex(ep.maxPacketSize, 4), `${1 + ((ep.maxPacketSize >> 11) & 3)}x ${ep.maxPacketSize & 0x7ff} bytes`));
         out.push(line(8, "bInterval", ep.interval));
+        if (ep.audio) {
+          out.push(line(8, "bRefresh", ep.audio.refresh));
+          out.push(line(8, "bSynchAddress", ep.audio.synchAddress));
+        }
+        out.push(...classSpecific(8, ep.extra));
       }
     }
   }
   return out.join("\n");
+}
+
+/** Class-specific descriptors (a run of [bLength, type, …]) as one line each, in hex. */
+function classSpecific(indent: number, bytes: Buffer | undefined): string[] {
+  const out: string[] = [];
+  for (let p = 0; bytes !== undefined && p + 2 <= bytes.length && bytes[p]! >= 2; p += bytes[p]!) {
+    const d = bytes.subarray(p, p + bytes[p]!);
+    out.push(`${" ".repeat(indent)}(class-specific descriptor type ${hex(d[1]!, 2)}, ${d.length} bytes: ${d.toString("hex")})`);
+  }
+  return out;
 }

@@ -79,25 +79,30 @@ export class UsbHost {
   }
 
   /** Submit one URB; resolves with its RET_SUBMIT (status may be an error). */
-  submit(ep: number, direction: Direction, length: number, opts: { setup?: Setup; out?: Buffer; flags?: number; onSeqnum?: (s: number) => void } = {}): Promise<RetSubmit> {
+  submit(ep: number, direction: Direction, length: number, opts: { setup?: Setup; out?: Buffer; flags?: number; onSeqnum?: (s: number) => void; isoLengths?: number[] } = {}): Promise<RetSubmit> {
     if (this.failure) return Promise.reject(this.failure);
     const seqnum = this.nextSeq();
     const out = direction === Direction.OUT ? (opts.out ?? Buffer.alloc(0)) : undefined;
+    // an iso URB: its packets back to back from offset 0, as snd-usb-audio and uvcvideo lay them out
+    let offset = 0;
+    const isoPackets = opts.isoLengths?.map((len) => ({ offset: (offset += len) - len, length: len, actualLength: 0, status: 0 }));
+    const np = isoPackets?.length ?? 0;
     const cmd: CmdSubmit = {
       kind: "CMD_SUBMIT",
       seqnum,
       devid: this.devid,
       direction,
       ep,
-      transferFlags: (opts.flags ?? 0) | (direction === Direction.IN ? TransferFlag.DIR_IN : 0),
-      transferBufferLength: out ? out.length : length,
+      transferFlags: (opts.flags ?? 0) | (direction === Direction.IN ? TransferFlag.DIR_IN : 0) | (isoPackets ? TransferFlag.ISO_ASAP : 0),
+      transferBufferLength: out ? out.length : isoPackets ? offset : length,
       startFrame: 0,
-      numberOfPackets: 0,
-      interval: 0,
+      numberOfPackets: np,
+      interval: isoPackets ? 1 : 0,
       setup: opts.setup ? encodeSetup(opts.setup) : Buffer.alloc(8),
       payload: out && out.length > 0 ? [out] : [],
+      ...(isoPackets ? { isoPackets } : {}),
     };
-    this.table.addSubmit({ seqnum, devid: this.devid, direction, ep, transferFlags: cmd.transferFlags, transferBufferLength: cmd.transferBufferLength, iso: false, numberOfPackets: 0, isoPackets: undefined, setup: cmd.setup });
+    this.table.addSubmit({ seqnum, devid: this.devid, direction, ep, transferFlags: cmd.transferFlags, transferBufferLength: cmd.transferBufferLength, iso: isoPackets !== undefined, numberOfPackets: np, isoPackets, setup: cmd.setup });
     const p = new Promise<RetSubmit | RetUnlink>((resolve, reject) => this.waiting.set(seqnum, { resolve, reject }));
     this.stats.urbs++;
     if (out) this.stats.outBytes += out.length;

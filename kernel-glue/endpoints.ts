@@ -1,6 +1,7 @@
 /**
  * The exported device's endpoints in its current configuration and alternate settings, from
- * sysfs (<busid>:<cfg>.<if>/ep_XX/{bEndpointAddress,type}), for the backend relay's checks.
+ * sysfs (<busid>:<cfg>.<if>/ep_XX/{bEndpointAddress,type,wMaxPacketSize}), for the backend
+ * relay's checks.
  * Re-read after SET_CONFIGURATION / SET_INTERFACE (markStale) and once on a miss.
  */
 import type { EndpointType } from "../protocol/client-decoder.js";
@@ -11,6 +12,8 @@ const TYPES: Record<string, EndpointType> = { Control: "control", Bulk: "bulk", 
 
 export class SysfsDeviceView implements DeviceView {
   private eps = new Map<number, EndpointType>();
+  /** iso endpoints: bytes per service interval */
+  private isoLimits = new Map<number, number>();
   private stale = true;
 
   constructor(
@@ -26,15 +29,21 @@ export class SysfsDeviceView implements DeviceView {
   /** key: ep number | 0x80 for IN */
   private read(): void {
     const eps = new Map<number, EndpointType>();
+    const isoLimits = new Map<number, number>();
     const dir = `bus/usb/devices/${this.busid}`;
+    const speed = Number(this.sysfs.tryRead(`${dir}/speed`) ?? "0");
     for (const intf of this.sysfs.list(dir).filter((f) => f.startsWith(`${this.busid}:`))) {
       for (const ep of this.sysfs.list(`${dir}/${intf}`).filter((f) => /^ep_[0-9a-f]{2}$/.test(f))) {
         const addr = Number.parseInt(this.sysfs.tryRead(`${dir}/${intf}/${ep}/bEndpointAddress`) ?? ep.slice(3), 16);
         const type = TYPES[this.sysfs.tryRead(`${dir}/${intf}/${ep}/type`) ?? ""];
-        if (type !== undefined && !Number.isNaN(addr)) eps.set(addr & 0x8f, type);
+        if (type === undefined || Number.isNaN(addr)) continue;
+        eps.set(addr & 0x8f, type);
+        const wMax = Number.parseInt(this.sysfs.tryRead(`${dir}/${intf}/${ep}/wMaxPacketSize`) ?? "", 16);
+        if (type === "iso" && !Number.isNaN(wMax)) isoLimits.set(addr & 0x8f, isoBytesPerInterval(wMax, speed));
       }
     }
     this.eps = eps;
+    this.isoLimits = isoLimits;
     this.stale = false;
   }
 
@@ -49,4 +58,21 @@ export class SysfsDeviceView implements DeviceView {
     }
     return t;
   }
+
+  isoPacketLimit(ep: number, direction: number): number | undefined {
+    return this.endpoint(ep, direction) === "iso" ? this.isoLimits.get(ep | (direction === 1 ? 0x80 : 0)) : undefined;
+  }
+}
+
+/**
+ * usb_submit_urb's per-packet maximum from sysfs's wMaxPacketSize (hex, the raw field) and
+ * speed (Mb/s): bits 0-10 are the size, bits 11-12 the extra transactions per microframe at
+ * high speed. sysfs does not show the SuperSpeed companion (bMaxBurst, Mult), so above high
+ * speed the bound is the largest the companion can declare (16 bursts × 3).
+ */
+export function isoBytesPerInterval(wMaxPacketSize: number, speedMbps: number): number {
+  const size = wMaxPacketSize & 0x7ff;
+  if (speedMbps >= 5000) return size * 16 * 3;
+  if (speedMbps === 480) return size * (1 + ((wMaxPacketSize >> 11) & 3));
+  return size;
 }

@@ -9,7 +9,11 @@
  * Toward the backend kernel (CMD_* from an untrusted frontend; usbip-host is fragile):
  *   devid of the exported device, endpoint present in the current configuration with that
  *   direction and type, control transfer_buffer_length equal to the setup's wLength,
- *   unlink of a seqnum that was submitted.
+ *   unlink of a seqnum that was submitted, and on an iso endpoint what usb_submit_urb refuses
+ *   (usbip-host answers a refused submit by resetting the connection): 0 packets (-EINVAL), a
+ *   packet longer than the endpoint moves per service interval (-EMSGSIZE), and descriptor
+ *   lengths summing above transfer_buffer_length. More than 1024 packets, and packets outside
+ *   the buffer, are the stream decoder's (USBIP_MAX_ISO_PACKETS, usbip_recv_iso).
  */
 import { Errno, ISO_DESCRIPTOR_SIZE, URB_HEADER_SIZE } from "./constants.js";
 import { ErrorCode, ProtocolError } from "./errors.js";
@@ -53,6 +57,12 @@ export interface DeviceView {
   devid: number;
   /** the type of endpoint `ep` in `direction` (1 = IN) in the current configuration, if present */
   endpoint(ep: number, direction: number): EndpointType | undefined;
+  /**
+   * An iso endpoint's bytes per service interval (usb_submit_urb's `max`: wMaxPacketSize's
+   * size bits × its high-bandwidth multiplier at high speed; × burst × mult from the companion
+   * at SuperSpeed), when known.
+   */
+  isoPacketLimit?(ep: number, direction: number): number | undefined;
 }
 
 export function checkCmdSubmit(msg: CmdSubmit, dev: DeviceView, at: number): void {
@@ -65,6 +75,27 @@ export function checkCmdSubmit(msg: CmdSubmit, dev: DeviceView, at: number): voi
     if (wLength !== msg.transferBufferLength) {
       throw new ProtocolError(ErrorCode.CONTROL_LENGTH, at + 24, `control transfer_buffer_length ${msg.transferBufferLength} differs from the setup's wLength ${wLength} (usb_submit_urb: -EBADR, connection reset)`, msg.seqnum);
     }
+  } else if (dev.endpoint(msg.ep, msg.direction) === "iso") checkIsoSubmit(msg, dev, at);
+}
+
+/** An iso CMD_SUBMIT as usb_submit_urb will judge it (its refusal resets usbip-host's connection). */
+function checkIsoSubmit(msg: CmdSubmit, dev: DeviceView, at: number): void {
+  const packets = msg.isoPackets ?? [];
+  if (packets.length === 0) {
+    throw new ProtocolError(ErrorCode.PACKET_COUNT, at + 32, `number_of_packets 0 on iso endpoint ${msg.ep} ${msg.direction === 1 ? "IN" : "OUT"} (usb_submit_urb: -EINVAL, connection reset)`, msg.seqnum);
+  }
+  const descAt = at + URB_HEADER_SIZE + (msg.direction === 0 ? msg.transferBufferLength : 0);
+  const limit = dev.isoPacketLimit?.(msg.ep, msg.direction);
+  let sum = 0;
+  for (let i = 0; i < packets.length; i++) {
+    const len = packets[i]!.length;
+    if (limit !== undefined && len > limit) {
+      throw new ProtocolError(ErrorCode.ISO_PACKET_LENGTH, descAt + i * ISO_DESCRIPTOR_SIZE + 4, `iso packet ${i}: length ${len} exceeds the endpoint's ${limit} bytes per interval (usb_submit_urb: -EMSGSIZE, connection reset)`, msg.seqnum);
+    }
+    sum += len;
+  }
+  if (sum > msg.transferBufferLength) {
+    throw new ProtocolError(ErrorCode.ISO_DESCRIPTOR, descAt, `iso packet lengths sum to ${sum}, above transfer_buffer_length ${msg.transferBufferLength}`, msg.seqnum);
   }
 }
 

@@ -219,6 +219,11 @@ test("keyboard model: boot keyboard descriptors, one press and one release repor
   t.throws(() => reportsFor("é"), { message: /cannot type/ });
 });
 
+/** one to three class-specific descriptors (CS_INTERFACE 0x24 / CS_ENDPOINT 0x25), each [bLength, type, body] */
+const arbClassDescriptors: fc.Arbitrary<Buffer> = fc
+  .array(fc.tuple(fc.constantFrom(0x24, 0x25), fc.uint8Array({ maxLength: 12 })), { minLength: 1, maxLength: 3 })
+  .map((ds) => Buffer.concat(ds.map(([type, body]) => Buffer.concat([Buffer.from([2 + body.length, type]), Buffer.from(body)]))));
+
 const arbDevice: fc.Arbitrary<DeviceDesc> = fc.record({
   bcdUSB: fc.constantFrom(0x0110, 0x0200),
   class: fc.integer({ min: 0, max: 255 }),
@@ -239,10 +244,15 @@ const arbDevice: fc.Arbitrary<DeviceDesc> = fc.record({
       class: fc.integer({ min: 0, max: 255 }),
       subClass: fc.integer({ min: 0, max: 255 }),
       protocol: fc.integer({ min: 0, max: 255 }),
-      endpoints: fc.array(fc.record({ address: fc.integer({ min: 1, max: 0x8f }), attributes: fc.integer({ min: 0, max: 3 }), maxPacketSize: fc.integer({ min: 0, max: 1024 }), interval: fc.integer({ min: 0, max: 255 }) }), { maxLength: 4 }),
+      extra: fc.option(arbClassDescriptors, { nil: undefined }),
+      endpoints: fc.array(fc.record({ address: fc.integer({ min: 1, max: 0x8f }), attributes: fc.integer({ min: 0, max: 3 }), maxPacketSize: fc.integer({ min: 0, max: 1024 }), interval: fc.integer({ min: 0, max: 255 }),
+        audio: fc.option(fc.record({ refresh: fc.integer({ min: 0, max: 255 }), synchAddress: fc.integer({ min: 0, max: 255 }) }), { nil: undefined }),
+        extra: fc.option(arbClassDescriptors, { nil: undefined }) }), { maxLength: 4 }),
     }), { minLength: 1, maxLength: 3 }),
   }), { minLength: 1, maxLength: 2 }),
 });
+
+const sameBytes = (a: Buffer | undefined, b: Buffer | undefined) => (a === undefined || a.length === 0 ? b === undefined || b.length === 0 : b !== undefined && a.equals(b));
 
 test("descriptors: what a model encodes, the host parses back field for field (property)", (t) => {
   fc.assert(fc.property(arbDevice, (d) => {
@@ -253,7 +263,12 @@ test("descriptors: what a model encodes, the host parses back field for field (p
       if (pc.value !== c.value || pc.interfaces.length !== c.interfaces.length) return false;
       for (const [k, i] of c.interfaces.entries()) {
         const pi = pc.interfaces[k]!;
-        if (pi.class !== i.class || JSON.stringify(pi.endpoints) !== JSON.stringify(i.endpoints)) return false;
+        if (pi.class !== i.class || pi.alternate !== i.alternate || !sameBytes(pi.extra, i.extra) || pi.endpoints.length !== i.endpoints.length) return false;
+        for (const [n, e] of i.endpoints.entries()) {
+          const pe = pi.endpoints[n]!;
+          if (pe.address !== e.address || pe.attributes !== e.attributes || pe.maxPacketSize !== e.maxPacketSize || pe.interval !== e.interval) return false;
+          if (JSON.stringify(pe.audio) !== JSON.stringify(e.audio) || !sameBytes(pe.extra, e.extra)) return false;
+        }
       }
     }
     return true;

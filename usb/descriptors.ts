@@ -11,6 +11,10 @@ export interface EndpointDesc {
   attributes: number;
   maxPacketSize: number;
   interval: number;
+  /** Audio Class 1.0 endpoints are 9 bytes: bRefresh and bSynchAddress follow bInterval */
+  audio?: { refresh: number; synchAddress: number };
+  /** class-specific descriptors right after this endpoint (e.g. the audio CS_ENDPOINT) */
+  extra?: Buffer;
 }
 
 export interface InterfaceDesc {
@@ -91,14 +95,19 @@ export function encodeConfigDescriptor(d: DeviceDesc, c: ConfigDesc): Buffer {
     parts.push(Buffer.from([9, DescType.INTERFACE, i.number, i.alternate, i.endpoints.length, i.class, i.subClass, i.protocol, indexOf(t, i.interfaceString)]));
     if (i.extra) parts.push(i.extra);
     for (const e of i.endpoints) {
-      const b = Buffer.alloc(7);
-      b[0] = 7;
+      const b = Buffer.alloc(e.audio ? 9 : 7);
+      b[0] = b.length;
       b[1] = DescType.ENDPOINT;
       b[2] = e.address;
       b[3] = e.attributes;
       b.writeUInt16LE(e.maxPacketSize, 4);
       b[6] = e.interval;
+      if (e.audio) {
+        b[7] = e.audio.refresh;
+        b[8] = e.audio.synchAddress;
+      }
       parts.push(b);
+      if (e.extra) parts.push(e.extra);
     }
   }
   const body = Buffer.concat(parts);
@@ -179,6 +188,7 @@ export function parseConfigDescriptor(b: Buffer): ParsedConfig {
   if (totalLength > b.length) throw new DescriptorError(2, `wTotalLength ${totalLength} is more than the ${b.length} bytes read`);
   const cfg: ParsedConfig = { totalLength, numInterfaces: b[4]!, value: b[5]!, iConfiguration: b[6]!, attributes: b[7]!, maxPower: b[8]!, interfaces: [] };
   let cur: ParsedInterface | undefined;
+  let lastEndpoint: EndpointDesc | undefined;
   for (let p = b[0]!; p < totalLength; ) {
     const len = b[p]!;
     if (len < 2 || p + len > totalLength) throw new DescriptorError(p, `bLength ${len} runs past wTotalLength ${totalLength}`);
@@ -188,11 +198,18 @@ export function parseConfigDescriptor(b: Buffer): ParsedConfig {
       if (len < 9) throw new DescriptorError(p, `interface descriptor bLength ${len} < 9`);
       cur = { number: d[2]!, alternate: d[3]!, class: d[5]!, subClass: d[6]!, protocol: d[7]!, iInterface: d[8]!, endpoints: [], others: [] };
       cfg.interfaces.push(cur);
+      lastEndpoint = undefined;
     } else if (type === DescType.ENDPOINT) {
       if (len < 7) throw new DescriptorError(p, `endpoint descriptor bLength ${len} < 7`);
       if (cur === undefined) throw new DescriptorError(p, "endpoint descriptor before any interface");
-      cur.endpoints.push({ address: d[2]!, attributes: d[3]!, maxPacketSize: d.readUInt16LE(4), interval: d[6]! });
-    } else cur?.others.push({ type, bytes: Buffer.from(d) });
+      lastEndpoint = { address: d[2]!, attributes: d[3]!, maxPacketSize: d.readUInt16LE(4), interval: d[6]!, ...(len >= 9 ? { audio: { refresh: d[7]!, synchAddress: d[8]! } } : {}) };
+      cur.endpoints.push(lastEndpoint);
+    } else if (cur !== undefined) {
+      // class-specific descriptors belong to the endpoint they follow, else to the interface
+      cur.others.push({ type, bytes: Buffer.from(d) });
+      const owner: { extra?: Buffer } = lastEndpoint ?? cur;
+      owner.extra = owner.extra === undefined ? Buffer.from(d) : Buffer.concat([owner.extra, d]);
+    }
     p += len;
   }
   return cfg;

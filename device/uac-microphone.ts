@@ -1,0 +1,135 @@
+/**
+ * A USB Audio Class 1.0 microphone model (`export --virtual uac-microphone`): full speed, one
+ * AudioControl interface (microphone input terminal → USB streaming output terminal) and one
+ * AudioStreaming interface whose alternate setting 1 has an asynchronous isochronous IN
+ * endpoint 0x81: PCM, 1 channel, 16 bits, 48 kHz, 48 samples (96 bytes) per 1 ms frame.
+ * Linux's snd-usb-audio binds it as a capture device.
+ *
+ * The signal is a ramp a receiver can follow sample by sample: sample number s (counted from
+ * the first frame of the stream, at 48 per millisecond whether or not the host took them) has
+ * the value s mod 65536 as a 16-bit little-endian word. Frames no URB was there for are lost,
+ * as with a real microphone, so a capture shows gaps but never a value out of order.
+ */
+import type { CmdSubmit } from "../protocol/messages.js";
+import { Recipient, RequestType, recipient, requestType, type Setup } from "../usb/setup.js";
+import { IsoInStream, realClock, type Clock } from "./iso-in-stream.js";
+import type { UrbHandle, UrbResult } from "./urb-device.js";
+import { STALL, VirtualDevice } from "./virtual-device.js";
+
+export const MIC_RATE = 48_000;
+export const MIC_SAMPLES_PER_FRAME = MIC_RATE / 1000;
+const ENDPOINT = 0x81;
+const MAX_PACKET = MIC_SAMPLES_PER_FRAME * 2;
+
+/** Audio class codes (USB Device Class Definition for Audio Devices 1.0, appendix A) */
+const CS_INTERFACE = 0x24;
+const CS_ENDPOINT = 0x25;
+const AC = { HEADER: 1, INPUT_TERMINAL: 2, OUTPUT_TERMINAL: 3 } as const;
+const AS = { GENERAL: 1, FORMAT_TYPE: 2 } as const;
+const REQ = { SET_CUR: 0x01, GET_CUR: 0x81, GET_MIN: 0x82, GET_MAX: 0x83, GET_RES: 0x84 } as const;
+const SAMPLING_FREQ_CONTROL = 0x01;
+
+const u16 = (v: number) => [v & 0xff, v >> 8];
+const u24 = (v: number) => [v & 0xff, (v >> 8) & 0xff, v >> 16];
+
+/** The ramp's bytes for one frame: samples frame*48 … frame*48+47 (at most `room` bytes, whole samples). */
+export function rampFrame(frame: number, room: number): Buffer {
+  const n = Math.min(MIC_SAMPLES_PER_FRAME, Math.floor(room / 2));
+  const b = Buffer.allocUnsafe(n * 2);
+  const first = frame * MIC_SAMPLES_PER_FRAME;
+  for (let i = 0; i < n; i++) b.writeUInt16LE((first + i) & 0xffff, i * 2);
+  return b;
+}
+
+export class UacMicrophone extends VirtualDevice {
+  private stream: IsoInStream;
+  /** the sampling frequency the host last asked for (SET_CUR on the endpoint); the device keeps 48 kHz */
+  requestedRate: number | undefined;
+  /** times the streaming interface went to alternate setting 1 (stream starts) */
+  starts = 0;
+
+  constructor(devid: number, name = "vmic", private readonly clock: Clock = realClock) {
+    const ac = Buffer.from([
+      // AC header: bcdADC 1.00, wTotalLength of the class-specific AC descriptors (9 + 12 + 9), one streaming interface (1)
+      9, CS_INTERFACE, AC.HEADER, ...u16(0x0100), ...u16(30), 1, 1,
+      // input terminal 1: microphone (0x0201), 1 channel
+      12, CS_INTERFACE, AC.INPUT_TERMINAL, 1, ...u16(0x0201), 0, 1, ...u16(0), 0, 0,
+      // output terminal 2: USB streaming (0x0101), from terminal 1
+      9, CS_INTERFACE, AC.OUTPUT_TERMINAL, 2, ...u16(0x0101), 0, 1, 0,
+    ]);
+    const asGeneral = Buffer.from([
+      // AS general: linked to terminal 2, 1 frame delay, PCM (wFormatTag 1)
+      7, CS_INTERFACE, AS.GENERAL, 2, 1, ...u16(0x0001),
+      // format type I: 1 channel, 2-byte subframes, 16 bits, one discrete rate
+      11, CS_INTERFACE, AS.FORMAT_TYPE, 1, 1, 2, 16, 1, ...u24(MIC_RATE),
+    ]);
+    // class-specific endpoint: sampling frequency control, no lock delay
+    const csEndpoint = Buffer.from([7, CS_ENDPOINT, 1, SAMPLING_FREQ_CONTROL, 0, ...u16(0)]);
+    super(name, devid, "12", {
+      bcdUSB: 0x0200,
+      class: 0,
+      subClass: 0,
+      protocol: 0,
+      maxPacketSize0: 64,
+      idVendor: 0x1d6b,
+      idProduct: 0x0107,
+      bcdDevice: 0x0100,
+      manufacturer: "usbip-qrexec",
+      product: "Virtual Microphone",
+      configs: [{ value: 1, attributes: 0x80, maxPower: 50, interfaces: [
+        { number: 0, alternate: 0, class: 1, subClass: 1, protocol: 0, extra: ac, endpoints: [] },
+        { number: 1, alternate: 0, class: 1, subClass: 2, protocol: 0, endpoints: [] },
+        { number: 1, alternate: 1, class: 1, subClass: 2, protocol: 0, extra: asGeneral,
+          // iso, asynchronous (bmAttributes 0x05), 1 ms
+          endpoints: [{ address: ENDPOINT, attributes: 0x05, maxPacketSize: MAX_PACKET, interval: 1, audio: { refresh: 0, synchAddress: 0 }, extra: csEndpoint }] },
+      ] }],
+    });
+    this.stream = new IsoInStream(1, rampFrame, clock);
+  }
+
+  get stats() {
+    return this.stream.stats;
+  }
+
+  /** iso URBs waiting for their frames */
+  get queued(): number {
+    return this.stream.queued;
+  }
+
+  override async close(): Promise<void> {
+    this.stream.stop();
+  }
+
+  protected override alternateSet(ifnum: number, alt: number): void {
+    if (ifnum !== 1) return;
+    if (alt === 1) this.starts++;
+    // a new stream starts its own frame count; URBs still queued when it stops end as on an HCD
+    this.stream.stop();
+    this.stream = new IsoInStream(1, rampFrame, this.clock);
+  }
+
+  protected override classRequest(s: Setup, out: Buffer): UrbResult | undefined {
+    if (requestType(s) !== RequestType.CLASS || recipient(s) !== Recipient.ENDPOINT || (s.wIndex & 0xff) !== ENDPOINT) return undefined;
+    if (s.wValue >> 8 !== SAMPLING_FREQ_CONTROL) return undefined;
+    switch (s.bRequest) {
+      case REQ.SET_CUR:
+        if (out.length < 3) return STALL;
+        // one discrete rate: the device keeps 48 kHz whatever is asked, and GET_CUR says so
+        this.requestedRate = out.readUIntLE(0, 3);
+        return { status: 0, actualLength: 3 };
+      case REQ.GET_CUR:
+      case REQ.GET_MIN:
+      case REQ.GET_MAX:
+        return { status: 0, data: Buffer.from(u24(MIC_RATE)) };
+      case REQ.GET_RES:
+        return { status: 0, data: Buffer.from(u24(0)) };
+      default:
+        return undefined;
+    }
+  }
+
+  protected transfer(address: number, cmd: CmdSubmit): UrbHandle {
+    if (address !== ENDPOINT || cmd.isoPackets === undefined) return { result: Promise.resolve(STALL), cancel() {} };
+    return this.stream.submit(cmd);
+  }
+}

@@ -1,0 +1,267 @@
+/**
+ * Isochronous device models and the iso paths of the URB server and the relay rules: pacing on
+ * a manual clock (no timed assertions), the packed RET_SUBMIT as stub_tx sends it, the UAC1
+ * microphone's descriptors and class requests, and the CMD_SUBMIT rules that keep usb_submit_urb
+ * from resetting usbip-host's connection.
+ */
+import test from "ava";
+import fc from "fast-check";
+import { PassThrough } from "node:stream";
+import { Direction, Errno, ISO_DESCRIPTOR_SIZE, TransferFlag, URB_HEADER_SIZE } from "../protocol/constants.js";
+import { ProtocolError } from "../protocol/errors.js";
+import type { CmdSubmit, RetSubmit } from "../protocol/messages.js";
+import { checkCmdSubmit, type DeviceView } from "../protocol/relay-rules.js";
+import { UrbServer } from "../device/urb-server.js";
+import { IsoInStream, type Clock } from "../device/iso-in-stream.js";
+import { MIC_RATE, MIC_SAMPLES_PER_FRAME, rampFrame, UacMicrophone } from "../device/uac-microphone.js";
+import { UsbHost } from "../host/usb-host.js";
+import { UrbRelay } from "../relay/urb-relay.js";
+import { parseConfigDescriptor } from "../usb/descriptors.js";
+import { isoBytesPerInterval } from "../kernel-glue/endpoints.js";
+
+const DEVID = 0x7f0001;
+
+/** A clock the test moves by hand; timers fire in due order as it passes them. */
+class ManualClock implements Clock {
+  t = 0;
+  private timers: { at: number; fn: () => void; live: boolean }[] = [];
+  now(): number {
+    return this.t;
+  }
+  after(ms: number, fn: () => void) {
+    const e = { at: this.t + Math.max(0, ms), fn, live: true };
+    this.timers.push(e);
+    return { clear: () => void (e.live = false) };
+  }
+  advance(to: number): void {
+    for (;;) {
+      const due = this.timers.filter((e) => e.live && e.at <= to).sort((a, b) => a.at - b.at)[0];
+      if (due === undefined) break;
+      this.t = Math.max(this.t, due.at);
+      due.live = false;
+      due.fn();
+    }
+    this.t = to;
+    this.timers = this.timers.filter((e) => e.live);
+  }
+}
+
+function isoCmd(seqnum: number, lengths: number[], ep = 1): CmdSubmit {
+  let off = 0;
+  const isoPackets = lengths.map((l) => ({ offset: (off += l) - l, length: l, actualLength: 0, status: 0 }));
+  return { kind: "CMD_SUBMIT", seqnum, devid: DEVID, direction: Direction.IN, ep, transferFlags: TransferFlag.DIR_IN | TransferFlag.ISO_ASAP, transferBufferLength: off, startFrame: 0, numberOfPackets: lengths.length, interval: 1, setup: Buffer.alloc(8), payload: [], isoPackets };
+}
+
+const settledYet = async (p: Promise<unknown>) => {
+  let done = false;
+  void p.then(() => (done = true));
+  await new Promise((r) => setImmediate(r));
+  return done;
+};
+
+test("IsoInStream: a URB of N packets completes N intervals after the one before it, never earlier", async (t) => {
+  const clock = new ManualClock();
+  const s = new IsoInStream(1, (i, room) => Buffer.alloc(Math.min(4, room), i), clock);
+  const a = s.submit(isoCmd(1, [8, 8, 8, 8]));
+  const b = s.submit(isoCmd(2, [8, 8]));
+  clock.advance(3.9);
+  t.false(await settledYet(a.result), "4 packets take 4 ms");
+  clock.advance(4);
+  t.true(await settledYet(a.result));
+  t.false(await settledYet(b.result), "the second URB's packets follow the first's");
+  clock.advance(6);
+  const rb = await b.result;
+  t.deepEqual(rb.isoPackets, [{ actualLength: 4, status: 0 }, { actualLength: 4, status: 0 }]);
+  // its packets carry intervals 4 and 5, at their offsets
+  t.is(rb.data![0], 4);
+  t.is(rb.data![8], 5);
+  t.is(rb.startFrame, 4);
+  t.is(s.stats.lostIntervals, 0);
+});
+
+test("IsoInStream: intervals with no URB queued are lost (counted), the stream does not fall behind the clock", async (t) => {
+  const clock = new ManualClock();
+  const s = new IsoInStream(1, (i) => Buffer.from([i & 0xff]), clock);
+  const a = s.submit(isoCmd(1, [1, 1]));
+  clock.advance(2);
+  await a.result;
+  clock.advance(50); // the host is late by 48 frames
+  const b = s.submit(isoCmd(2, [1]));
+  clock.advance(51);
+  const rb = await b.result;
+  t.is(rb.data![0], 50, "the late URB gets the frame the clock is in, not a stale one");
+  t.is(s.stats.lostIntervals, 48);
+});
+
+test("IsoInStream: cancel takes a queued URB out (cancelled), the next one is still paced; stop ends the rest", async (t) => {
+  const clock = new ManualClock();
+  const s = new IsoInStream(1, () => Buffer.alloc(1), clock);
+  const a = s.submit(isoCmd(1, [1, 1, 1]));
+  const b = s.submit(isoCmd(2, [1]));
+  const c = s.submit(isoCmd(3, [1]));
+  a.cancel();
+  t.deepEqual(await a.result, { status: Errno.ECONNRESET, cancelled: true });
+  clock.advance(3.5);
+  t.false(await settledYet(b.result), "b keeps its slot after a's frames");
+  clock.advance(4);
+  t.is((await b.result).status, 0);
+  s.stop();
+  t.is((await c.result).status, Errno.ESHUTDOWN);
+  t.is(s.queued, 0);
+});
+
+test("uac-microphone: the ramp continues across frames: sample n is n mod 65536", (t) => {
+  fc.assert(fc.property(fc.integer({ min: 0, max: 1 << 20 }), (frame) => {
+    const b = Buffer.concat([rampFrame(frame, 96), rampFrame(frame + 1, 96)]);
+    for (let i = 0; i < b.length / 2; i++) if (b.readUInt16LE(i * 2) !== ((frame * MIC_SAMPLES_PER_FRAME + i) & 0xffff)) return false;
+    return rampFrame(frame, 95).length === 94; // whole samples only
+  }));
+  t.pass();
+});
+
+/** Let the streams carry what was written until the microphone holds `n` URBs. */
+async function untilQueued(mic: UacMicrophone, n: number): Promise<void> {
+  for (let i = 0; i < 1000 && mic.queued < n; i++) await new Promise((r) => setImmediate(r));
+  if (mic.queued < n) throw new Error(`the microphone holds ${mic.queued} URBs, not ${n}`);
+}
+
+function wire(device: UacMicrophone, withRelay: boolean) {
+  const c2s = new PassThrough();
+  const s2c = new PassThrough();
+  const server = new UrbServer(device, c2s, s2c);
+  server.start();
+  if (!withRelay) return { host: new UsbHost(DEVID, s2c, c2s), server };
+  const hostOut = new PassThrough();
+  const hostIn = new PassThrough();
+  // the relay's backend-side rules see the device as the backend relay would
+  const relay = new UrbRelay({ clientIn: hostOut, clientOut: hostIn, serverIn: s2c, serverOut: c2s, device: { devid: DEVID, endpoint: (ep, dir) => device.endpoint(ep, dir as Direction), isoPacketLimit: (ep, dir) => device.isoPacketLimit(ep, dir as Direction) } });
+  relay.start();
+  return { host: new UsbHost(DEVID, hostIn, hostOut), server };
+}
+
+for (const withRelay of [false, true]) {
+  test(`uac-microphone${withRelay ? " through the relay" : ""}: descriptors as snd-usb-audio reads them, SET_INTERFACE starts the stream, iso IN packed as stub_tx sends it`, async (t) => {
+    const clock = new ManualClock();
+    const mic = new UacMicrophone(DEVID, "vmic", clock);
+    const { host } = wire(mic, withRelay);
+    const cfg = await host.control({ bmRequestType: 0x80, bRequest: 6, wValue: 0x0200, wIndex: 0, wLength: 255 });
+    const p = parseConfigDescriptor(cfg.data);
+    t.deepEqual(p.interfaces.map((i) => [i.number, i.alternate, i.class, i.subClass, i.endpoints.length]), [[0, 0, 1, 1, 0], [1, 0, 1, 2, 0], [1, 1, 1, 2, 1]]);
+    const ep = p.interfaces[2]!.endpoints[0]!;
+    t.deepEqual([ep.address, ep.attributes & 3, ep.maxPacketSize, ep.interval], [0x81, 1, 96, 1]);
+    t.deepEqual(ep.audio, { refresh: 0, synchAddress: 0 });
+    t.is(ep.extra?.[1], 0x25, "the CS_ENDPOINT descriptor follows the endpoint");
+    // format type I: 1 channel, 16 bits, 48000 Hz
+    const fmt = p.interfaces[2]!.others.find((o) => o.type === 0x24 && o.bytes[2] === 2)!.bytes;
+    t.deepEqual([fmt[4], fmt[6], fmt.readUIntLE(8, 3)], [1, 16, MIC_RATE]);
+    t.is((await host.control({ bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 })).status, 0);
+    // alternate 0: no endpoint yet; an iso URB for it is refused before the device sees it
+    t.is(mic.endpoint(1, Direction.IN), undefined);
+    t.is((await host.control({ bmRequestType: 0x01, bRequest: 11, wValue: 1, wIndex: 1, wLength: 0 })).status, 0);
+    t.is((await host.control({ bmRequestType: 0x81, bRequest: 10, wValue: 0, wIndex: 1, wLength: 1 })).data[0], 1, "GET_INTERFACE");
+    t.is(mic.starts, 1);
+    // UAC1 sampling frequency on the endpoint: SET_CUR 44100 is recorded, GET_CUR keeps 48000
+    t.is((await host.control({ bmRequestType: 0x22, bRequest: 0x01, wValue: 0x0100, wIndex: 0x81, wLength: 3 }, Buffer.from([0x44, 0xac, 0x00]))).status, 0);
+    t.is(mic.requestedRate, 44100);
+    t.is((await host.control({ bmRequestType: 0xa2, bRequest: 0x81, wValue: 0x0100, wIndex: 0x81, wLength: 3 })).data.readUIntLE(0, 3), MIC_RATE);
+    // snd-usb-audio's capture URBs: a few packets of maxpacket (here with a short last one: whole samples that fit)
+    const urb = host.submit(1, Direction.IN, 0, { isoLengths: [96, 96, 51] });
+    await untilQueued(mic, 1);
+    clock.advance(3);
+    const r: RetSubmit = await urb;
+    t.is(r.status, 0);
+    t.is(r.numberOfPackets, 3);
+    t.is(r.errorCount, 0);
+    t.is(r.actualLength, 96 + 96 + 50);
+    t.deepEqual(r.isoPackets!.map((d) => [d.offset, d.length, d.actualLength, d.status]), [[0, 96, 96, 0], [96, 96, 96, 0], [192, 51, 50, 0]]);
+    // packed: 96 + 25 samples in a row, the ramp from sample 0 (the third frame's first 25)
+    const data = Buffer.concat(r.payload);
+    t.is(data.length, 242);
+    t.true([...Array(121).keys()].every((i) => data.readUInt16LE(i * 2) === i));
+    await mic.close();
+    host.close();
+  });
+}
+
+test("uac-microphone: a packet longer than wMaxPacketSize ends the session with the rule and offset before the device sees it", async (t) => {
+  const mic = new UacMicrophone(DEVID, "vmic", new ManualClock());
+  const { host, server } = wire(mic, false);
+  await host.control({ bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 });
+  await host.control({ bmRequestType: 0x01, bRequest: 11, wValue: 1, wIndex: 1, wLength: 0 });
+  void host.submit(1, Direction.IN, 0, { isoLengths: [96, 97] }).catch(() => undefined);
+  const r = await server.done;
+  t.is(r.reason, "violation");
+  t.is(r.violation?.code, "USBIP_ERR_ISO_PACKET_LENGTH");
+  t.regex(r.violation!.message, /iso packet 1: length 97 exceeds the endpoint's 96 bytes per interval/);
+  t.is(mic.queued, 0);
+  host.close();
+});
+
+test("uac-microphone: an unlinked iso URB gets RET_UNLINK -ECONNRESET, the stream goes on", async (t) => {
+  const clock = new ManualClock();
+  const mic = new UacMicrophone(DEVID, "vmic", clock);
+  const { host } = wire(mic, false);
+  await host.control({ bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 });
+  await host.control({ bmRequestType: 0x01, bRequest: 11, wValue: 1, wIndex: 1, wLength: 0 });
+  let victim = 0;
+  const a = host.submit(1, Direction.IN, 0, { isoLengths: [96, 96], onSeqnum: (s) => (victim = s) });
+  const b = host.submit(1, Direction.IN, 0, { isoLengths: [96] });
+  await untilQueued(mic, 2);
+  t.is(await host.unlink(victim), Errno.ECONNRESET);
+  t.is((await a).status, Errno.ECONNRESET);
+  clock.advance(3);
+  const rb = await b;
+  t.is(rb.status, 0);
+  t.is(Buffer.concat(rb.payload).readUInt16LE(0), 2 * MIC_SAMPLES_PER_FRAME, "b kept its frame (the third)");
+  await mic.close();
+  host.close();
+});
+
+// ---- the backend relay's iso CMD_SUBMIT rules -------------------------------------------
+
+const isoView: DeviceView = { devid: DEVID, endpoint: (ep) => (ep === 0 ? "control" : ep === 1 ? "iso" : undefined), isoPacketLimit: () => 96 };
+
+function refused(cmd: CmdSubmit): ProtocolError {
+  try {
+    checkCmdSubmit(cmd, isoView, 1000);
+  } catch (e) {
+    if (e instanceof ProtocolError) return e;
+    throw e;
+  }
+  throw new Error("not refused");
+}
+
+test("relay rules: an iso CMD_SUBMIT with 0 packets is refused at number_of_packets (usb_submit_urb: -EINVAL)", (t) => {
+  const e = refused({ ...isoCmd(7, []), transferBufferLength: 96 });
+  t.is(e.code, "USBIP_ERR_PACKET_COUNT");
+  t.is(e.offset, 1000 + 32);
+  t.is(e.seqnum, 7);
+});
+
+test("relay rules: an iso packet longer than the endpoint moves per interval is refused at its length field", (t) => {
+  fc.assert(fc.property(fc.array(fc.integer({ min: 0, max: 96 }), { minLength: 1, maxLength: 30 }), fc.nat(), fc.integer({ min: 97, max: 3072 }), (lengths, k, bad) => {
+    const at = k % lengths.length;
+    const l = [...lengths];
+    l[at] = bad;
+    const e = refused(isoCmd(3, l));
+    // IN: the descriptors follow the header; the length is bytes 4..7 of descriptor `at`
+    return e.code === "USBIP_ERR_ISO_PACKET_LENGTH" && e.offset === 1000 + URB_HEADER_SIZE + at * ISO_DESCRIPTOR_SIZE + 4;
+  }));
+  // within the limit: accepted
+  t.notThrows(() => checkCmdSubmit(isoCmd(3, [96, 96, 0]), isoView, 0));
+});
+
+test("relay rules: iso packet lengths summing above transfer_buffer_length are refused at the first descriptor (OUT: after the data)", (t) => {
+  const cmd: CmdSubmit = { ...isoCmd(4, [96, 96]), direction: Direction.OUT, transferFlags: TransferFlag.ISO_ASAP, transferBufferLength: 150, payload: [Buffer.alloc(150)] };
+  cmd.isoPackets = [{ offset: 0, length: 96, actualLength: 0, status: 0 }, { offset: 0, length: 96, actualLength: 0, status: 0 }];
+  const e = refused(cmd);
+  t.is(e.code, "USBIP_ERR_ISO_DESCRIPTOR");
+  t.is(e.offset, 1000 + URB_HEADER_SIZE + 150);
+});
+
+test("sysfs iso limit: wMaxPacketSize size bits × high-bandwidth transactions at 480, × 48 above", (t) => {
+  t.is(isoBytesPerInterval(0x0060, 12), 96);
+  t.is(isoBytesPerInterval(0x1400, 480), 3 * 1024); // 0x1400: 1024 bytes, 2 extra transactions
+  t.is(isoBytesPerInterval(0x0800 | 0x200, 480), 2 * 512);
+  t.is(isoBytesPerInterval(0x0400, 5000), 1024 * 48);
+});
