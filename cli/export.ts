@@ -44,7 +44,7 @@ TEXT (default "hello from usbip-qrexec\\n") 2 s (--type-delay) after the host
 starts polling it; mass-storage:FILE is a USB disk (bulk-only, SCSI) on the
 image FILE (a regular file or block device, read-write, 512-byte blocks);
 uac-microphone is a USB Audio Class 1 microphone (isochronous IN, 48 kHz,
-16-bit mono) whose samples are a ramp: sample n has the value n mod 65536.
+16-bit stereo) whose sample frame n carries n as a 32-bit counter.
 Every CMD_* is validated as in relay mode; unlinks cancel the transfer.
 
 Options:

@@ -2,13 +2,15 @@
  * A USB Audio Class 1.0 microphone model (`export --virtual uac-microphone`): full speed, one
  * AudioControl interface (microphone input terminal → USB streaming output terminal) and one
  * AudioStreaming interface whose alternate setting 1 has an asynchronous isochronous IN
- * endpoint 0x81: PCM, 1 channel, 16 bits, 48 kHz, 48 samples (96 bytes) per 1 ms frame.
- * Linux's snd-usb-audio binds it as a capture device.
+ * endpoint 0x81: PCM, 2 channels, 16 bits, 48 kHz, 48 sample frames (192 bytes) per 1 ms
+ * frame. Linux's snd-usb-audio binds it as a capture device.
  *
- * The signal is a ramp a receiver can follow sample by sample: sample number s (counted from
- * the first frame of the stream, at 48 per millisecond whether or not the host took them) has
- * the value s mod 65536 as a 16-bit little-endian word. Frames no URB was there for are lost,
- * as with a real microphone, so a capture shows gaps but never a value out of order.
+ * The signal is a counter a receiver can follow sample by sample: sample frame number s
+ * (counted from the first USB frame of the stream, 48 per millisecond whether or not the host
+ * took them) carries s as a 32-bit little-endian word, its low half in the left channel and
+ * its high half in the right. USB frames no URB was there for are lost, as with a real
+ * microphone, so a capture shows gaps but never a value out of order, and tells how much was
+ * lost exactly.
  */
 import type { CmdSubmit } from "../protocol/messages.js";
 import { Recipient, RequestType, recipient, requestType, type Setup } from "../usb/setup.js";
@@ -19,7 +21,9 @@ import { STALL, VirtualDevice } from "./virtual-device.js";
 export const MIC_RATE = 48_000;
 export const MIC_SAMPLES_PER_FRAME = MIC_RATE / 1000;
 const ENDPOINT = 0x81;
-const MAX_PACKET = MIC_SAMPLES_PER_FRAME * 2;
+export const MIC_CHANNELS = 2;
+const BYTES_PER_SAMPLE_FRAME = 2 * MIC_CHANNELS;
+const MAX_PACKET = MIC_SAMPLES_PER_FRAME * BYTES_PER_SAMPLE_FRAME;
 
 /** Audio class codes (USB Device Class Definition for Audio Devices 1.0, appendix A) */
 const CS_INTERFACE = 0x24;
@@ -32,12 +36,12 @@ const SAMPLING_FREQ_CONTROL = 0x01;
 const u16 = (v: number) => [v & 0xff, v >> 8];
 const u24 = (v: number) => [v & 0xff, (v >> 8) & 0xff, v >> 16];
 
-/** The ramp's bytes for one frame: samples frame*48 … frame*48+47 (at most `room` bytes, whole samples). */
+/** The counter's bytes for one USB frame: sample frames frame*48 … frame*48+47 (at most `room` bytes, whole sample frames). */
 export function rampFrame(frame: number, room: number): Buffer {
-  const n = Math.min(MIC_SAMPLES_PER_FRAME, Math.floor(room / 2));
-  const b = Buffer.allocUnsafe(n * 2);
+  const n = Math.min(MIC_SAMPLES_PER_FRAME, Math.floor(room / BYTES_PER_SAMPLE_FRAME));
+  const b = Buffer.allocUnsafe(n * BYTES_PER_SAMPLE_FRAME);
   const first = frame * MIC_SAMPLES_PER_FRAME;
-  for (let i = 0; i < n; i++) b.writeUInt16LE((first + i) & 0xffff, i * 2);
+  for (let i = 0; i < n; i++) b.writeUInt32LE((first + i) >>> 0, i * BYTES_PER_SAMPLE_FRAME);
   return b;
 }
 
@@ -52,16 +56,16 @@ export class UacMicrophone extends VirtualDevice {
     const ac = Buffer.from([
       // AC header: bcdADC 1.00, wTotalLength of the class-specific AC descriptors (9 + 12 + 9), one streaming interface (1)
       9, CS_INTERFACE, AC.HEADER, ...u16(0x0100), ...u16(30), 1, 1,
-      // input terminal 1: microphone (0x0201), 1 channel
-      12, CS_INTERFACE, AC.INPUT_TERMINAL, 1, ...u16(0x0201), 0, 1, ...u16(0), 0, 0,
+      // input terminal 1: microphone (0x0201), 2 channels (left front, right front)
+      12, CS_INTERFACE, AC.INPUT_TERMINAL, 1, ...u16(0x0201), 0, MIC_CHANNELS, ...u16(0x0003), 0, 0,
       // output terminal 2: USB streaming (0x0101), from terminal 1
       9, CS_INTERFACE, AC.OUTPUT_TERMINAL, 2, ...u16(0x0101), 0, 1, 0,
     ]);
     const asGeneral = Buffer.from([
       // AS general: linked to terminal 2, 1 frame delay, PCM (wFormatTag 1)
       7, CS_INTERFACE, AS.GENERAL, 2, 1, ...u16(0x0001),
-      // format type I: 1 channel, 2-byte subframes, 16 bits, one discrete rate
-      11, CS_INTERFACE, AS.FORMAT_TYPE, 1, 1, 2, 16, 1, ...u24(MIC_RATE),
+      // format type I: 2 channels, 2-byte subframes, 16 bits, one discrete rate
+      11, CS_INTERFACE, AS.FORMAT_TYPE, 1, MIC_CHANNELS, 2, 16, 1, ...u24(MIC_RATE),
     ]);
     // class-specific endpoint: sampling frequency control, no lock delay
     const csEndpoint = Buffer.from([7, CS_ENDPOINT, 1, SAMPLING_FREQ_CONTROL, 0, ...u16(0)]);

@@ -13,7 +13,7 @@ import type { CmdSubmit, RetSubmit } from "../protocol/messages.js";
 import { checkCmdSubmit, type DeviceView } from "../protocol/relay-rules.js";
 import { UrbServer } from "../device/urb-server.js";
 import { IsoInStream, type Clock } from "../device/iso-in-stream.js";
-import { MIC_RATE, MIC_SAMPLES_PER_FRAME, rampFrame, UacMicrophone } from "../device/uac-microphone.js";
+import { MIC_CHANNELS, MIC_RATE, MIC_SAMPLES_PER_FRAME, rampFrame, UacMicrophone } from "../device/uac-microphone.js";
 import { UsbHost } from "../host/usb-host.js";
 import { UrbRelay } from "../relay/urb-relay.js";
 import { parseConfigDescriptor } from "../usb/descriptors.js";
@@ -110,11 +110,14 @@ test("IsoInStream: cancel takes a queued URB out (cancelled), the next one is st
   t.is(s.queued, 0);
 });
 
-test("uac-microphone: the ramp continues across frames: sample n is n mod 65536", (t) => {
-  fc.assert(fc.property(fc.integer({ min: 0, max: 1 << 20 }), (frame) => {
-    const b = Buffer.concat([rampFrame(frame, 96), rampFrame(frame + 1, 96)]);
-    for (let i = 0; i < b.length / 2; i++) if (b.readUInt16LE(i * 2) !== ((frame * MIC_SAMPLES_PER_FRAME + i) & 0xffff)) return false;
-    return rampFrame(frame, 95).length === 94; // whole samples only
+test("uac-microphone: the counter continues across frames: sample frame n carries n (left: low half, right: high half)", (t) => {
+  fc.assert(fc.property(fc.integer({ min: 0, max: 2 ** 26 }), (frame) => {
+    const b = Buffer.concat([rampFrame(frame, 192), rampFrame(frame + 1, 192)]);
+    for (let i = 0; i < b.length / 4; i++) {
+      const n = frame * MIC_SAMPLES_PER_FRAME + i;
+      if (b.readUInt16LE(i * 4) !== (n & 0xffff) || b.readUInt16LE(i * 4 + 2) !== n >>> 16) return false;
+    }
+    return rampFrame(frame, 191).length === 188; // whole sample frames only
   }));
   t.pass();
 });
@@ -148,12 +151,12 @@ for (const withRelay of [false, true]) {
     const p = parseConfigDescriptor(cfg.data);
     t.deepEqual(p.interfaces.map((i) => [i.number, i.alternate, i.class, i.subClass, i.endpoints.length]), [[0, 0, 1, 1, 0], [1, 0, 1, 2, 0], [1, 1, 1, 2, 1]]);
     const ep = p.interfaces[2]!.endpoints[0]!;
-    t.deepEqual([ep.address, ep.attributes & 3, ep.maxPacketSize, ep.interval], [0x81, 1, 96, 1]);
+    t.deepEqual([ep.address, ep.attributes & 3, ep.maxPacketSize, ep.interval], [0x81, 1, 192, 1]);
     t.deepEqual(ep.audio, { refresh: 0, synchAddress: 0 });
     t.is(ep.extra?.[1], 0x25, "the CS_ENDPOINT descriptor follows the endpoint");
-    // format type I: 1 channel, 16 bits, 48000 Hz
+    // format type I: 2 channels, 16 bits, 48000 Hz
     const fmt = p.interfaces[2]!.others.find((o) => o.type === 0x24 && o.bytes[2] === 2)!.bytes;
-    t.deepEqual([fmt[4], fmt[6], fmt.readUIntLE(8, 3)], [1, 16, MIC_RATE]);
+    t.deepEqual([fmt[4], fmt[6], fmt.readUIntLE(8, 3)], [MIC_CHANNELS, 16, MIC_RATE]);
     t.is((await host.control({ bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 })).status, 0);
     // alternate 0: no endpoint yet; an iso URB for it is refused before the device sees it
     t.is(mic.endpoint(1, Direction.IN), undefined);
@@ -165,19 +168,19 @@ for (const withRelay of [false, true]) {
     t.is(mic.requestedRate, 44100);
     t.is((await host.control({ bmRequestType: 0xa2, bRequest: 0x81, wValue: 0x0100, wIndex: 0x81, wLength: 3 })).data.readUIntLE(0, 3), MIC_RATE);
     // snd-usb-audio's capture URBs: a few packets of maxpacket (here with a short last one: whole samples that fit)
-    const urb = host.submit(1, Direction.IN, 0, { isoLengths: [96, 96, 51] });
+    const urb = host.submit(1, Direction.IN, 0, { isoLengths: [192, 192, 101] });
     await untilQueued(mic, 1);
     clock.advance(3);
     const r: RetSubmit = await urb;
     t.is(r.status, 0);
     t.is(r.numberOfPackets, 3);
     t.is(r.errorCount, 0);
-    t.is(r.actualLength, 96 + 96 + 50);
-    t.deepEqual(r.isoPackets!.map((d) => [d.offset, d.length, d.actualLength, d.status]), [[0, 96, 96, 0], [96, 96, 96, 0], [192, 51, 50, 0]]);
-    // packed: 96 + 25 samples in a row, the ramp from sample 0 (the third frame's first 25)
+    t.is(r.actualLength, 192 + 192 + 100);
+    t.deepEqual(r.isoPackets!.map((d) => [d.offset, d.length, d.actualLength, d.status]), [[0, 192, 192, 0], [192, 192, 192, 0], [384, 101, 100, 0]]);
+    // packed: 96 + 25 sample frames in a row, the counter from 0 (the third frame's first 25)
     const data = Buffer.concat(r.payload);
-    t.is(data.length, 242);
-    t.true([...Array(121).keys()].every((i) => data.readUInt16LE(i * 2) === i));
+    t.is(data.length, 484);
+    t.true([...Array(121).keys()].every((i) => data.readUInt32LE(i * 4) === i));
     await mic.close();
     host.close();
   });
@@ -188,11 +191,11 @@ test("uac-microphone: a packet longer than wMaxPacketSize ends the session with 
   const { host, server } = wire(mic, false);
   await host.control({ bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 });
   await host.control({ bmRequestType: 0x01, bRequest: 11, wValue: 1, wIndex: 1, wLength: 0 });
-  void host.submit(1, Direction.IN, 0, { isoLengths: [96, 97] }).catch(() => undefined);
+  void host.submit(1, Direction.IN, 0, { isoLengths: [192, 193] }).catch(() => undefined);
   const r = await server.done;
   t.is(r.reason, "violation");
   t.is(r.violation?.code, "USBIP_ERR_ISO_PACKET_LENGTH");
-  t.regex(r.violation!.message, /iso packet 1: length 97 exceeds the endpoint's 96 bytes per interval/);
+  t.regex(r.violation!.message, /iso packet 1: length 193 exceeds the endpoint's 192 bytes per interval/);
   t.is(mic.queued, 0);
   host.close();
 });
@@ -204,15 +207,15 @@ test("uac-microphone: an unlinked iso URB gets RET_UNLINK -ECONNRESET, the strea
   await host.control({ bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 });
   await host.control({ bmRequestType: 0x01, bRequest: 11, wValue: 1, wIndex: 1, wLength: 0 });
   let victim = 0;
-  const a = host.submit(1, Direction.IN, 0, { isoLengths: [96, 96], onSeqnum: (s) => (victim = s) });
-  const b = host.submit(1, Direction.IN, 0, { isoLengths: [96] });
+  const a = host.submit(1, Direction.IN, 0, { isoLengths: [192, 192], onSeqnum: (s) => (victim = s) });
+  const b = host.submit(1, Direction.IN, 0, { isoLengths: [192] });
   await untilQueued(mic, 2);
   t.is(await host.unlink(victim), Errno.ECONNRESET);
   t.is((await a).status, Errno.ECONNRESET);
   clock.advance(3);
   const rb = await b;
   t.is(rb.status, 0);
-  t.is(Buffer.concat(rb.payload).readUInt16LE(0), 2 * MIC_SAMPLES_PER_FRAME, "b kept its frame (the third)");
+  t.is(Buffer.concat(rb.payload).readUInt32LE(0), 2 * MIC_SAMPLES_PER_FRAME, "b kept its frame (the third)");
   await mic.close();
   host.close();
 });

@@ -17,6 +17,7 @@ import { superSpeedScenarios } from "./scenario-superspeed.js";
 import { lifecycleScenarios } from "./scenario-lifecycle.js";
 import { cycleScenario } from "./scenario-cycles.js";
 import { seedParityDetachAll, seedParityQubesDbReset } from "./scenario-seed-parity.js";
+import { isoScenarios } from "./scenario-iso.js";
 
 export interface Scenario {
   name: string;
@@ -29,7 +30,7 @@ export interface Scenario {
   run(): Promise<void | string>;
 }
 
-export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, seedParityQubesDbReset, seedParityDetachAll, ...relayScenarios, ...superSpeedScenarios, policyDeniesStorage, hostileFrontend, hostileBackend, ...virtualScenarios, ...tcpScenarios, ...userspaceScenarios, directUnlink, ...faultScenarios, packageScenario, rpmPackageScenario, ...lifecycleScenarios, cycleScenario, benchThroughput];
+export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, seedParityQubesDbReset, seedParityDetachAll, ...relayScenarios, ...superSpeedScenarios, policyDeniesStorage, hostileFrontend, hostileBackend, ...virtualScenarios, ...isoScenarios, ...tcpScenarios, ...userspaceScenarios, directUnlink, ...faultScenarios, packageScenario, rpmPackageScenario, ...lifecycleScenarios, cycleScenario, benchThroughput];
 
 /**
  * The core set (VM_SET=core): what CI runs on every kernel besides the one that gets the full
@@ -52,6 +53,7 @@ const CORE = [
   /^connect --tcp imports a gadget disk from Debian's usbipd/,
   /^kernel mode: kill -9 of the /,
   /^SuperSpeed/,
+  /^iso /,
 ];
 for (const s of scenarios) if (CORE.some((re) => re.test(s.name))) s.core = true;
 

@@ -1,0 +1,114 @@
+/**
+ * Isochronous IN against the real kernel: our UAC1 microphone model (`export --virtual
+ * uac-microphone`) imported through vhci-hcd (kernel mode and through the frontend relay, over
+ * qrexec-sim; and with Debian's `usbip attach` from `serve --tcp`), bound by the guest's own
+ * snd-usb-audio, captured with arecord from alsa-utils. The model's sample frame n carries n as a
+ * 32-bit counter (left channel low half, right high), so the capture is checked sample by
+ * sample: every step is +1 or a forward jump (USB frames lost: the model's clock is the wall
+ * clock, and under emulation the host's 12 one-millisecond URBs do not cover a round trip),
+ * never a value out of order; the TAP line reports the sample frames per wall-clock second
+ * delivered against the nominal 48000 and the discontinuities. The relay scenario stops and
+ * restarts the stream ten times (snd-usb-audio unlinks every queued iso URB on each stop).
+ */
+import { existsSync, readFileSync, readdirSync, realpathSync, rmSync } from "node:fs";
+import type { Scenario } from "./scenarios.js";
+import { check, modprobe, sh, sleep, start, waitFor } from "./lib.js";
+import { cli, CLI, ourProcesses, vhciPorts, waitImported } from "./flows.js";
+
+const RATE = 48_000;
+
+/** The ALSA card snd-usb-audio made for the USB device `local` (e.g. 3-1), once its capture node exists. */
+async function cardOf(local: string): Promise<number> {
+  return waitFor(`a sound card on ${local}`, () => {
+    for (const c of readdirSync("/sys/class/sound").filter((n) => /^card\d+$/.test(n))) {
+      try {
+        const dev = realpathSync(`/sys/class/sound/${c}/device`);
+        const n = Number(c.slice(4));
+        if (dev.includes(`/${local}/`) && existsSync(`/dev/snd/pcmC${n}D0c`)) return { n };
+      } catch {
+        /* gone meanwhile */
+      }
+    }
+    return undefined;
+  }, 60_000).then((c) => c.n);
+}
+
+export interface RampCheck {
+  /** sample frames captured */
+  samples: number;
+  /** places where the next sample is not the previous + 1 (frames lost) */
+  discontinuities: number;
+  /** samples the jumps skipped */
+  skipped: number;
+}
+
+/** Check a capture of the counter (S16_LE stereo = one 32-bit LE word per sample frame): each step +1 or forward. */
+export function checkRamp(raw: Buffer): RampCheck {
+  const n = raw.length >> 2;
+  let discontinuities = 0;
+  let skipped = 0;
+  for (let i = 1; i < n; i++) {
+    const prev = raw.readUInt32LE(i * 4 - 4);
+    const cur = raw.readUInt32LE(i * 4);
+    if (cur === prev + 1) continue;
+    check(cur > prev && cur - prev < 3600 * RATE, `sample frame ${i}: ${cur} after ${prev} is not the counter going forward`);
+    discontinuities++;
+    skipped += cur - prev - 1;
+  }
+  return { samples: n, discontinuities, skipped };
+}
+
+/** arecord from card `card` for `seconds`; returns the ramp check and the wall time it took. */
+async function capture(card: number, seconds: number, file: string): Promise<RampCheck & { wallS: number }> {
+  rmSync(file, { force: true });
+  const t0 = Date.now();
+  // a 4 s buffer: ALSA ends a read with EIO when no period arrives within the buffer's time, and
+  // under emulation the stream runs well below its nominal rate
+  const rec = start("arecord", ["-q", "-D", `hw:${card},0`, "-f", "S16_LE", "-r", String(RATE), "-c", "2", "-t", "raw", "--buffer-time=4000000", "--period-time=100000", "-d", String(seconds), file]);
+  const r = await Promise.race([rec.exited, sleep(seconds * 1000 * 20 + 60_000).then(() => undefined)]);
+  if (r === undefined) rec.child.kill("SIGKILL");
+  check(r !== undefined, `arecord did not end within ${seconds * 20 + 60} s: ${rec.stderr().trim()}`);
+  check(r.code === 0, `arecord exited ${r.code}: ${rec.stderr().trim()}`);
+  const raw = readFileSync(file);
+  // arecord -d counts samples, not time: it ends with all of them
+  check(raw.length === 4 * RATE * seconds, `arecord captured ${raw.length >> 2} sample frames, not ${RATE * seconds}`);
+  return { ...checkRamp(raw), wallS: (Date.now() - t0) / 1000 };
+}
+
+async function endsCleanly(statefile: string, flow: ReturnType<typeof cli>, detachArgs: string[]): Promise<void> {
+  const d = cli(detachArgs);
+  check((await d.exited).code === 0, `detach failed: ${d.stderr().trim()}`);
+  const r = await Promise.race([flow.exited, sleep(30_000).then(() => undefined)]);
+  check(r !== undefined, `the flow did not end within 30 s after detach: ${flow.stderr().trim()}`);
+  check(r.code === 0, `the flow exited ${r.code}: ${flow.stderr().trim()}`);
+  check(vhciPorts().every((p) => p.status === 4), `vhci ports still used: ${JSON.stringify(vhciPorts().filter((p) => p.status !== 4))}`);
+  check(statefile === "" || !existsSync(statefile), "statefile left behind");
+  await waitFor("no process of ours left", () => ourProcesses().length === 0, 20_000).catch(() => check(false, `processes left: ${ourProcesses().join(" | ")}`));
+}
+
+const rate = (c: RampCheck & { wallS: number }) => `${Math.round(c.samples / c.wallS)} sample frames/s of ${RATE} (${((100 * c.samples) / (RATE * c.wallS)).toFixed(0)}%), ${c.discontinuities} discontinuities, ${((100 * c.skipped) / (c.skipped + c.samples)).toFixed(0)}% lost`;
+
+async function microphone(importMode: "kernel" | "relay", restarts: number): Promise<string> {
+  modprobe("snd-usb-audio"); // no udev in the guest: drivers are not autoloaded
+  const statefile = `/run/tmp/state-mic-${importMode}`;
+  const flow = cli(["qrexec-sim", "--", process.execPath, CLI, "import", statefile, "--mode", importMode, "--", process.execPath, CLI, "export", "--virtual", "uac-microphone"]);
+  const { local } = await waitImported(statefile, flow);
+  const card = await cardOf(local);
+  const first = await capture(card, 3, "/run/tmp/mic.raw");
+  const notes = [`3 s of samples in ${first.wallS.toFixed(1)} s: ${rate(first)}`];
+  // stop and restart: each stop unlinks every queued iso URB; the stream must come back each time
+  for (let i = 0; i < restarts; i++) {
+    const c = await capture(card, 1, "/run/tmp/mic-restart.raw");
+    check(flow.child.exitCode === null, `the flow ended after restart ${i + 1}: ${flow.stderr().trim()}`);
+    if (i === restarts - 1) notes.push(`${restarts} restarts, the last: ${rate(c)}`);
+  }
+  await endsCleanly(statefile, flow, ["detach", "--statefile", statefile]);
+  const dmesg = sh("dmesg");
+  check(!/BUG:|Oops|general protection|usbip.*(error|invalid)|isoc.*invalid/i.test(dmesg.split("\n").slice(-200).join("\n")), `kernel log: ${dmesg.split("\n").slice(-8).join(" | ")}`);
+  return notes.join("; ");
+}
+
+export const isoScenarios: Scenario[] = [
+  { name: "iso IN: virtual UAC1 microphone through vhci-hcd (kernel-mode import): snd-usb-audio binds it, arecord captures the ramp in order, detach cleans up", run: () => microphone("kernel", 0) },
+  { name: "iso IN: virtual UAC1 microphone through the frontend relay: the ramp in order, 10 stream stops and restarts (every iso URB unlinked each time), detach cleans up", run: () => microphone("relay", 10) },
+];
