@@ -7,8 +7,12 @@
  *   CMD_UNLINK → 'E' for the victim URB (status -ECONNRESET: an unlink request);
  *   RET_UNLINK → 'C' for the victim with the unlink's status, no data.
  * The URB id is the CMD_SUBMIT's seqnum, so Wireshark pairs submits and completions.
+ * Iso URBs carry their descriptors as usbmon's mmapped API does: ndesc at byte 60, then ndesc
+ * 16-byte descriptors (status, offset, length, padding) before the data, counted in len_cap;
+ * a completion's length is the packet's actual_length, and iso IN data is laid out at the
+ * packets' offsets (the wire packs it; usbmon sees the buffer after usbip_pad_iso).
  */
-import { contiguous, type Message } from "../protocol/messages.js";
+import { contiguous, type IsoPacket, type Message } from "../protocol/messages.js";
 import type { SubmittedUrb } from "../protocol/urb-table.js";
 
 /** usbmon xfer_type values. */
@@ -31,6 +35,7 @@ function guessType(ep: number, iso: boolean, interval: number): number {
 export function usbmonEvent(m: Message, tsMicros: bigint, ctx: UrbContext = {}): Buffer[] | undefined {
   const h = Buffer.alloc(64);
   let data: Buffer | undefined;
+  let descs: Buffer | undefined;
   const sec = tsMicros / 1_000_000n;
   const usec = Number(tsMicros % 1_000_000n);
   const put = (id: number, type: string, xfer: number, ep: number, dir: number, devid: number) => {
@@ -52,6 +57,7 @@ export function usbmonEvent(m: Message, tsMicros: bigint, ctx: UrbContext = {}):
       else if (m.isoPackets) {
         h.writeInt32LE(0, 40);
         h.writeInt32LE(m.isoPackets.length, 44);
+        descs = isoDescriptors(m.isoPackets, false);
       }
       h.writeInt32LE(-115, 28); // -EINPROGRESS, as usbmon reports a submit
       h.writeUInt32LE(m.transferBufferLength, 32);
@@ -71,11 +77,12 @@ export function usbmonEvent(m: Message, tsMicros: bigint, ctx: UrbContext = {}):
       h[14] = 0x2d;
       h.writeInt32LE(m.status, 28);
       h.writeUInt32LE(m.actualLength, 32);
-      if (dir === 1 && m.payload.length > 0) data = contiguous(m.payload);
+      if (dir === 1 && m.payload.length > 0) data = m.isoPackets ? unpackIso(contiguous(m.payload), m.isoPackets) : contiguous(m.payload);
       h[15] = data ? 0 : 0x3e; // data present : '>'
       if (m.isoPackets) {
         h.writeInt32LE(m.errorCount, 40);
         h.writeInt32LE(m.isoPackets.length, 44);
+        descs = isoDescriptors(m.isoPackets, true);
       }
       h.writeInt32LE(m.startFrame, 52);
       break;
@@ -93,6 +100,30 @@ export function usbmonEvent(m: Message, tsMicros: bigint, ctx: UrbContext = {}):
     default:
       return undefined;
   }
-  h.writeUInt32LE(data?.length ?? 0, 36); // len_cap
-  return data ? [h, data] : [h];
+  h.writeUInt32LE((descs?.length ?? 0) + (data?.length ?? 0), 36); // len_cap
+  if (descs) h.writeUInt32LE(descs.length / 16, 60); // ndesc
+  return [h, ...(descs ? [descs] : []), ...(data ? [data] : [])];
+}
+
+/** usbmon's mon_bin_isodesc per packet: status, offset, length (actual_length on completion), padding. */
+function isoDescriptors(packets: readonly IsoPacket[], completed: boolean): Buffer {
+  const b = Buffer.alloc(packets.length * 16);
+  packets.forEach((p, i) => {
+    b.writeInt32LE(p.status | 0, i * 16);
+    b.writeUInt32LE(p.offset >>> 0, i * 16 + 4);
+    b.writeUInt32LE((completed ? p.actualLength : p.length) >>> 0, i * 16 + 8);
+  });
+  return b;
+}
+
+/** The wire's packed iso IN data put back at each packet's offset (what usbip_pad_iso does). */
+function unpackIso(packed: Buffer, packets: readonly IsoPacket[]): Buffer {
+  const end = packets.reduce((n, p) => (p.actualLength > 0 ? Math.max(n, p.offset + p.actualLength) : n), 0);
+  const out = Buffer.alloc(end);
+  let at = 0;
+  for (const p of packets) {
+    packed.copy(out, p.offset, at, at + p.actualLength);
+    at += p.actualLength;
+  }
+  return out;
 }

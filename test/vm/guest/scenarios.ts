@@ -36,7 +36,8 @@ export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, 
  * The core set (VM_SET=core): what CI runs on every kernel besides the one that gets the full
  * suite — kernel-mode storage with both detach directions, kernel usbtest, storage and usbtest
  * through each relay and both, the hostile peers, userspace disk and usbtest, the virtual disk
- * and keyboard, Debian's usbip both ways, kill -9 of each party, SuperSpeed and its gate.
+ * and keyboard, Debian's usbip both ways, kill -9 of each party, SuperSpeed and its gate, and
+ * the isochronous IN scenarios (the virtual microphone, kernel mode and the frontend relay).
  */
 const CORE = [
   /^kernel mode: gadget disk/,
@@ -53,7 +54,7 @@ const CORE = [
   /^connect --tcp imports a gadget disk from Debian's usbipd/,
   /^kernel mode: kill -9 of the /,
   /^SuperSpeed/,
-  /^iso /,
+  /^iso IN/,
 ];
 for (const s of scenarios) if (CORE.some((re) => re.test(s.name))) s.core = true;
 
