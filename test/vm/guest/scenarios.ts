@@ -18,6 +18,7 @@ import { lifecycleScenarios } from "./scenario-lifecycle.js";
 import { cycleScenario } from "./scenario-cycles.js";
 import { seedParityDetachAll, seedParityQubesDbReset } from "./scenario-seed-parity.js";
 import { isoScenarios } from "./scenario-iso.js";
+import { usbAudioScenarios } from "./scenario-usb-audio.js";
 
 export interface Scenario {
   name: string;
@@ -30,14 +31,15 @@ export interface Scenario {
   run(): Promise<void | string>;
 }
 
-export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, seedParityQubesDbReset, seedParityDetachAll, ...relayScenarios, ...superSpeedScenarios, policyDeniesStorage, hostileFrontend, hostileBackend, ...virtualScenarios, ...isoScenarios, ...tcpScenarios, ...userspaceScenarios, directUnlink, ...faultScenarios, packageScenario, rpmPackageScenario, ...lifecycleScenarios, cycleScenario, benchThroughput];
+export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, seedParityQubesDbReset, seedParityDetachAll, ...relayScenarios, ...superSpeedScenarios, policyDeniesStorage, hostileFrontend, hostileBackend, ...virtualScenarios, ...isoScenarios, ...usbAudioScenarios, ...tcpScenarios, ...userspaceScenarios, directUnlink, ...faultScenarios, packageScenario, rpmPackageScenario, ...lifecycleScenarios, cycleScenario, benchThroughput];
 
 /**
  * The core set (VM_SET=core): what CI runs on every kernel besides the one that gets the full
  * suite — kernel-mode storage with both detach directions, kernel usbtest, storage and usbtest
  * through each relay and both, the hostile peers, userspace disk and usbtest, the virtual disk
  * and keyboard, Debian's usbip both ways, kill -9 of each party, SuperSpeed and its gate, and
- * the isochronous IN scenarios (the virtual microphone, kernel mode and the frontend relay).
+ * isochronous IN (the virtual microphone, kernel mode and the frontend relay) and OUT (qemu's USB
+ * audio, kernel mode and the frontend relay; the backend relay and both relays in the full suite).
  */
 const CORE = [
   /^kernel mode: gadget disk/,
@@ -55,6 +57,7 @@ const CORE = [
   /^kernel mode: kill -9 of the /,
   /^SuperSpeed/,
   /^iso IN/,
+  /^iso OUT: qemu's USB audio (exported and imported in kernel mode|through the frontend relay)/,
 ];
 for (const s of scenarios) if (CORE.some((re) => re.test(s.name))) s.core = true;
 
