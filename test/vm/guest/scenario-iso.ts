@@ -12,8 +12,9 @@
  */
 import { existsSync, readFileSync, readdirSync, realpathSync, rmSync } from "node:fs";
 import type { Scenario } from "./scenarios.js";
-import { check, modprobe, sh, sleep, start, waitFor } from "./lib.js";
-import { cli, CLI, ourProcesses, vhciPorts, waitImported } from "./flows.js";
+import path from "node:path";
+import { check, dmesgLines, modprobe, sh, sleep, start, waitFor } from "./lib.js";
+import { cli, CLI, ourProcesses, repo, vhciPorts, waitImported } from "./flows.js";
 
 const RATE = 48_000;
 
@@ -120,9 +121,50 @@ function checkIsoTrace(file: string): string {
   return `trace: ${iso.length} iso completions decoded, none malformed`;
 }
 
+const HOSTILE_ISO = path.join(repo, "dist/test/vm/guest/hostile-iso.js");
+// what vhci-hcd prints when a bad iso PDU reaches it (usbip_recv_iso and friends)
+const VHCI_ISO_ERRORS = /recv iso|invalid num packets|recv xbuf|malicious|iso frame|number_of_packets/i;
+const HOSTILE_ISO_CASES: Array<[string, RegExp]> = [
+  ["packets", /USBIP_ERR_PACKET_COUNT/],
+  ["offsets", /USBIP_ERR_ISO_MISMATCH/],
+  ["sum", /USBIP_ERR_ISO_SUM/],
+  ["error-count", /USBIP_ERR_ERROR_COUNT/],
+  ["non-iso", /USBIP_ERR_(PACKET_COUNT|TRUNCATED|ISO)/],
+  ["iso-on-control", /USBIP_ERR_PACKET_COUNT/],
+];
+
+/** A malicious backend breaks a live iso stream; the frontend relay refuses it before vhci-hcd sees it. */
+async function hostileIsoBackend(): Promise<string> {
+  modprobe("snd-usb-audio");
+  const seen: string[] = [];
+  for (const [what, rule] of HOSTILE_ISO_CASES) {
+    const since = dmesgLines().length;
+    const statefile = `/run/tmp/state-hostile-iso-${what}`;
+    const flow = cli(["qrexec-sim", "--", process.execPath, CLI, "import", statefile, "--mode", "relay", "--", process.execPath, HOSTILE_ISO, what]);
+    const { local } = await waitImported(statefile, flow);
+    const card = await cardOf(local);
+    // a live stream: capture until the violation ends it (iso-on-control: at the stream's stop)
+    const rec = start("arecord", ["-q", "-D", `hw:${card},0`, "-f", "S16_LE", "-r", String(RATE), "-c", "2", "-t", "raw", "--buffer-time=4000000", "-d", "2", "/run/tmp/hostile.raw"]);
+    const r = await Promise.race([flow.exited, sleep(120_000).then(() => undefined)]);
+    check(r !== undefined, `${what}: import did not end; stderr: ${flow.stderr().trim()}`);
+    await Promise.race([rec.exited, sleep(15_000).then(() => rec.child.kill("SIGKILL"))]);
+    check(r.code === 2, `${what}: import exit ${r.code}, expected 2; stderr: ${flow.stderr().trim()}`);
+    const line = flow.stderr().trim().split("\n").find((l) => rule.test(l)) ?? "";
+    check(/at byte \d+/.test(line) && /seqnum \d+/.test(line), `${what}: rule, seqnum and offset not named: ${flow.stderr().trim()}`);
+    await waitFor(`${what}: vhci ports free`, () => vhciPorts().every((p) => p.status === 4), 15_000);
+    check(!existsSync(statefile), `${what}: statefile left`);
+    const bad = dmesgLines().slice(since).filter((l) => VHCI_ISO_ERRORS.test(l) || /BUG:|Oops|general protection/.test(l));
+    check(bad.length === 0, `${what}: the frontend kernel saw it: ${bad.join(" | ")}`);
+    seen.push(`${what}: ${/USBIP_ERR_\w+/.exec(line)?.[0]}`);
+  }
+  await waitFor("no process of ours left", () => ourProcesses().length === 0, 20_000).catch(() => check(false, `processes left: ${ourProcesses().join(" | ")}`));
+  return seen.join(", ");
+}
+
 export const isoScenarios: Scenario[] = [
   { name: "iso IN: virtual UAC1 microphone through vhci-hcd (kernel-mode import): snd-usb-audio binds it, arecord captures the ramp in order, detach cleans up", run: () => microphone("kernel", 0) },
   { name: "iso IN: virtual UAC1 microphone through the frontend relay: the ramp in order, 10 stream stops and restarts (every iso URB unlinked each time), detach cleans up", run: () => microphone("relay", 10) },
   // tshark dissecting ~10^4 iso events costs about a minute under TCG: in the full suite only
   { name: "iso trace: the frontend relay's --trace of a microphone stream decodes in tshark with the iso descriptors, nothing malformed", run: () => microphone("relay", 0, true) },
+  { name: "hostile iso: a malicious backend breaks a live microphone stream with each iso violation in turn; the frontend relay refuses each before vhci-hcd sees it (exit 2, rule, seqnum and offset named), the port frees, the kernel logs nothing", run: hostileIsoBackend },
 ];
