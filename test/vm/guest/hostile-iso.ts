@@ -1,6 +1,6 @@
 /**
  * A hostile backend on a live isochronous stream (run by qrexec-sim): it is the virtual UAC1
- * microphone, answering honestly, until the stream has carried ISO_HONEST iso URBs; then it
+ * microphone, answering honestly, until the stream has carried ISO_HONEST (20) iso URBs; then it
  * answers the next one (or, for `iso-on-control`, the next control URB) with the violation
  * named by CASE:
  *   packets         number_of_packets different from what was submitted
@@ -19,7 +19,7 @@ import type { CmdSubmit, RetSubmit } from "../../../protocol/messages.js";
 import { openLink } from "../../../qrexec/link.js";
 import { UacMicrophone } from "../../../device/uac-microphone.js";
 
-const ISO_HONEST = 40;
+const ISO_HONEST = 20;
 const which = process.argv[2] ?? "";
 const CASES = ["packets", "offsets", "sum", "error-count", "non-iso", "iso-on-control"];
 if (!CASES.includes(which)) {
