@@ -158,12 +158,12 @@ async function playAndCheck(busid: string, statefile: string, flow: ReturnType<t
     return share;
   }
   // Measured under TCG: snd-usb-audio keeps 3 playback URBs of 6 ms in flight and submits the
-  // next ones only as they complete, so the share that reaches the device is 18 ms per round
-  // trip; a relay adds a Node process to each (~100 ms a cycle through one relay here, against
-  // a few ms in kernel mode), and what does not go out before the stream ends is not played:
-  // 45-49% through one relay, 23% through both, 94% in kernel mode. The floor is what that
-  // emulation cost leaves, well below it; a relay that dropped or reordered URBs fails the
-  // order check above, whatever the share.
+  // next ones only as they complete, so what reaches the device is 18 ms of audio per round
+  // trip, and what has not gone out when the stream ends is not played. A relay adds a Node hop
+  // to each trip: with the machine to itself 68-94% through one relay, 51-55% through both (94%
+  // in kernel mode); with a second VM beside it ~100 ms a trip and 23-49%. The floor only says
+  // the stream flowed; a relay that dropped or reordered URBs fails the order check above,
+  // whatever the share.
   const floor = 0.1;
   check(got.share >= floor, `only ${share} (the kernel path: ${kernelShare === undefined ? "not run" : `${(100 * kernelShare).toFixed(1)}%`})`);
   return `${share}; kernel path in this boot: ${kernelShare === undefined ? "not run" : `${(100 * kernelShare).toFixed(1)}%`}`;

@@ -38,9 +38,9 @@ export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, 
  * suite — kernel-mode storage with both detach directions, kernel usbtest, storage and usbtest
  * through each relay and both, the hostile peers, userspace disk and usbtest, the virtual disk
  * and keyboard, Debian's usbip both ways, kill -9 of each party, SuperSpeed and its gate, and
- * isochronous IN (the virtual microphone, kernel mode and the frontend relay) and OUT (qemu's USB
- * audio in kernel mode; through the relays, the hostile iso backend and the iso trace in the
- * full suite, for CI's time).
+ * isochronous IN (the virtual microphone, kernel mode and the frontend relay), OUT (qemu's USB
+ * audio, kernel mode and the frontend relay) and the hostile iso backend; qemu's audio through
+ * the backend relay and both, and the iso trace, in the full suite (CI's time).
  */
 const CORE = [
   /^kernel mode: gadget disk/,
@@ -58,7 +58,8 @@ const CORE = [
   /^kernel mode: kill -9 of the /,
   /^SuperSpeed/,
   /^iso IN/,
-  /^iso OUT: qemu's USB audio exported and imported in kernel mode/,
+  /^iso OUT: qemu's USB audio (exported and imported in kernel mode|through the frontend relay)/,
+  /^hostile iso/,
 ];
 for (const s of scenarios) if (CORE.some((re) => re.test(s.name))) s.core = true;
 
