@@ -121,6 +121,35 @@ function checkIsoTrace(file: string): string {
   return `trace: ${iso.length} iso completions decoded, none malformed`;
 }
 
+/** The microphone over `serve --tcp`, imported by Debian's `usbip attach`, captured, detached with `usbip detach`. */
+async function microphoneOverTcp(): Promise<string> {
+  modprobe("vhci-hcd", "snd-usb-audio");
+  const PORT = 3298;
+  const srv = cli(["serve", "--tcp", `127.0.0.1:${PORT}`, "--virtual", "uac-microphone", "--verbose"]);
+  try {
+    await waitFor("serve listening", () => {
+      if (srv.child.exitCode !== null) throw new Error(`serve exited ${srv.child.exitCode}: ${srv.stderr().trim()}`);
+      return /listening on/.test(srv.stderr());
+    }, 30_000);
+    const list = sh("usbip", ["--tcp-port", String(PORT), "list", "-r", "127.0.0.1"]);
+    check(/virtual-1: .*1d6b:0107/.test(list) && /01\/01\/00/.test(list), `usbip list -r: ${list}`);
+    sh("usbip", ["--tcp-port", String(PORT), "attach", "-r", "127.0.0.1", "-b", "virtual-1"]);
+    const { port, local } = await waitFor("the attached microphone", () => {
+      const p = vhciPorts().find((x) => x.status === 6 && x.local !== "0-0" && existsSync(`/sys/bus/usb/devices/${x.local}`));
+      return p && { port: p.port, local: p.local };
+    }, 60_000);
+    const card = await cardOf(local);
+    const got = await capture(card, 2, "/run/tmp/mic-tcp.raw");
+    sh("usbip", ["detach", "-p", String(port)]);
+    await waitFor("the port to be free", () => vhciPorts().every((p) => p.status === 4), 30_000);
+    await waitFor("the session to end on the server", () => /virtual-1 session ended/.test(srv.stderr()), 30_000);
+    return `2 s of samples in ${got.wallS.toFixed(1)} s: ${rate(got)}`;
+  } finally {
+    srv.child.kill("SIGTERM");
+    await Promise.race([srv.exited, sleep(20_000)]);
+  }
+}
+
 const HOSTILE_ISO = path.join(repo, "dist/test/vm/guest/hostile-iso.js");
 // what vhci-hcd prints when a bad iso PDU reaches it (usbip_recv_iso and friends)
 const VHCI_ISO_ERRORS = /recv iso|invalid num packets|recv xbuf|malicious|iso frame|number_of_packets/i;
@@ -167,4 +196,5 @@ export const isoScenarios: Scenario[] = [
   // tshark dissecting ~10^4 iso events costs about a minute under TCG: in the full suite only
   { name: "iso trace: the frontend relay's --trace of a microphone stream decodes in tshark with the iso descriptors, nothing malformed", run: () => microphone("relay", 0, true) },
   { name: "hostile iso: a malicious backend breaks a live microphone stream with each iso violation in turn; the frontend relay refuses each before vhci-hcd sees it (exit 2, rule, seqnum and offset named), the port frees, the kernel logs nothing", run: hostileIsoBackend },
+  { name: "iso IN over TCP: serve --tcp offers the virtual microphone, Debian's 'usbip attach' imports it, arecord captures the ramp in order, 'usbip detach' ends it", run: microphoneOverTcp },
 ];
