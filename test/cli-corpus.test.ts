@@ -10,7 +10,7 @@
  */
 import test from "ava";
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -194,6 +194,7 @@ for (const [i, c] of cases.entries()) {
   // one case at a time: ninety CLI starts at once on two cores would make the bounds a race
   test.serial(`corpus: ${c.name}`, async (t) => {
     const dir = mkdtempSync(path.join(tmpdir(), "usbip-qrexec-corpus-"));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
     populate(dir);
     const rundir = path.join(dir, "run");
     mkdirSync(rundir);
