@@ -11,7 +11,7 @@ import type { CmdSubmit } from "../protocol/messages.js";
 import { DescType } from "../usb/descriptors.js";
 import { Recipient, RequestType, recipient, requestType, Request, type Setup } from "../usb/setup.js";
 import type { UrbHandle, UrbResult } from "./urb-device.js";
-import { STALL, VirtualDevice } from "./virtual-device.js";
+import { modelDescriptor, STALL, VirtualDevice } from "./virtual-device.js";
 import { PendingUrbs } from "./pending-urbs.js";
 
 /** The boot keyboard report descriptor of HID 1.11 Appendix B.1 (63 bytes). */
@@ -59,21 +59,9 @@ export class HidKeyboard extends VirtualDevice {
   typed = 0;
 
   constructor(devid: number, text: string, private readonly delayMs = 2000, name = "vkbd") {
-    super(name, devid, "12", {
-      bcdUSB: 0x0200,
-      class: 0,
-      subClass: 0,
-      protocol: 0,
-      maxPacketSize0: 64,
-      idVendor: 0x1d6b,
-      idProduct: 0x0105,
-      bcdDevice: 0x0100,
-      manufacturer: "usbip-qrexec",
-      product: "Virtual Keyboard",
-      configs: [{ value: 1, attributes: 0xa0, maxPower: 50, interfaces: [{ number: 0, alternate: 0, class: 3, subClass: 1, protocol: 1,
+    super(name, devid, "12", modelDescriptor(0x0105, "Virtual Keyboard", [{ value: 1, attributes: 0xa0, maxPower: 50, interfaces: [{ number: 0, alternate: 0, class: 3, subClass: 1, protocol: 1,
         extra: Buffer.from([9, DescType.HID, 0x11, 0x01, 0, 1, DescType.HID_REPORT, BOOT_KEYBOARD_REPORT.length & 0xff, BOOT_KEYBOARD_REPORT.length >> 8]),
-        endpoints: [{ address: 0x81, attributes: 3, maxPacketSize: 8, interval: 10 }] }] }],
-    });
+        endpoints: [{ address: 0x81, attributes: 3, maxPacketSize: 8, interval: 10 }] }] }]));
     this.queue = reportsFor(text);
   }
 

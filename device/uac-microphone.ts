@@ -16,7 +16,7 @@ import type { CmdSubmit } from "../protocol/messages.js";
 import { Recipient, RequestType, recipient, requestType, type Setup } from "../usb/setup.js";
 import { IsoInStream, realClock, type Clock } from "./iso-in-stream.js";
 import type { UrbHandle, UrbResult } from "./urb-device.js";
-import { STALL, VirtualDevice } from "./virtual-device.js";
+import { modelDescriptor, STALL, VirtualDevice } from "./virtual-device.js";
 
 export const MIC_RATE = 48_000;
 export const MIC_SAMPLES_PER_FRAME = MIC_RATE / 1000;
@@ -69,25 +69,13 @@ export class UacMicrophone extends VirtualDevice {
     ]);
     // class-specific endpoint: sampling frequency control, no lock delay
     const csEndpoint = Buffer.from([7, CS_ENDPOINT, 1, SAMPLING_FREQ_CONTROL, 0, ...u16(0)]);
-    super(name, devid, "12", {
-      bcdUSB: 0x0200,
-      class: 0,
-      subClass: 0,
-      protocol: 0,
-      maxPacketSize0: 64,
-      idVendor: 0x1d6b,
-      idProduct: 0x0107,
-      bcdDevice: 0x0100,
-      manufacturer: "usbip-qrexec",
-      product: "Virtual Microphone",
-      configs: [{ value: 1, attributes: 0x80, maxPower: 50, interfaces: [
+    super(name, devid, "12", modelDescriptor(0x0107, "Virtual Microphone", [{ value: 1, attributes: 0x80, maxPower: 50, interfaces: [
         { number: 0, alternate: 0, class: 1, subClass: 1, protocol: 0, extra: ac, endpoints: [] },
         { number: 1, alternate: 0, class: 1, subClass: 2, protocol: 0, endpoints: [] },
         { number: 1, alternate: 1, class: 1, subClass: 2, protocol: 0, extra: asGeneral,
           // iso, asynchronous (bmAttributes 0x05), 1 ms
           endpoints: [{ address: ENDPOINT, attributes: 0x05, maxPacketSize: MAX_PACKET, interval: 1, audio: { refresh: 0, synchAddress: 0 }, extra: csEndpoint }] },
-      ] }],
-    });
+      ] }]));
     this.stream = new IsoInStream(1, rampFrame, clock);
   }
 

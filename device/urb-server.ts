@@ -16,7 +16,7 @@ import { ClientStreamDecoder } from "../protocol/client-decoder.js";
 import { Direction, Errno, TransferFlag } from "../protocol/constants.js";
 import { encode } from "../protocol/encoder.js";
 import { ProtocolError } from "../protocol/errors.js";
-import type { CmdSubmit, CmdUnlink, ServerMessage } from "../protocol/messages.js";
+import type { CmdSubmit, CmdUnlink, RetSubmit, ServerMessage } from "../protocol/messages.js";
 import { checkCmdSubmit, checkCmdUnlink, type DeviceView } from "../protocol/relay-rules.js";
 import { RecentSeqnums } from "../protocol/recent-seqnums.js";
 import { pauseWhileBacklogged } from "../relay/backpressure.js";
@@ -160,29 +160,11 @@ export class UrbServer {
     this.send({ kind: "RET_SUBMIT", seqnum: e.cmd.seqnum, devid: 0, direction: 0, ep: 0, status, actualLength, startFrame: 0, numberOfPackets: 0, errorCount: 0, payload: data && data.length > 0 ? [data] : [] });
   }
 
-  /**
-   * An iso RET_SUBMIT, as stub_tx sends it: every submitted descriptor back (offset, length as
-   * submitted; actual_length and status from the device), actual_length = their sum, error_count
-   * = packets with a status, and for IN the packets' bytes packed in order, gaps removed
-   * (vhci's usbip_pad_iso moves them back to their offsets).
-   */
   private sendIso(e: InFlight, r: UrbResult): void {
-    const sent = e.cmd.isoPackets!;
-    const isIn = e.cmd.direction === Direction.IN;
-    const data = r.data ?? Buffer.alloc(0);
-    const packets = sent.map((p, i) => {
-      const got = r.isoPackets?.[i];
-      // a packet the device said nothing of moved nothing (-EXDEV: "not transferred", as usb_submit_urb presets it)
-      const status = got?.status ?? (r.status === 0 ? Errno.EXDEV : 0);
-      const room = isIn ? Math.max(0, Math.min(p.length, data.length - p.offset)) : p.length;
-      return { offset: p.offset, length: p.length, actualLength: Math.max(0, Math.min(got?.actualLength ?? 0, room)), status };
-    });
-    const payload = isIn ? packets.filter((p) => p.actualLength > 0).map((p) => data.subarray(p.offset, p.offset + p.actualLength)) : [];
-    const actualLength = packets.reduce((n, p) => n + p.actualLength, 0);
-    if (isIn) this.stats.inBytes += actualLength;
-    else this.stats.outBytes += actualLength;
-    const errorCount = packets.filter((p) => p.status !== 0).length;
-    this.send({ kind: "RET_SUBMIT", seqnum: e.cmd.seqnum, devid: 0, direction: 0, ep: 0, status: r.status, actualLength, startFrame: r.startFrame ?? 0, numberOfPackets: packets.length, errorCount, payload, isoPackets: packets });
+    const ret = isoRetSubmit(e.cmd, r);
+    if (e.cmd.direction === Direction.IN) this.stats.inBytes += ret.actualLength;
+    else this.stats.outBytes += ret.actualLength;
+    this.send(ret);
   }
 
   private unlink(m: CmdUnlink, at: number): void {
@@ -225,4 +207,27 @@ export class UrbServer {
     this.input.destroy();
     this.resolveDone(r);
   }
+}
+
+/**
+ * An iso RET_SUBMIT, as stub_tx sends it: every submitted descriptor back (offset, length as
+ * submitted; actual_length and status from the device), actual_length = their sum, error_count
+ * = packets with a status, and for IN the packets' bytes packed in order, gaps removed
+ * (vhci's usbip_pad_iso moves them back to their offsets).
+ */
+export function isoRetSubmit(cmd: CmdSubmit, r: UrbResult): RetSubmit {
+  const sent = cmd.isoPackets ?? [];
+  const isIn = cmd.direction === Direction.IN;
+  const data = r.data ?? Buffer.alloc(0);
+  const packets = sent.map((p, i) => {
+    const got = r.isoPackets?.[i];
+    // a packet the device said nothing of moved nothing (-EXDEV: "not transferred", as usb_submit_urb presets it)
+    const status = got?.status ?? (r.status === 0 ? Errno.EXDEV : 0);
+    const room = isIn ? Math.max(0, Math.min(p.length, data.length - p.offset)) : p.length;
+    return { offset: p.offset, length: p.length, actualLength: Math.max(0, Math.min(got?.actualLength ?? 0, room)), status };
+  });
+  const payload = isIn ? packets.filter((p) => p.actualLength > 0).map((p) => data.subarray(p.offset, p.offset + p.actualLength)) : [];
+  const actualLength = packets.reduce((n, p) => n + p.actualLength, 0);
+  const errorCount = packets.filter((p) => p.status !== 0).length;
+  return { kind: "RET_SUBMIT", seqnum: cmd.seqnum, devid: 0, direction: 0, ep: 0, status: r.status, actualLength, startFrame: r.startFrame ?? 0, numberOfPackets: packets.length, errorCount, payload, isoPackets: packets };
 }

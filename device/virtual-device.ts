@@ -15,6 +15,11 @@ import { settled, type UrbDevice, type UrbHandle, type UrbResult } from "./urb-d
 
 export const STALL: UrbResult = { status: Errno.EPIPE };
 
+/** The device descriptor fields every model of ours shares: USB 2.0, class at interface level, 64-byte ep 0, vendor 1d6b. */
+export function modelDescriptor(idProduct: number, product: string, configs: DeviceDesc["configs"]): DeviceDesc {
+  return { bcdUSB: 0x0200, class: 0, subClass: 0, protocol: 0, maxPacketSize0: 64, idVendor: 0x1d6b, idProduct, bcdDevice: 0x0100, manufacturer: "usbip-qrexec", product, configs };
+}
+
 export abstract class VirtualDevice implements UrbDevice {
   protected configuration = 0;
   protected readonly halted = new Set<number>();

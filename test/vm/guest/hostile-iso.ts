@@ -18,6 +18,7 @@ import { encode } from "../../../protocol/encoder.js";
 import type { CmdSubmit, RetSubmit } from "../../../protocol/messages.js";
 import { openLink } from "../../../qrexec/link.js";
 import { UacMicrophone } from "../../../device/uac-microphone.js";
+import { isoRetSubmit } from "../../../device/urb-server.js";
 
 const ISO_HONEST = 20;
 const which = process.argv[2] ?? "";
@@ -35,7 +36,7 @@ const send = (m: RetSubmit) => {
   for (const b of encode(m)) link.output.write(b);
 };
 
-/** The honest RET_SUBMIT for `c`, as the URB server builds it (iso: packed, every descriptor back). */
+/** The honest RET_SUBMIT for `c`, as the URB server builds it (iso: device/urb-server.ts isoRetSubmit). */
 async function honest(c: CmdSubmit): Promise<RetSubmit> {
   const r = await mic.submit(c, c.direction === Direction.OUT ? Buffer.concat(c.payload) : Buffer.alloc(0)).result;
   const base: RetSubmit = { kind: "RET_SUBMIT", seqnum: c.seqnum, devid: 0, direction: 0, ep: 0, status: r.status, actualLength: 0, startFrame: 0, numberOfPackets: 0, errorCount: 0, payload: [] };
@@ -43,9 +44,7 @@ async function honest(c: CmdSubmit): Promise<RetSubmit> {
     const data = c.direction === Direction.IN ? (r.data ?? Buffer.alloc(0)).subarray(0, c.transferBufferLength) : undefined;
     return { ...base, actualLength: data ? data.length : c.transferBufferLength, payload: data && data.length > 0 ? [data] : [] };
   }
-  const packets = c.isoPackets.map((p, i) => ({ offset: p.offset, length: p.length, actualLength: r.isoPackets?.[i]?.actualLength ?? 0, status: 0 }));
-  const payload = packets.filter((p) => p.actualLength > 0).map((p) => r.data!.subarray(p.offset, p.offset + p.actualLength));
-  return { ...base, actualLength: packets.reduce((n, p) => n + p.actualLength, 0), numberOfPackets: packets.length, isoPackets: packets, payload, startFrame: r.startFrame ?? 0 };
+  return isoRetSubmit(c, r);
 }
 
 function tamper(m: RetSubmit): RetSubmit {
