@@ -13,6 +13,10 @@ import { check, diskOf, dmesgLines, ended, sha256, waitFor, type Spawned } from 
 import { cli, kernelFlow, ourProcesses, vhciPorts, waitImported } from "./flows.js";
 
 const CYCLES = Number(process.env.VM_CYCLES ?? 100);
+// cycle i's kind is i % 4 (kernel, relay, userspace, tcp) and its detach side / TCP mode (i >> 2) % 2:
+// 8 cycles run each of the 8 kinds once, and the second TCP session is what the server's fds after
+// the first are compared against
+const MIN_CYCLES = 8;
 const MIB = 1 << 20;
 const TCP_PORT = 3251;
 
@@ -21,6 +25,7 @@ function fdCount(pid: number): number {
 }
 
 async function cycles(): Promise<string> {
+  if (!Number.isInteger(CYCLES) || CYCLES < MIN_CYCLES) throw new Error(`VM_CYCLES=${process.env.VM_CYCLES}: at least ${MIN_CYCLES} cycles are needed to run each kind once and compare the server's fds across two TCP sessions`);
   const img = "/run/tmp/cycle.img";
   const vimg = "/run/tmp/cycle-virtual.img";
   makeImage(img, 8);
