@@ -12,7 +12,7 @@ import type { Logger } from "../qrexec/log.js";
 import { openLink } from "../qrexec/link.js";
 import { UrbRelay } from "../relay/urb-relay.js";
 import { runExport } from "./export-lifecycle.js";
-import { UsbipError } from "../protocol/errors.js";
+import { RelayViolationError } from "../protocol/errors.js";
 import type { Message } from "../protocol/messages.js";
 import type { SubmittedUrb } from "../protocol/urb-table.js";
 import { PcapngTrace } from "../trace/writer.js";
@@ -48,7 +48,7 @@ export async function exportRelay(opts: ExportRelayOptions): Promise<number> {
 }
 
 function exportRelayTraced(opts: ExportRelayOptions, trace: PcapngTrace | undefined): Promise<number> {
-  let violation: string | undefined;
+  let violation: RelayViolationError | undefined;
   return runExport({
     ...opts,
     async body(ctx) {
@@ -79,14 +79,14 @@ function exportRelayTraced(opts: ExportRelayOptions, trace: PcapngTrace | undefi
       const r = await relay.done;
       if (r.violation) {
         const e = r.violation.error;
-        violation = `refused a message from the frontend: ${e.code} at byte ${e.offset}${e.seqnum === undefined ? "" : ` (seqnum ${e.seqnum})`}: ${e.rule}`;
-        ctx.log.warn(violation);
+        violation = new RelayViolationError(e, "frontend");
+        ctx.log.warn(violation.message);
       }
       ctx.log.info(`relay: ${JSON.stringify(r.stats)}`);
       return r.reason;
     },
   }).then((code) => {
-    if (violation !== undefined) throw new UsbipError("USBIP_ERR_RELAY_VIOLATION", violation);
+    if (violation !== undefined) throw violation;
     return code;
   });
 }

@@ -9,7 +9,7 @@ import { HidKeyboard } from "../device/hid-keyboard.js";
 import { MassStorageDevice } from "../device/mass-storage.js";
 import { UacMicrophone } from "../device/uac-microphone.js";
 import type { UrbDevice } from "../device/urb-device.js";
-import { UsbipError } from "../protocol/errors.js";
+import { UsbipError, RuntimeCode, UsageError } from "../protocol/errors.js";
 import { terminationSignal } from "../qrexec/agent.js";
 import type { Logger } from "../qrexec/log.js";
 import { serveOnLink } from "./serve-link.js";
@@ -24,28 +24,28 @@ export async function openVirtual(spec: string, devid = VIRTUAL_DEVID, name?: st
   const arg = colon < 0 ? undefined : spec.slice(colon + 1);
   if (kind === "hid-keyboard") return new HidKeyboard(devid, arg ?? DEFAULT_TEXT, typeDelayMs, name);
   if (kind === "uac-microphone") {
-    if (arg !== undefined) throw new UsbipError("USBIP_ERR_USAGE", "uac-microphone takes no argument: --virtual uac-microphone");
+    if (arg !== undefined) throw new UsageError("uac-microphone takes no argument: --virtual uac-microphone");
     return new UacMicrophone(devid, name);
   }
   if (kind === "mass-storage") {
-    if (arg === undefined || arg === "") throw new UsbipError("USBIP_ERR_USAGE", "mass-storage needs an image file: --virtual mass-storage:FILE");
+    if (arg === undefined || arg === "") throw new UsageError("mass-storage needs an image file: --virtual mass-storage:FILE");
     let st;
     try {
       st = statSync(arg);
     } catch {
-      throw new UsbipError("USBIP_ERR_USAGE", `mass-storage image ${arg} does not exist (create one, e.g. truncate -s 64M ${arg})`);
+      throw new UsageError(`mass-storage image ${arg} does not exist (create one, e.g. truncate -s 64M ${arg})`);
     }
-    if (st.isDirectory()) throw new UsbipError("USBIP_ERR_USAGE", `mass-storage image ${arg} is a directory, not an image file`);
-    if (!st.isFile() && !st.isBlockDevice()) throw new UsbipError("USBIP_ERR_USAGE", `mass-storage image ${arg} is not a regular file or block device`);
+    if (st.isDirectory()) throw new UsageError(`mass-storage image ${arg} is a directory, not an image file`);
+    if (!st.isFile() && !st.isBlockDevice()) throw new UsageError(`mass-storage image ${arg} is not a regular file or block device`);
     try {
       return await MassStorageDevice.open(arg, devid, name);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (code === "EACCES" || code === "EPERM" || code === "EROFS") throw new UsbipError("USBIP_ERR_INPUT", `mass-storage image ${arg}: cannot open it for reading and writing (${code === "EROFS" ? "read-only file system" : "permission denied"})`);
+      if (code === "EACCES" || code === "EPERM" || code === "EROFS") throw new UsbipError(RuntimeCode.INPUT, `mass-storage image ${arg}: cannot open it for reading and writing (${code === "EROFS" ? "read-only file system" : "permission denied"})`);
       throw e;
     }
   }
-  throw new UsbipError("USBIP_ERR_USAGE", `unknown virtual device "${kind}" (hid-keyboard[:TEXT], mass-storage:FILE or uac-microphone)`);
+  throw new UsageError(`unknown virtual device "${kind}" (hid-keyboard[:TEXT], mass-storage:FILE or uac-microphone)`);
 }
 
 export async function exportVirtual(spec: string, log: Logger, typeDelayMs?: number): Promise<number> {

@@ -15,7 +15,7 @@ import type * as UsbModule from "usb";
 import { Direction, Errno, UsbSpeed } from "../protocol/constants.js";
 import type { EndpointType } from "../protocol/client-decoder.js";
 import type { CmdSubmit, DeviceRecord, InterfaceRecord } from "../protocol/messages.js";
-import { UsbipError } from "../protocol/errors.js";
+import { UsbipError, GlueCode } from "../protocol/errors.js";
 import type { SpeedString } from "../protocol/speed.js";
 import { parseSetup, Recipient, Request, RequestType, recipient, requestType, ENDPOINT_HALT } from "../usb/setup.js";
 import { settled, type UrbDevice, type UrbHandle, type UrbResult } from "../device/urb-device.js";
@@ -29,7 +29,7 @@ function loadUsb(): Usb {
   try {
     return (createRequire(import.meta.url)("usb") as typeof UsbModule).usb;
   } catch (e) {
-    throw new UsbipError("USBIP_ERR_LIBUSB", `userspace mode needs node-usb (the 'usb' package): ${(e as Error).message.split("\n")[0]}`);
+    throw new UsbipError(GlueCode.LIBUSB, `userspace mode needs node-usb (the 'usb' package): ${(e as Error).message.split("\n")[0]}`);
   }
 }
 
@@ -64,11 +64,11 @@ export class LibusbDevice implements UrbDevice {
   static open(busnum: number, devnum: number, busid: string, speed: SpeedString, log: Logger): LibusbDevice {
     const usb = loadUsb();
     const dev = usb.getDeviceList().find((d) => d.busNumber === busnum && d.deviceAddress === devnum);
-    if (dev === undefined) throw new UsbipError("USBIP_ERR_LIBUSB", `libusb does not see ${busid} (bus ${busnum} device ${devnum})`);
+    if (dev === undefined) throw new UsbipError(GlueCode.LIBUSB, `libusb does not see ${busid} (bus ${busnum} device ${devnum})`);
     try {
       dev.open();
     } catch (e) {
-      throw new UsbipError("USBIP_ERR_LIBUSB", `cannot open ${busid} with libusb: ${(e as Error).message} (root, or a udev rule granting access, is needed)`);
+      throw new UsbipError(GlueCode.LIBUSB, `cannot open ${busid} with libusb: ${(e as Error).message} (root, or a udev rule granting access, is needed)`);
     }
     const d = new LibusbDevice(usb, dev, ((busnum << 16) | devnum) >>> 0, speed, busid, log);
     d.claimAll();

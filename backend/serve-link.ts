@@ -5,7 +5,7 @@
  */
 import type { UrbDevice } from "../device/urb-device.js";
 import { UrbServer } from "../device/urb-server.js";
-import { UsbipError } from "../protocol/errors.js";
+import { RelayViolationError } from "../protocol/errors.js";
 import { formatHandshake } from "../protocol/handshake.js";
 import { openLink } from "../qrexec/link.js";
 import type { Logger } from "../qrexec/log.js";
@@ -19,9 +19,6 @@ export async function serveOnLink(device: UrbDevice, log: Logger, stop: Promise<
   stop.then(() => server.stop(), () => {});
   const r = await server.done;
   log.info(`session ended (${r.reason}): ${JSON.stringify(r.stats)}`);
-  if (r.violation) {
-    const e = r.violation;
-    throw new UsbipError("USBIP_ERR_RELAY_VIOLATION", `refused a message from the frontend: ${e.code} at byte ${e.offset}${e.seqnum === undefined ? "" : ` (seqnum ${e.seqnum})`}: ${e.rule}`);
-  }
+  if (r.violation) throw new RelayViolationError(r.violation, "frontend");
   return 0;
 }

@@ -12,7 +12,7 @@ import net from "node:net";
 import { ClientStreamDecoder } from "../protocol/client-decoder.js";
 import { OpStatus } from "../protocol/constants.js";
 import { encode } from "../protocol/encoder.js";
-import { UsbipError } from "../protocol/errors.js";
+import { UsbipError, PeerDataError, WireCode, GlueCode, formatViolation, RuntimeCode, UsageError } from "../protocol/errors.js";
 import type { ClientMessage, ListedDevice, Message } from "../protocol/messages.js";
 import type { UrbDevice } from "../device/urb-device.js";
 import { UrbServer } from "../device/urb-server.js";
@@ -66,7 +66,7 @@ export async function serveTcp(o: ServeOptions): Promise<number> {
     recordFromSysfs(sysfs, busid); // fails now, with a clear message, if it cannot be described
     entries.push({ busid, record: () => recordFromSysfs(sysfs, busid), busy: false });
   }
-  if (entries.length === 0) throw new UsbipError("USBIP_ERR_USAGE", "nothing to serve: give DEVICE arguments and/or --virtual SPEC");
+  if (entries.length === 0) throw new UsageError("nothing to serve: give DEVICE arguments and/or --virtual SPEC");
   const sessions = new Set<() => void>();
   const server = net.createServer({ pauseOnConnect: true }, (sock) => void connection(sock).catch((e: Error) => {
     o.log.warn(`connection from ${sock.remoteAddress}: ${e.message}`);
@@ -83,7 +83,7 @@ export async function serveTcp(o: ServeOptions): Promise<number> {
       sock.end();
       return;
     }
-    if (req.kind !== "OP_REQ_IMPORT") throw new UsbipError("USBIP_ERR_UNEXPECTED_OP", `${req.kind} before any OP request`);
+    if (req.kind !== "OP_REQ_IMPORT") throw new PeerDataError(WireCode.UNEXPECTED_OP, `${req.kind} before any OP request`);
     const e = entries.find((x) => x.busid === req.busid);
     if (e === undefined || e.busy) {
       o.log.warn(`${peer}: import of ${req.busid} refused: ${e === undefined ? "no such device" : "busy"}`);
@@ -103,7 +103,7 @@ export async function serveTcp(o: ServeOptions): Promise<number> {
 
   async function serveUserspace(sock: net.Socket, e: Entry, peer: string): Promise<void> {
     const info = describeDevice(sysfs, e.busid);
-    if (!isSpeedString(info.speed)) throw new UsbipError("USBIP_ERR_DEVICE", `${e.busid}: unsupported speed "${info.speed}"`);
+    if (!isSpeedString(info.speed)) throw new UsbipError(GlueCode.BAD_DEVICE, `${e.busid}: unsupported speed "${info.speed}"`);
     checkNotExported(sysfs, e.busid);
     // killed with SIGKILL mid-session, the guard resets the device and gives its interfaces back
     const guard = guardExport(e.busid);
@@ -137,7 +137,7 @@ export async function serveTcp(o: ServeOptions): Promise<number> {
     s.start();
     const r = await s.done;
     sessions.delete(stop);
-    if (r.violation) o.log.warn(`${peer}: ${e.busid}: refused a message: ${r.violation.code} at byte ${r.violation.offset}: ${r.violation.rule}`);
+    if (r.violation) o.log.warn(`${peer}: ${e.busid}: refused a message: ${formatViolation(r.violation)}`);
     o.log.info(`${peer}: ${e.busid} session ended (${r.reason}): ${JSON.stringify(r.stats)}`);
   }
 
@@ -167,7 +167,7 @@ export async function serveTcp(o: ServeOptions): Promise<number> {
 
   await new Promise<void>((resolve, reject) => {
     const where = o.host === undefined ? `port ${o.port} (every address)` : formatHostPort(o.host, o.port);
-    server.once("error", (e: NodeJS.ErrnoException) => reject(new UsbipError("USBIP_ERR_LISTEN", `cannot listen on ${where}: ${e.code === "EADDRINUSE" ? "the port is in use" : e.code === "EACCES" ? "permission denied" : e.code === "EADDRNOTAVAIL" ? "no such local address" : (e.code ?? e.message)}`)));
+    server.once("error", (e: NodeJS.ErrnoException) => reject(new UsbipError(RuntimeCode.LISTEN, `cannot listen on ${where}: ${e.code === "EADDRINUSE" ? "the port is in use" : e.code === "EACCES" ? "permission denied" : e.code === "EADDRNOTAVAIL" ? "no such local address" : (e.code ?? e.message)}`)));
     server.listen(o.port, o.host, () => resolve());
   });
   const addr = server.address() as net.AddressInfo;
@@ -186,23 +186,23 @@ export async function serveTcp(o: ServeOptions): Promise<number> {
 function readRequest(sock: net.Socket): Promise<ClientMessage> {
   return new Promise((resolve, reject) => {
     const dec = new ClientStreamDecoder({ phase: "op" });
-    const timer = setTimeout(() => finish(new UsbipError("USBIP_ERR_TIMEOUT", "no OP request within 30 s")), 30_000);
+    const timer = setTimeout(() => finish(new UsbipError(GlueCode.TIMEOUT, "no OP request within 30 s")), 30_000);
     const finish = (r: ClientMessage | Error) => {
       clearTimeout(timer);
       sock.off("data", onData);
       stopReading(sock);
       if (r instanceof Error) reject(r);
-      else if (dec.buffered > 0) reject(new UsbipError("USBIP_ERR_PROTOCOL", "data after the OP request before the reply"));
+      else if (dec.buffered > 0) reject(new PeerDataError(WireCode.TRAILING_DATA, "data after the OP request before the reply"));
       else resolve(r);
     };
     const onData = (c: Buffer) => {
       dec.push(c);
       const m = dec.next();
       if (m !== null) finish(m);
-      else if (dec.error) finish(new UsbipError(dec.error.code, `malformed OP request at byte ${dec.error.offset}: ${dec.error.rule}`));
+      else if (dec.error) finish(new PeerDataError(dec.error.code, `malformed OP request: ${formatViolation(dec.error)}`));
     };
     sock.on("data", onData);
-    sock.once("end", () => finish(new UsbipError("USBIP_ERR_CLOSED", "closed before an OP request")));
+    sock.once("end", () => finish(new UsbipError(RuntimeCode.CLOSED, "closed before an OP request")));
     sock.once("error", (e) => finish(e));
     sock.resume();
   });

@@ -1,10 +1,11 @@
 /** `usbip-qrexec bench [--json] [--quick] [--vm]`: the benchmarks of bench/, side by side. */
+import { UsbipError, RuntimeCode } from "../protocol/errors.js";
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Command, parse, printHelp, writeOut } from "./command.js";
-import { CliError, ExitCode } from "./errors.js";
+import { ExitCode } from "./errors.js";
 
 const help = `usage: usbip-qrexec bench [--json] [--quick] [--vm]
 
@@ -44,7 +45,7 @@ export const benchCommand: Command = {
       return ExitCode.OK;
     }
     const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../bench");
-    if (!existsSync(path.join(dir, "codec.js"))) throw new CliError("USBIP_ERR_INPUT", "bench: the benchmarks are not part of this installation (the Debian package ships the CLI only); run 'npx usbip-qrexec bench' in a source checkout");
+    if (!existsSync(path.join(dir, "codec.js"))) throw new UsbipError(RuntimeCode.INPUT, "bench: the benchmarks are not part of this installation (the Debian package ships the CLI only); run 'npx usbip-qrexec bench' in a source checkout");
     const names = ["codec", "relay", "soak", ...(values.vm ? ["vm"] : [])];
     const results: BenchOut[] = [];
     for (const name of names) {

@@ -1,10 +1,10 @@
 /** `usbip-qrexec connect --tcp HOST:PORT --busid B [STATEFILE] [--mode kernel|relay]` */
 import { guardImport } from "../kernel-glue/orphan-guard.js";
 import { connectTcp } from "../frontend/connect-tcp.js";
-import { UsbipError } from "../protocol/errors.js";
+import { RelayViolationError } from "../protocol/errors.js";
 import { makeLogger } from "../qrexec/log.js";
 import { type Command, parse, printHelp } from "./command.js";
-import { CliError, ExitCode, UsageError } from "./errors.js";
+import { ExitCode, UsageError } from "./errors.js";
 import { parseHostPort } from "./hostport.js";
 import { loadPolicy } from "./import.js";
 import { mkdirSync } from "node:fs";
@@ -62,7 +62,7 @@ export const connectCommand: Command = {
     try {
       return await connectTcp({ host, port, busid: values.busid, mode: values.mode, statefile, log: makeLogger("connect", values.verbose === true), trace: values.trace, policy });
     } catch (e) {
-      if (e instanceof UsbipError && e.code === "USBIP_ERR_RELAY_VIOLATION") throw new CliError(e.code, `connect: ${e.message}`, ExitCode.PROTOCOL);
+      if (e instanceof RelayViolationError) throw e.withPrefix("connect");
       throw e;
     } finally {
       guard.disarm();

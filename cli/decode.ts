@@ -1,4 +1,5 @@
 /** `usbip-qrexec decode --from-client FILE --from-server FILE [--format ndjson|text]` */
+import { formatViolation } from "../protocol/errors.js";
 import { causalOrder, decodeCapture } from "../protocol/capture.js";
 import { statusName, opStatusName } from "../protocol/constants.js";
 import { summarize, type MessageRecord } from "../protocol/summary.js";
@@ -68,7 +69,7 @@ export const decodeCommand: Command = {
           ? JSON.stringify({ from: item.from, error: e.code, offset: e.offset, rule: e.rule, ...(e.seqnum === undefined ? {} : { seqnum: e.seqnum }) }) + "\n"
           : `${"ERROR".padEnd(6)} ${item.from.padEnd(6)} ${String(e.offset).padStart(9)} ${e.code}: ${e.rule}\n`;
         await writeOut(out);
-        process.stderr.write(`usbip-qrexec: decode: ${item.from} stream ${file}: malformed at byte ${e.offset}: ${e.rule} (${e.code})\n`);
+        process.stderr.write(`usbip-qrexec: decode: ${item.from} stream ${file}: malformed: ${formatViolation(e)}\n`);
         return ExitCode.PROTOCOL;
       }
       const r = summarize(item.message, item.from, item.offset, item.from === "server" ? item.matched : undefined);

@@ -15,7 +15,7 @@ import { connectService } from "../host/service-link.js";
 import { UsbHost } from "../host/usb-host.js";
 import { makeLogger } from "../qrexec/log.js";
 import { terminationSignal } from "../qrexec/agent.js";
-import { InterruptedError } from "../protocol/errors.js";
+import { InterruptedError, formatViolation } from "../protocol/errors.js";
 import { runQrexecSim } from "../qrexec/sim.js";
 import { UrbRelay } from "../relay/urb-relay.js";
 import { type Command, parse, printHelp, writeOut } from "./command.js";
@@ -207,7 +207,7 @@ async function localSide(spec: string, chunkBytes: number): Promise<number> {
     host.close();
     relay.stop();
     const r = await relay.done;
-    result.relay = { cmdSubmit: r.stats.cmdSubmit, retSubmit: r.stats.retSubmit, violation: r.violation ? `${r.violation.error.code} at byte ${r.violation.error.offset}: ${r.violation.error.rule}` : null };
+    result.relay = { cmdSubmit: r.stats.cmdSubmit, retSubmit: r.stats.retSubmit, violation: r.violation ? formatViolation(r.violation.error) : null };
     if (r.violation) problems.push(`relay: ${result.relay.violation}`);
     result.ok = problems.length === 0;
     writeFileSync(resultFile, JSON.stringify(result));

@@ -1,4 +1,5 @@
 /** `usbip-qrexec detach --statefile F` (frontend) and `detach --busid B` (backend). */
+import { UsbipError, GlueCode } from "../protocol/errors.js";
 import { readFileSync, rmSync } from "node:fs";
 import { Sysfs } from "../kernel-glue/sysfs.js";
 import { Vhci, VdevStatus } from "../kernel-glue/vhci.js";
@@ -8,7 +9,7 @@ import { resetDevice } from "../kernel-glue/system.js";
 import { giveBack } from "../kernel-glue/give-back.js";
 import { alive, readImportRecord, removeStaleExportPid, runningExports } from "../qrexec/rundir.js";
 import { type Command, parse, printHelp } from "./command.js";
-import { CliError, ExitCode, UsageError } from "./errors.js";
+import { ExitCode, UsageError } from "./errors.js";
 
 const help = `usage: usbip-qrexec detach --statefile STATEFILE
        usbip-qrexec detach -p PORT
@@ -61,7 +62,7 @@ export const detachCommand: Command = {
     if (orphanOf !== undefined) {
       if (!/^[1-9]\d{0,9}$/.test(orphanOf)) throw new UsageError(`detach: --orphan-of takes a process id, not "${orphanOf}"`);
       if (values.all) throw new UsageError("detach: --orphan-of goes with --statefile or --busid, not --all");
-      if (alive(Number(orphanOf))) throw new CliError("USBIP_ERR_BUSY", `detach: process ${orphanOf} is still running (use detach without --orphan-of to stop it)`);
+      if (alive(Number(orphanOf))) throw new UsbipError(GlueCode.BUSY, `detach: process ${orphanOf} is still running (use detach without --orphan-of to stop it)`);
       return values.statefile !== undefined ? detachStatefile(values.statefile, true) : detachOrphanedExport(values.busid!, Number(orphanOf));
     }
     if (values.statefile !== undefined) return detachStatefile(values.statefile);
@@ -76,13 +77,13 @@ async function detachStatefile(file: string, orphaned = false): Promise<number> 
     text = readFileSync(file, "utf8").trim();
   } catch {
     if (orphaned) return ExitCode.OK; // it died before attaching, or after its own cleanup
-    throw new CliError("USBIP_ERR_NOT_ATTACHED", `detach: ${file}: no such statefile (not attached)`);
+    throw new UsbipError(GlueCode.NOT_ATTACHED, `detach: ${file}: no such statefile (not attached)`);
   }
   const port = Number(text);
-  if (!/^\d+$/.test(text)) throw new CliError("USBIP_ERR_STATEFILE", `detach: ${file} does not hold a port number`);
+  if (!/^\d+$/.test(text)) throw new UsbipError(GlueCode.STATEFILE, `detach: ${file} does not hold a port number`);
   const vhci = new Vhci(new Sysfs());
   const p = vhci.port(port);
-  if (p === undefined) throw new CliError("USBIP_ERR_STATEFILE", `detach: vhci-hcd has no port ${port}`);
+  if (p === undefined) throw new UsbipError(GlueCode.STATEFILE, `detach: vhci-hcd has no port ${port}`);
   if (p.status !== VdevStatus.NULL) vhci.detach(port);
   rmSync(file, { force: true });
   await vhci.waitDetached(port, p.localBusid, 15_000);
@@ -93,8 +94,8 @@ async function detachStatefile(file: string, orphaned = false): Promise<number> 
 async function detachPort(port: number): Promise<number> {
   const vhci = new Vhci(new Sysfs());
   const p = vhci.port(port);
-  if (p === undefined) throw new CliError("USBIP_ERR_NOT_ATTACHED", `detach: vhci-hcd has no port ${port} (see 'usbip-qrexec port')`);
-  if (p.status === VdevStatus.NULL) throw new CliError("USBIP_ERR_NOT_ATTACHED", `detach: port ${port} is not in use`);
+  if (p === undefined) throw new UsbipError(GlueCode.NOT_ATTACHED, `detach: vhci-hcd has no port ${port} (see 'usbip-qrexec port')`);
+  if (p.status === VdevStatus.NULL) throw new UsbipError(GlueCode.NOT_ATTACHED, `detach: port ${port} is not in use`);
   const record = readImportRecord(port);
   vhci.detach(port);
   if (record !== undefined) rmSync(record.statefile, { force: true });
@@ -107,7 +108,7 @@ async function stopExport(busid: string, pid: number): Promise<void> {
   process.kill(pid, "SIGTERM");
   const end = Date.now() + 20_000;
   while (alive(pid)) {
-    if (Date.now() > end) throw new CliError("USBIP_ERR_TIMEOUT", `detach: the export of ${busid} (pid ${pid}) did not end within 20 s`);
+    if (Date.now() > end) throw new UsbipError(GlueCode.TIMEOUT, `detach: the export of ${busid} (pid ${pid}) did not end within 20 s`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -120,10 +121,10 @@ async function detachBusid(busid: string): Promise<number> {
     return ExitCode.OK;
   }
   const sysfs = new Sysfs();
-  if (new UsbipHost(sysfs).driver(busid) !== "usbip-host") throw new CliError("USBIP_ERR_NOT_ATTACHED", `detach: device ${busid} not found or not attached to any VM`);
+  if (new UsbipHost(sysfs).driver(busid) !== "usbip-host") throw new UsbipError(GlueCode.NOT_ATTACHED, `detach: device ${busid} not found or not attached to any VM`);
   // no exporter left (it was killed): the seed's zombie-device fix
   const problems = await giveBack(sysfs, busid);
-  if (problems.length > 0) throw new CliError("USBIP_ERR_GIVE_BACK", `detach: ${busid}: ${problems.join("; ")}`);
+  if (problems.length > 0) throw new UsbipError(GlueCode.GIVE_BACK, `detach: ${busid}: ${problems.join("; ")}`);
   return ExitCode.OK;
 }
 
@@ -136,7 +137,7 @@ async function detachAll(): Promise<number> {
     if (host.driver(busid) !== "usbip-host") continue;
     for (const p of await giveBack(sysfs, busid)) problems.push(`${busid}: ${p}`);
   }
-  if (problems.length > 0) throw new CliError("USBIP_ERR_GIVE_BACK", `detach --all: ${problems.join("; ")}`);
+  if (problems.length > 0) throw new UsbipError(GlueCode.GIVE_BACK, `detach --all: ${problems.join("; ")}`);
   return ExitCode.OK;
 }
 
@@ -158,7 +159,7 @@ async function detachOrphanedExport(busid: string, pid: number): Promise<number>
   const sysfs = new Sysfs();
   if (!sysfs.exists(`bus/usb/devices/${busid}`)) return ExitCode.OK; // unplugged meanwhile
   const problems = new UsbipHost(sysfs).driver(busid) === "usbip-host" ? await giveBack(sysfs, busid) : await resetAndReprobe(sysfs, busid);
-  if (problems.length > 0) throw new CliError("USBIP_ERR_GIVE_BACK", `detach: ${busid}: ${problems.join("; ")}`);
+  if (problems.length > 0) throw new UsbipError(GlueCode.GIVE_BACK, `detach: ${busid}: ${problems.join("; ")}`);
   process.stderr.write(`usbip-qrexec: detach: ${busid} given back after its export (pid ${pid}) died\n`);
   return ExitCode.OK;
 }

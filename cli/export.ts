@@ -1,8 +1,8 @@
 /** `usbip-qrexec export DEVICE [--mode kernel]` — the body of the qubes.USB service. */
-import { UsbipError } from "../protocol/errors.js";
+import { RelayViolationError } from "../protocol/errors.js";
 import { makeLogger } from "../qrexec/log.js";
 import { type Command, parse, printHelp } from "./command.js";
-import { CliError, ExitCode, UsageError } from "./errors.js";
+import { ExitCode, UsageError } from "./errors.js";
 
 const help = `usage: usbip-qrexec export DEVICE [--mode kernel|relay|userspace]
                             [--trace FILE.pcapng] [--verbose]
@@ -79,8 +79,8 @@ export const exportCommand: Command = {
         const { exportVirtual } = await import("../backend/export-virtual.js");
         return await exportVirtual(values.virtual, makeLogger("export", values.verbose === true), delay);
       } catch (e) {
-        if (e instanceof UsbipError && e.code === "USBIP_ERR_USAGE") throw new UsageError(`export: ${e.message}`);
-        if (e instanceof UsbipError && e.code === "USBIP_ERR_RELAY_VIOLATION") throw new CliError(e.code, `export: ${e.message}`, ExitCode.PROTOCOL);
+        if (e instanceof UsageError) throw new UsageError(`export: ${e.message}`);
+        if (e instanceof RelayViolationError) throw e.withPrefix("export");
         throw e;
       }
     }
@@ -95,7 +95,7 @@ export const exportCommand: Command = {
       if (values.mode === "userspace") return await (await import("../backend/export-userspace.js")).exportUserspace(o);
       return await (await import("../backend/export-kernel.js")).exportKernel(o);
     } catch (e) {
-      if (e instanceof UsbipError && e.code === "USBIP_ERR_RELAY_VIOLATION") throw new CliError(e.code, `export: ${e.message}`, ExitCode.PROTOCOL);
+      if (e instanceof RelayViolationError) throw e.withPrefix("export");
       throw e;
     }
   },

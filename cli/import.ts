@@ -1,12 +1,12 @@
 /** `usbip-qrexec import STATEFILE [--mode kernel]` — the local process of qubes.USBAttach. */
 import { reportToAttachService } from "../frontend/attach-report.js";
-import { UsbipError } from "../protocol/errors.js";
+import { UsbipError, RelayViolationError, RuntimeCode } from "../protocol/errors.js";
 import { parsePolicy, PolicyParseError, type Policy } from "../protocol/policy.js";
 import { readFileSync } from "node:fs";
 import { makeLogger } from "../qrexec/log.js";
 import { guardImport } from "../kernel-glue/orphan-guard.js";
 import { type Command, parse, printHelp } from "./command.js";
-import { CliError, ExitCode, UsageError } from "./errors.js";
+import { ExitCode, UsageError } from "./errors.js";
 
 const help = `usage: usbip-qrexec import STATEFILE [--mode kernel|relay] [--trace FILE.pcapng]
                             [--policy FILE] [--verbose]
@@ -74,7 +74,7 @@ export const importCommand: Command = {
       return await (values.mode === "relay" ? (await import("../frontend/import-relay.js")).importRelay(o) : (await import("../frontend/import-kernel.js")).importKernel(o));
     } catch (e) {
       if (e instanceof UsbipError) reportToAttachService(e.code, e.message);
-      if (e instanceof UsbipError && e.code === "USBIP_ERR_RELAY_VIOLATION") throw new CliError(e.code, `import: ${e.message}`, ExitCode.PROTOCOL);
+      if (e instanceof RelayViolationError) throw e.withPrefix("import");
       throw e;
     } finally {
       guard.disarm();
@@ -87,7 +87,7 @@ export function loadPolicy(file: string, cmd = "import"): Policy {
   try {
     text = readFileSync(file, "utf8");
   } catch (e) {
-    throw new CliError("USBIP_ERR_INPUT", `${cmd}: cannot read the policy ${file}: ${(e as NodeJS.ErrnoException).code}`);
+    throw new UsbipError(RuntimeCode.INPUT, `${cmd}: cannot read the policy ${file}: ${(e as NodeJS.ErrnoException).code}`);
   }
   try {
     return parsePolicy(text);

@@ -1,6 +1,7 @@
 /** Reading the recorded streams `decode` and `pcap` take: FILE, or "-" for standard input. */
+import { UsbipError, RuntimeCode } from "../protocol/errors.js";
 import { readFile } from "node:fs/promises";
-import { CliError, UsageError } from "./errors.js";
+import { UsageError } from "./errors.js";
 
 const why = (code: string | undefined) => (code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a directory" : code === "EACCES" ? "permission denied" : (code ?? "EIO"));
 
@@ -19,7 +20,7 @@ export async function readInputs(cmd: string, paths: string[]): Promise<Buffer[]
       try {
         return await readFile(p);
       } catch (e) {
-        throw new CliError("USBIP_ERR_INPUT", `${cmd}: cannot read ${p}: ${why((e as NodeJS.ErrnoException).code)}`);
+        throw new UsbipError(RuntimeCode.INPUT, `${cmd}: cannot read ${p}: ${why((e as NodeJS.ErrnoException).code)}`);
       }
     }),
   );
@@ -27,5 +28,5 @@ export async function readInputs(cmd: string, paths: string[]): Promise<Buffer[]
 
 /** Both streams empty: most likely the wrong files. */
 export function refuseEmpty(cmd: string, paths: string[], inputs: Buffer[]): void {
-  if (inputs.every((b) => b.length === 0)) throw new CliError("USBIP_ERR_INPUT", `${cmd}: the capture is empty (${paths.map((p) => (p === "-" ? "stdin" : p)).join(" and ")} hold no bytes)`);
+  if (inputs.every((b) => b.length === 0)) throw new UsbipError(RuntimeCode.INPUT, `${cmd}: the capture is empty (${paths.map((p) => (p === "-" ? "stdin" : p)).join(" and ")} hold no bytes)`);
 }

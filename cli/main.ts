@@ -3,10 +3,10 @@
  * Set USBIP_QREXEC_DEBUG=1 to get stack traces of unexpected errors.
  */
 import { readFileSync } from "node:fs";
-import { InterruptedError, PEER_DATA_CODES, UsbipError } from "../protocol/errors.js";
+import { UsageError, UsbipError } from "../protocol/errors.js";
 import { commands } from "./commands.js";
 import { latchTerminationSignals } from "../qrexec/agent.js";
-import { CliError, EXIT_STATUS_HELP, ExitCode, signalExitCode } from "./errors.js";
+import { EXIT_STATUS_HELP, ExitCode, exitCodeOf } from "./errors.js";
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
@@ -49,7 +49,7 @@ export async function main(argv: string[]): Promise<number> {
     return ExitCode.OK;
   }
   const entry = commands.find((c) => c.name === name);
-  if (entry === undefined) throw new CliError("USBIP_ERR_USAGE", `unknown command "${name}" (see 'usbip-qrexec --help')`, ExitCode.USAGE);
+  if (entry === undefined) throw new UsageError(`unknown command "${name}" (see 'usbip-qrexec --help')`);
   if (entry.latchSignals) latchTerminationSignals();
   const cmd = await entry.load();
   exitWhenDone = cmd.exitWhenDone === true;
@@ -57,18 +57,10 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 function report(e: unknown): number {
-  if (e instanceof CliError) {
-    process.stderr.write(`usbip-qrexec: ${e.message}\n`);
-    return e.exitCode;
-  }
-  if (e instanceof InterruptedError) {
-    // a signal is a clean stop: the command cleaned up on its way out; say so in one line
-    process.stderr.write(`usbip-qrexec: ${e.message}\n`);
-    return signalExitCode(e.signal);
-  }
+  // a signal is a clean stop (the command cleaned up on its way out): one line, like any error
   if (e instanceof UsbipError) {
     process.stderr.write(`usbip-qrexec: ${e.message}\n`);
-    return PEER_DATA_CODES.has(e.code) ? ExitCode.PROTOCOL : ExitCode.FAILURE;
+    return exitCodeOf(e);
   }
   const msg = e instanceof Error ? e.message : String(e);
   process.stderr.write(`usbip-qrexec: internal error: ${msg.split("\n")[0]}${process.env.USBIP_QREXEC_DEBUG ? `\n${(e as Error).stack ?? ""}` : " (set USBIP_QREXEC_DEBUG=1 for details)"}\n`);

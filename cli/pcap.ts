@@ -1,10 +1,10 @@
 /** `usbip-qrexec pcap --from-client FILE --from-server FILE -o OUT.pcapng` */
 import { statSync } from "node:fs";
 import { causalOrder, decodeCapture } from "../protocol/capture.js";
-import { UsbipError } from "../protocol/errors.js";
+import { UsbipError, RuntimeCode, formatViolation } from "../protocol/errors.js";
 import { PcapngTrace } from "../trace/writer.js";
 import { type Command, parse, printHelp } from "./command.js";
-import { CliError, ExitCode, UsageError } from "./errors.js";
+import { ExitCode, UsageError } from "./errors.js";
 import { readInputs, refuseEmpty } from "./input.js";
 
 const help = `usage: usbip-qrexec pcap --from-client FILE --from-server FILE -o OUT.pcapng
@@ -46,7 +46,7 @@ export const pcapCommand: Command = {
     try {
       trace = PcapngTrace.open(output);
     } catch (e) {
-      throw new CliError("USBIP_ERR_OUTPUT", `pcap: ${(e as UsbipError).message}`);
+      throw new UsbipError(RuntimeCode.OUTPUT, `pcap: ${(e as UsbipError).message}`);
     }
     let ts = startMicros([cf, sf]);
     let fault: { from: string; offset: number; rule: string; code: string } | undefined;
@@ -59,10 +59,10 @@ export const pcapCommand: Command = {
     } catch (e) {
       // `-o - | head`: the reader took what it wanted, as for decode
       if (output === "-" && (e as { code?: string }).code === "EPIPE") return ExitCode.OK;
-      throw new CliError("USBIP_ERR_OUTPUT", `pcap: cannot write ${output}: ${(e as Error).message}`);
+      throw new UsbipError(RuntimeCode.OUTPUT, `pcap: cannot write ${output}: ${(e as Error).message}`);
     }
     if (fault !== undefined) {
-      process.stderr.write(`usbip-qrexec: pcap: ${fault.from} stream malformed at byte ${fault.offset}: ${fault.rule} (${fault.code}); ${trace.count} events written\n`);
+      process.stderr.write(`usbip-qrexec: pcap: ${fault.from} stream malformed: ${formatViolation(fault)}; ${trace.count} events written\n`);
       return ExitCode.PROTOCOL;
     }
     return ExitCode.OK;

@@ -2,11 +2,11 @@
 import { enumerate } from "../host/enumerate.js";
 import { formatLsusb } from "../host/lsusb-format.js";
 import { connectService, type ServiceLink } from "../host/service-link.js";
-import { InterruptedError } from "../protocol/errors.js";
+import { InterruptedError, UsbipError, GlueCode } from "../protocol/errors.js";
 import { terminationSignal } from "../qrexec/agent.js";
 import { UsbHost } from "../host/usb-host.js";
 import { type Command, parse, printHelp, writeOut } from "./command.js";
-import { CliError, ExitCode, UsageError } from "./errors.js";
+import { ExitCode, UsageError } from "./errors.js";
 
 const help = `usage: usbip-qrexec probe [--json] [--timeout S] -- SERVICE_CMD...
        usbip-qrexec probe [--json] [--timeout S] --stdio
@@ -59,7 +59,7 @@ export const probeCommand: Command = {
       const e = await Promise.race([
         enumerate(host),
         new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new CliError("USBIP_ERR_TIMEOUT", `probe: the device did not finish answering within ${timeout} s (--timeout)`)), Math.max(0, deadline - Date.now()));
+          timer = setTimeout(() => reject(new UsbipError(GlueCode.TIMEOUT, `probe: the device did not finish answering within ${timeout} s (--timeout)`)), Math.max(0, deadline - Date.now()));
         }),
         stop.promise.then((s) => {
           throw new InterruptedError(s, "while enumerating the device");

@@ -1,6 +1,6 @@
 /** `usbip-qrexec serve --tcp HOST:PORT [DEVICE...] [--virtual SPEC]...` */
 import { serveTcp } from "../backend/serve-tcp.js";
-import { UsbipError } from "../protocol/errors.js";
+
 import { makeLogger } from "../qrexec/log.js";
 import { type Command, parse, printHelp } from "./command.js";
 import { ExitCode, UsageError } from "./errors.js";
@@ -51,7 +51,7 @@ export const serveCommand: Command = {
     try {
       return await serveTcp({ host, port, virtual: values.virtual, devices: positionals, deviceMode: values.mode, log: makeLogger("serve", values.verbose === true), onListening: (_p, where) => process.stderr.write(`usbip-qrexec serve: listening on ${where}\n`) });
     } catch (e) {
-      if (e instanceof UsbipError && e.code === "USBIP_ERR_USAGE") throw new UsageError(`serve: ${e.message}`);
+      if (e instanceof UsageError) throw new UsageError(`serve: ${e.message}`);
       throw e;
     }
   },

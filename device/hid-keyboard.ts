@@ -6,7 +6,7 @@
  * report per character. Interrupt IN URBs wait until there is a report (a keyboard NAKs).
  */
 import { Errno } from "../protocol/constants.js";
-import { UsbipError } from "../protocol/errors.js";
+import { UsageError } from "../protocol/errors.js";
 import type { CmdSubmit } from "../protocol/messages.js";
 import { DescType } from "../usb/descriptors.js";
 import { Recipient, RequestType, recipient, requestType, Request, type Setup } from "../usb/setup.js";
@@ -43,7 +43,7 @@ export function reportsFor(text: string): Buffer[] {
   const out: Buffer[] = [];
   for (const ch of text) {
     const k = keyFor(ch);
-    if (k === undefined) throw new UsbipError("USBIP_ERR_USAGE", `hid-keyboard cannot type ${JSON.stringify(ch)} (US layout, printable ASCII, tab and newline)`);
+    if (k === undefined) throw new UsageError(`hid-keyboard cannot type ${JSON.stringify(ch)} (US layout, printable ASCII, tab and newline)`);
     out.push(Buffer.from([k.mod, 0, k.usage, 0, 0, 0, 0, 0]), Buffer.alloc(8));
   }
   return out;

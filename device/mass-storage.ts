@@ -8,7 +8,7 @@
  */
 import { open, type FileHandle } from "node:fs/promises";
 import { Errno } from "../protocol/constants.js";
-import { UsbipError } from "../protocol/errors.js";
+import { UsageError } from "../protocol/errors.js";
 import type { CmdSubmit } from "../protocol/messages.js";
 import { RequestType, recipient, requestType, Recipient, type Setup } from "../usb/setup.js";
 import { ScsiDisk, type ScsiDataOut, type ScsiOutcome } from "./scsi.js";
@@ -62,7 +62,7 @@ export class MassStorageDevice extends VirtualDevice {
     const size = (await file.stat()).size;
     if (size < 512) {
       await file.close();
-      throw new UsbipError("USBIP_ERR_USAGE", `mass-storage image ${image} is ${size} bytes; at least one 512-byte block is needed`);
+      throw new UsageError(`mass-storage image ${image} is ${size} bytes; at least one 512-byte block is needed`);
     }
     return new MassStorageDevice(name, devid, file, new ScsiDisk(file, size));
   }

@@ -15,7 +15,7 @@ import type { Readable, Writable } from "node:stream";
 import { ClientStreamDecoder } from "../protocol/client-decoder.js";
 import { Direction, Errno, TransferFlag } from "../protocol/constants.js";
 import { encode } from "../protocol/encoder.js";
-import { ProtocolError } from "../protocol/errors.js";
+import { ProtocolError, WireCode } from "../protocol/errors.js";
 import type { CmdSubmit, CmdUnlink, RetSubmit, ServerMessage } from "../protocol/messages.js";
 import { checkCmdSubmit, checkCmdUnlink, type DeviceView } from "../protocol/relay-rules.js";
 import { RecentSeqnums } from "../protocol/recent-seqnums.js";
@@ -93,7 +93,7 @@ export class UrbServer {
         const at = this.dec.messageOffset;
         if (m.kind === "CMD_SUBMIT") this.submit(m, at);
         else if (m.kind === "CMD_UNLINK") this.unlink(m, at);
-        else throw new ProtocolError("USBIP_ERR_UNEXPECTED_OP", at, `${m.kind} in the URB phase`);
+        else throw new ProtocolError(WireCode.UNEXPECTED_OP, at, `${m.kind} in the URB phase`);
       }
       if (this.dec.error) throw this.dec.error;
     } catch (e) {

@@ -8,7 +8,7 @@
 import net from "node:net";
 import { release } from "node:os";
 import { opStatusName } from "../protocol/constants.js";
-import { InterruptedError, UsbipError } from "../protocol/errors.js";
+import { InterruptedError, UsbipError, PeerDataError, WireCode, RuntimeCode } from "../protocol/errors.js";
 import type { DeviceRecord } from "../protocol/messages.js";
 import { kernelSupportsSuperPlus, speedToString } from "../protocol/speed.js";
 import { attachExisting } from "../kernel-glue/handover.js";
@@ -44,9 +44,9 @@ export async function requestImport(host: string, port: number, busid: string, o
     sock.destroy();
     throw e;
   };
-  if (m.kind !== "OP_REP_IMPORT") return fail(new UsbipError("USBIP_ERR_UNEXPECTED_OP", `${m.kind} instead of OP_REP_IMPORT`));
-  if (m.status !== 0 || m.device === undefined) return fail(new UsbipError("USBIP_ERR_IMPORT", `${where} refused to export ${busid}: ${opStatusName(m.status)}${m.status === 2 ? " (device busy)" : m.status === 4 ? " (no such device)" : ""}`));
-  if (m.device.busid !== busid) return fail(new UsbipError("USBIP_ERR_IMPORT", `${where} answered for ${m.device.busid}, not ${busid}`));
+  if (m.kind !== "OP_REP_IMPORT") return fail(new PeerDataError(WireCode.UNEXPECTED_OP, `${m.kind} instead of OP_REP_IMPORT`));
+  if (m.status !== 0 || m.device === undefined) return fail(new UsbipError(RuntimeCode.IMPORT, `${where} refused to export ${busid}: ${opStatusName(m.status)}${m.status === 2 ? " (device busy)" : m.status === 4 ? " (no such device)" : ""}`));
+  if (m.device.busid !== busid) return fail(new UsbipError(RuntimeCode.IMPORT, `${where} answered for ${m.device.busid}, not ${busid}`));
   return { sock, device: m.device, rest: Buffer.alloc(0) }; // nothing may follow the reply (refused in opExchange)
 }
 

@@ -7,7 +7,7 @@
 import { release } from "node:os";
 import { MAX_HANDSHAKE_LINE, scanHandshake } from "../protocol/handshake.js";
 import { kernelSupportsSuperPlus, speedFromString, type SpeedString } from "../protocol/speed.js";
-import { InterruptedError, UsbipError } from "../protocol/errors.js";
+import { InterruptedError, UsbipError, PeerDataError, RuntimeCode } from "../protocol/errors.js";
 import { GlueError, GlueErrorCode } from "../kernel-glue/errors.js";
 import { Sysfs } from "../kernel-glue/sysfs.js";
 import { Vhci } from "../kernel-glue/vhci.js";
@@ -45,11 +45,11 @@ async function importKernelUntilSignal(opts: ImportKernelOptions, sysfs: Sysfs, 
   const notice = waitNotice(log, `waiting for the backend's handshake line (gives up after ${handshakeTimeoutMs / 1000} s)`);
   const line = await readLineFromFd0(MAX_HANDSHAKE_LINE, handshakeTimeoutMs, signal.promise).finally(notice);
   if (line.end === "interrupted") throw new InterruptedError(line.signal ?? "SIGTERM", "while waiting for the backend's handshake");
-  if (line.end === "eof" && line.bytes.length === 0) throw new UsbipError("USBIP_ERR_NO_HANDSHAKE", "no device info received: the connection closed before the handshake (check the backend side's log)");
-  if (line.end === "timeout") throw new UsbipError("USBIP_ERR_NO_HANDSHAKE", "no device info received within the handshake timeout");
+  if (line.end === "eof" && line.bytes.length === 0) throw new UsbipError(RuntimeCode.NO_HANDSHAKE, "no device info received: the connection closed before the handshake (check the backend side's log)");
+  if (line.end === "timeout") throw new UsbipError(RuntimeCode.NO_HANDSHAKE, "no device info received within the handshake timeout");
   const scan = scanHandshake(line.bytes);
-  if (scan.type === "need-more") throw new UsbipError("USBIP_ERR_NO_HANDSHAKE", `incomplete handshake line (${line.bytes.length} bytes, no newline): connection closed`);
-  if (scan.type === "error") throw new UsbipError(scan.error.code, `invalid handshake from the backend: ${scan.error.rule}`);
+  if (scan.type === "need-more") throw new UsbipError(RuntimeCode.NO_HANDSHAKE, `incomplete handshake line (${line.bytes.length} bytes, no newline): connection closed`);
+  if (scan.type === "error") throw new PeerDataError(scan.error.code, `invalid handshake from the backend: ${scan.error.rule}`);
   const hs = scan.handshake;
   const speed = speedFromString(hs.speed as SpeedString, kernelSupportsSuperPlus(release()));
   log.info(`handshake: devid ${hs.devid} speed ${hs.speed} (enum ${speed})`);

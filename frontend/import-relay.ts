@@ -8,7 +8,7 @@
 import { release } from "node:os";
 import type { Readable, Writable } from "node:stream";
 import { kernelSupportsSuperPlus, speedFromString, type SpeedString } from "../protocol/speed.js";
-import { InterruptedError, UsbipError } from "../protocol/errors.js";
+import { InterruptedError, UsbipError, RelayViolationError, type Violation, GlueCode } from "../protocol/errors.js";
 import { Sysfs } from "../kernel-glue/sysfs.js";
 import { Vhci } from "../kernel-glue/vhci.js";
 import { ensureModule } from "../kernel-glue/system.js";
@@ -102,7 +102,7 @@ async function importRelayTraced(opts: ImportRelayOptions, sysfs: Sysfs, log: Lo
       vhci.waitAttached(port, opts.attachTimeoutMs ?? 30_000),
       relay.done.then((r) => {
         if (stoppedBy !== undefined) throw new InterruptedError(stoppedBy, "before the device enumerated");
-        throw relayError(r.violation?.error) ?? new UsbipError("USBIP_ERR_ATTACH", `the connection ended (${r.reason}) before the device enumerated`);
+        throw relayError(r.violation?.error) ?? new UsbipError(GlueCode.ATTACH, `the connection ended (${r.reason}) before the device enumerated`);
       }),
     ]);
     log.info(`device enumerated as ${attached}`);
@@ -124,9 +124,7 @@ async function importRelayTraced(opts: ImportRelayOptions, sysfs: Sysfs, log: Lo
   }
 }
 
-function relayError(e: { code: string; offset: number; rule: string; seqnum?: number | undefined } | undefined): UsbipError | undefined {
-  if (e === undefined) return undefined;
-  if (e.code === "USBIP_ERR_POLICY") return new UsbipError("USBIP_ERR_RELAY_VIOLATION", `device refused: ${e.rule} (${e.code})`);
-  return new UsbipError("USBIP_ERR_RELAY_VIOLATION", `refused a message from the backend: ${e.code} at byte ${e.offset}${e.seqnum === undefined ? "" : ` (seqnum ${e.seqnum})`}: ${e.rule}`);
+function relayError(e: Violation | undefined): RelayViolationError | undefined {
+  return e === undefined ? undefined : new RelayViolationError(e, "backend");
 }
 

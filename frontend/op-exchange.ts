@@ -6,7 +6,7 @@
  * signal ends the wait at once (InterruptedError).
  */
 import net from "node:net";
-import { InterruptedError, UsbipError } from "../protocol/errors.js";
+import { InterruptedError, UsbipError, PeerDataError, WireCode, formatViolation, GlueCode, RuntimeCode } from "../protocol/errors.js";
 import { encode } from "../protocol/encoder.js";
 import type { ClientMessage, ServerMessage } from "../protocol/messages.js";
 import { ServerStreamDecoder } from "../protocol/server-decoder.js";
@@ -32,7 +32,7 @@ export function opExchange(o: OpExchangeOptions, request: ClientMessage, expect:
     const sock = net.connect({ host: o.host, port: o.port });
     const dec = new ServerStreamDecoder({ phase: "op" });
     let settled = false;
-    const timer = setTimeout(() => fail(new UsbipError("USBIP_ERR_TIMEOUT", `${where} did not answer ${request.kind} within ${o.timeoutMs / 1000} s`)), o.timeoutMs);
+    const timer = setTimeout(() => fail(new UsbipError(GlueCode.TIMEOUT, `${where} did not answer ${request.kind} within ${o.timeoutMs / 1000} s`)), o.timeoutMs);
     const noticeTimer = o.notice && setTimeout(() => o.notice!(`waiting for ${where} to answer ${request.kind} (gives up after ${o.timeoutMs / 1000} s)`), o.noticeMs ?? 5000);
     const finish = () => {
       settled = true;
@@ -49,10 +49,10 @@ export function opExchange(o: OpExchangeOptions, request: ClientMessage, expect:
     const onData = (c: Buffer) => {
       dec.push(c);
       const m = dec.next();
-      if (dec.error) return fail(new UsbipError(dec.error.code, `malformed reply from ${where}: ${dec.error.code} at byte ${dec.error.offset}: ${dec.error.rule}`));
+      if (dec.error) return fail(new PeerDataError(dec.error.code, `malformed reply from ${where}: ${formatViolation(dec.error)}`));
       if (m === null) return;
-      if (m.kind !== expect) return fail(new UsbipError("USBIP_ERR_UNEXPECTED_OP", `${where} sent ${m.kind} instead of ${expect}`));
-      if (dec.buffered > 0) return fail(new UsbipError("USBIP_ERR_TRAILING_DATA", `${where} sent data after ${m.kind} before any request`));
+      if (m.kind !== expect) return fail(new PeerDataError(WireCode.UNEXPECTED_OP, `${where} sent ${m.kind} instead of ${expect}`));
+      if (dec.buffered > 0) return fail(new PeerDataError(WireCode.TRAILING_DATA, `${where} sent data after ${m.kind} before any request`));
       finish();
       stopReading(sock);
       resolve({ sock, reply: m });
@@ -63,9 +63,9 @@ export function opExchange(o: OpExchangeOptions, request: ClientMessage, expect:
     });
     let connected = false;
     sock.once("connect", () => (connected = true));
-    sock.on("error", (e: NodeJS.ErrnoException) => fail(new UsbipError("USBIP_ERR_CONNECT", connected ? `the connection to ${where} failed: ${netReason(e)}` : `cannot connect to ${where}: ${netReason(e)}`)));
+    sock.on("error", (e: NodeJS.ErrnoException) => fail(new UsbipError(RuntimeCode.CONNECT, connected ? `the connection to ${where} failed: ${netReason(e)}` : `cannot connect to ${where}: ${netReason(e)}`)));
     sock.on("data", onData);
-    sock.once("end", () => fail(new UsbipError("USBIP_ERR_CLOSED", `${where} closed the connection before answering ${request.kind}`)));
+    sock.once("end", () => fail(new UsbipError(RuntimeCode.CLOSED, `${where} closed the connection before answering ${request.kind}`)));
   });
 }
 

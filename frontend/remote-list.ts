@@ -1,5 +1,5 @@
 /** `list -r HOST`: a usbipd's exportable devices (OP_REQ_DEVLIST → OP_REP_DEVLIST). */
-import { UsbipError } from "../protocol/errors.js";
+import { UsbipError, PeerDataError, WireCode, RuntimeCode } from "../protocol/errors.js";
 import type { ListedDevice } from "../protocol/messages.js";
 import { opStatusName } from "../protocol/constants.js";
 import { formatHostPort } from "../protocol/host-port.js";
@@ -8,7 +8,7 @@ import { opExchange, type OpExchangeOptions } from "./op-exchange.js";
 export async function remoteDevices(o: OpExchangeOptions): Promise<ListedDevice[]> {
   const { sock, reply } = await opExchange(o, { kind: "OP_REQ_DEVLIST" }, "OP_REP_DEVLIST");
   sock.destroy();
-  if (reply.kind !== "OP_REP_DEVLIST") throw new UsbipError("USBIP_ERR_UNEXPECTED_OP", `${reply.kind} instead of OP_REP_DEVLIST`);
-  if (reply.status !== 0) throw new UsbipError("USBIP_ERR_IMPORT", `${formatHostPort(o.host, o.port)} refused the device list: ${opStatusName(reply.status)}`);
+  if (reply.kind !== "OP_REP_DEVLIST") throw new PeerDataError(WireCode.UNEXPECTED_OP, `${reply.kind} instead of OP_REP_DEVLIST`);
+  if (reply.status !== 0) throw new UsbipError(RuntimeCode.IMPORT, `${formatHostPort(o.host, o.port)} refused the device list: ${opStatusName(reply.status)}`);
   return reply.devices;
 }

@@ -4,7 +4,7 @@
  * commands the demo needs. Every CSW is checked (signature, tag, status, residue).
  */
 import { Direction, statusName, TransferFlag } from "../protocol/constants.js";
-import { UsbipError } from "../protocol/errors.js";
+import { UsbipError, RuntimeCode } from "../protocol/errors.js";
 import { Request } from "../usb/setup.js";
 import type { Enumerated } from "./enumerate.js";
 import type { UsbHost } from "./usb-host.js";
@@ -24,10 +24,10 @@ export class BotClient {
       const epOut = i.endpoints.find((x) => (x.attributes & 3) === 2 && !(x.address & 0x80));
       if (!epIn || !epOut) continue;
       const r = await host.control({ bmRequestType: 0x00, bRequest: Request.SET_CONFIGURATION, wValue: c.value, wIndex: 0, wLength: 0 });
-      if (r.status !== 0) throw new UsbipError("USBIP_ERR_DEVICE", `SET_CONFIGURATION ${c.value} failed: ${statusName(r.status)}`);
+      if (r.status !== 0) throw new UsbipError(RuntimeCode.DEVICE, `SET_CONFIGURATION ${c.value} failed: ${statusName(r.status)}`);
       return new BotClient(host, epIn.address & 0x0f, epOut.address & 0x0f);
     }
-    throw new UsbipError("USBIP_ERR_DEVICE", "not a bulk-only mass-storage device");
+    throw new UsbipError(RuntimeCode.DEVICE, "not a bulk-only mass-storage device");
   }
 
   /** One command: returns the data-in bytes; throws on a failed CSW. */
@@ -42,18 +42,18 @@ export class BotClient {
     cbw[14] = cb.length;
     cb.copy(cbw, 15);
     const w = await this.host.submit(this.epOut, Direction.OUT, 31, { out: cbw });
-    if (w.status !== 0) throw new UsbipError("USBIP_ERR_DEVICE", `CBW: ${statusName(w.status)}`);
+    if (w.status !== 0) throw new UsbipError(RuntimeCode.DEVICE, `CBW: ${statusName(w.status)}`);
     const parts: Promise<Buffer>[] = [];
     for (let off = 0; off < len; off += URB_SIZE) {
       const n = Math.min(URB_SIZE, len - off);
-      if (dataOut) parts.push(this.host.submit(this.epOut, Direction.OUT, n, { out: dataOut.subarray(off, off + n) }).then((r) => (r.status === 0 ? Buffer.alloc(0) : Promise.reject(new UsbipError("USBIP_ERR_DEVICE", `data out: ${statusName(r.status)}`)))));
-      else parts.push(this.host.submit(this.epIn, Direction.IN, n, { flags: TransferFlag.SHORT_NOT_OK }).then((r) => (r.status === 0 || r.status === -121 ? Buffer.concat(r.payload) : Promise.reject(new UsbipError("USBIP_ERR_DEVICE", `data in: ${statusName(r.status)}`)))));
+      if (dataOut) parts.push(this.host.submit(this.epOut, Direction.OUT, n, { out: dataOut.subarray(off, off + n) }).then((r) => (r.status === 0 ? Buffer.alloc(0) : Promise.reject(new UsbipError(RuntimeCode.DEVICE, `data out: ${statusName(r.status)}`)))));
+      else parts.push(this.host.submit(this.epIn, Direction.IN, n, { flags: TransferFlag.SHORT_NOT_OK }).then((r) => (r.status === 0 || r.status === -121 ? Buffer.concat(r.payload) : Promise.reject(new UsbipError(RuntimeCode.DEVICE, `data in: ${statusName(r.status)}`)))));
     }
     const data = Buffer.concat(await Promise.all(parts));
     const c = await this.host.submit(this.epIn, Direction.IN, 13);
     const csw = Buffer.concat(c.payload);
-    if (c.status !== 0 || csw.length !== 13 || csw.readUInt32LE(0) !== 0x53425355 || csw.readUInt32LE(4) !== tag) throw new UsbipError("USBIP_ERR_DEVICE", `bad CSW (status ${statusName(c.status)}, ${csw.length} bytes)`);
-    if (csw[12] !== 0) throw new UsbipError("USBIP_ERR_DEVICE", `SCSI command 0x${cb[0]!.toString(16)} failed (CSW status ${csw[12]})`);
+    if (c.status !== 0 || csw.length !== 13 || csw.readUInt32LE(0) !== 0x53425355 || csw.readUInt32LE(4) !== tag) throw new UsbipError(RuntimeCode.DEVICE, `bad CSW (status ${statusName(c.status)}, ${csw.length} bytes)`);
+    if (csw[12] !== 0) throw new UsbipError(RuntimeCode.DEVICE, `SCSI command 0x${cb[0]!.toString(16)} failed (CSW status ${csw[12]})`);
     return data;
   }
 

@@ -1,7 +1,7 @@
 /** Read a device's descriptors over USB/IP the way a host enumerates it (GET_DESCRIPTOR on ep 0). */
 import { DescType, parseConfigDescriptor, parseDeviceDescriptor, parseStringDescriptor, type ParsedConfig, type ParsedDevice } from "../usb/descriptors.js";
 import { Request } from "../usb/setup.js";
-import { UsbipError } from "../protocol/errors.js";
+import { UsbipError, RuntimeCode } from "../protocol/errors.js";
 import { statusName } from "../protocol/constants.js";
 import type { UsbHost } from "./usb-host.js";
 
@@ -14,7 +14,7 @@ export interface Enumerated {
 
 async function getDescriptor(host: UsbHost, type: number, index: number, length: number, langid = 0): Promise<Buffer> {
   const r = await host.control({ bmRequestType: 0x80, bRequest: Request.GET_DESCRIPTOR, wValue: (type << 8) | index, wIndex: langid, wLength: length });
-  if (r.status !== 0) throw new UsbipError("USBIP_ERR_DEVICE", `GET_DESCRIPTOR(type ${type}, index ${index}) failed: ${statusName(r.status)}`);
+  if (r.status !== 0) throw new UsbipError(RuntimeCode.DEVICE, `GET_DESCRIPTOR(type ${type}, index ${index}) failed: ${statusName(r.status)}`);
   return r.data;
 }
 

@@ -8,7 +8,7 @@ import type { Readable, Writable } from "node:stream";
 import type { Handshake } from "../protocol/messages.js";
 import { openLink } from "../qrexec/link.js";
 import { readHandshake } from "../qrexec/read-handshake.js";
-import { UsbipError } from "../protocol/errors.js";
+import { UsbipError, RuntimeCode } from "../protocol/errors.js";
 
 export interface ServiceLink {
   input: Readable;
@@ -31,7 +31,7 @@ export async function connectService(service: string[] | "stdio", timeoutMs = 30
     const c = child;
     await new Promise<void>((resolve, reject) => {
       c.once("spawn", () => resolve());
-      c.once("error", (e) => reject(new UsbipError("USBIP_ERR_SERVICE", `cannot run ${cmd}: ${e.message}`)));
+      c.once("error", (e) => reject(new UsbipError(RuntimeCode.SERVICE, `cannot run ${cmd}: ${e.message}`)));
     });
     input = child.stdout!;
     output = child.stdin!;

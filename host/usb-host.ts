@@ -7,7 +7,7 @@
 import type { Readable, Writable } from "node:stream";
 import { Direction, TransferFlag } from "../protocol/constants.js";
 import { encode } from "../protocol/encoder.js";
-import { ProtocolError, UsbipError } from "../protocol/errors.js";
+import { ProtocolError, UsbipError, PeerDataError, formatViolation, RuntimeCode, WireCode } from "../protocol/errors.js";
 import type { CmdSubmit, RetSubmit, RetUnlink } from "../protocol/messages.js";
 import { ServerStreamDecoder } from "../protocol/server-decoder.js";
 import { UrbTable } from "../protocol/urb-table.js";
@@ -36,8 +36,8 @@ export class UsbHost {
     prefix?: Buffer,
   ) {
     input.on("data", (c: Buffer) => this.feed(c));
-    input.on("end", () => this.fail(new UsbipError("USBIP_ERR_CLOSED", "the device side closed the connection")));
-    input.on("error", (e: Error) => this.fail(new UsbipError("USBIP_ERR_CLOSED", `connection error: ${e.message}`)));
+    input.on("end", () => this.fail(new UsbipError(RuntimeCode.CLOSED, "the device side closed the connection")));
+    input.on("error", (e: Error) => this.fail(new UsbipError(RuntimeCode.CLOSED, `connection error: ${e.message}`)));
     if (prefix && prefix.length > 0) this.feed(prefix);
     input.resume();
   }
@@ -47,7 +47,7 @@ export class UsbHost {
     this.dec.push(c);
     try {
       for (let m = this.dec.next(); m !== null; m = this.dec.next()) {
-        if (m.kind !== "RET_SUBMIT" && m.kind !== "RET_UNLINK") throw new ProtocolError("USBIP_ERR_UNEXPECTED_OP", this.dec.messageOffset, `${m.kind} in the URB phase`);
+        if (m.kind !== "RET_SUBMIT" && m.kind !== "RET_UNLINK") throw new ProtocolError(WireCode.UNEXPECTED_OP, this.dec.messageOffset, `${m.kind} in the URB phase`);
         const w = this.waiting.get(m.seqnum);
         this.waiting.delete(m.seqnum);
         if (m.kind === "RET_SUBMIT") this.stats.inBytes += m.actualLength * (this.dec.lastSubmit?.direction === Direction.IN ? 1 : 0);
@@ -62,7 +62,7 @@ export class UsbHost {
       if (this.dec.error) throw this.dec.error;
     } catch (e) {
       if (!(e instanceof ProtocolError)) throw e;
-      this.fail(new UsbipError(e.code, `the device side sent malformed data at byte ${e.offset}: ${e.rule}`));
+      this.fail(new PeerDataError(e.code, `the device side sent malformed data: ${formatViolation(e)}`));
     }
   }
 
@@ -129,7 +129,7 @@ export class UsbHost {
   }
 
   close(): void {
-    this.fail(new UsbipError("USBIP_ERR_CLOSED", "host closed"));
+    this.fail(new UsbipError(RuntimeCode.CLOSED, "host closed"));
     this.output.end();
   }
 }

@@ -1,66 +1,67 @@
 /**
- * Typed protocol errors. Every error carries a stable `code`, the absolute byte offset in
- * the stream where the offending field starts, and the rule that was broken.
+ * The error classes. Every error carries a stable code from the catalogue
+ * (protocol/error-codes.ts); its class says what kind of failure it is, and so the exit status:
+ * PeerDataError (the other side sent malformed data, or the relay or policy refused it) 2,
+ * UsageError 64, InterruptedError 128 + the signal's number, any other UsbipError 1.
  * A malformed stream is not recoverable: the link is torn down.
  */
+import { RelayCode, RuntimeCode, WireCode, type GlueErrorCode, type PeerDataErrorCode, type RuntimeErrorCode, type UsbipErrorCode } from "./error-codes.js";
 
-/** Stable error codes. Add new codes; never rename one (scripts match on them). */
-export const ErrorCode = {
-  BAD_VERSION: "USBIP_ERR_BAD_VERSION",
-  UNKNOWN_OP: "USBIP_ERR_UNKNOWN_OP",
-  UNEXPECTED_OP: "USBIP_ERR_UNEXPECTED_OP",
-  BAD_OP_STATUS: "USBIP_ERR_BAD_OP_STATUS",
-  TOO_MANY_DEVICES: "USBIP_ERR_TOO_MANY_DEVICES",
-  BAD_STRING: "USBIP_ERR_BAD_STRING",
-  UNKNOWN_COMMAND: "USBIP_ERR_UNKNOWN_COMMAND",
-  WRONG_STREAM: "USBIP_ERR_WRONG_STREAM",
-  BAD_DIRECTION: "USBIP_ERR_BAD_DIRECTION",
-  BAD_ENDPOINT: "USBIP_ERR_BAD_ENDPOINT",
-  NEGATIVE_LENGTH: "USBIP_ERR_NEGATIVE_LENGTH",
-  LENGTH_LIMIT: "USBIP_ERR_LENGTH_LIMIT",
-  PACKET_COUNT: "USBIP_ERR_PACKET_COUNT",
-  ISO_SUM: "USBIP_ERR_ISO_SUM",
-  ISO_DESCRIPTOR: "USBIP_ERR_ISO_DESCRIPTOR",
-  DUPLICATE_SEQNUM: "USBIP_ERR_DUPLICATE_SEQNUM",
-  UNKNOWN_SEQNUM: "USBIP_ERR_UNKNOWN_SEQNUM",
-  UNKNOWN_UNLINK: "USBIP_ERR_UNKNOWN_UNLINK",
-  ACTUAL_LENGTH: "USBIP_ERR_ACTUAL_LENGTH",
-  OUT_PAYLOAD_IN_RET: "USBIP_ERR_OUT_PAYLOAD_IN_RET",
-  TOO_MANY_OUTSTANDING: "USBIP_ERR_TOO_MANY_OUTSTANDING",
-  TRAILING_DATA: "USBIP_ERR_TRAILING_DATA",
-  TRUNCATED: "USBIP_ERR_TRUNCATED",
-  BAD_HANDSHAKE: "USBIP_ERR_BAD_HANDSHAKE",
-  // relay rules (protocol/relay-rules.ts)
-  STATUS_NOT_ALLOWED: "USBIP_ERR_STATUS_NOT_ALLOWED",
-  ERROR_COUNT: "USBIP_ERR_ERROR_COUNT",
-  ISO_MISMATCH: "USBIP_ERR_ISO_MISMATCH",
-  ISO_PACKET_LENGTH: "USBIP_ERR_ISO_PACKET_LENGTH",
-  WRONG_DEVID: "USBIP_ERR_WRONG_DEVID",
-  NO_SUCH_ENDPOINT: "USBIP_ERR_NO_SUCH_ENDPOINT",
-  CONTROL_LENGTH: "USBIP_ERR_CONTROL_LENGTH",
-  UNKNOWN_VICTIM: "USBIP_ERR_UNKNOWN_VICTIM",
-  POLICY: "USBIP_ERR_POLICY",
-} as const;
-export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+export { GlueCode, RelayCode, RuntimeCode, WireCode, type UsbipErrorCode, type PeerDataErrorCode } from "./error-codes.js";
 
-/** Base class of every error this project reports with a stable code. */
+/** The codes a decoder or a relay rule reports with a byte offset (wire and relay tables). */
+export const ErrorCode = { ...WireCode, ...RelayCode } as const;
+export type ErrorCode = PeerDataErrorCode;
+
+/** Where a rule was broken: the code, the absolute byte offset of the field, the seqnum if any. */
+export interface Violation {
+  code: string;
+  offset: number;
+  rule: string;
+  seqnum?: number | undefined;
+}
+
+/** The one way a violation is written: "CODE at byte N (seqnum S): rule". */
+export function formatViolation(v: Violation): string {
+  return `${v.code} at byte ${v.offset}${v.seqnum === undefined ? "" : ` (seqnum ${v.seqnum})`}: ${v.rule}`;
+}
+
+/** Base class of every error this project reports with a stable code: a failure, exit status 1. */
 export class UsbipError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string) {
+  readonly code: UsbipErrorCode;
+  /** a peer-data code takes PeerDataError (exit status 2), which passes it on here */
+  constructor(code: GlueErrorCode | RuntimeErrorCode, message: string) {
     super(message);
     this.code = code;
     this.name = "UsbipError";
   }
+
+  /** The same error (class, code, fields) with "PREFIX: " before its message. */
+  withPrefix(prefix: string): this {
+    const copy = Object.create(Object.getPrototypeOf(this) as object) as this;
+    Object.assign(copy, this);
+    Object.defineProperty(copy, "message", { value: `${prefix}: ${this.message}`, writable: true, configurable: true });
+    return copy;
+  }
 }
 
-/** A violation of the wire protocol found at `offset` in a stream. */
-export class ProtocolError extends UsbipError {
+/** The other side sent malformed USB/IP data, or the relay or policy refused it (exit status 2). */
+export class PeerDataError extends UsbipError {
+  declare readonly code: PeerDataErrorCode;
+  constructor(code: PeerDataErrorCode, message: string) {
+    super(code as unknown as RuntimeErrorCode, message); // the base's parameter type keeps peer codes out of plain UsbipErrors
+    this.name = "PeerDataError";
+  }
+}
+
+/** A violation of the wire protocol or a relay rule found at `offset` in a stream. */
+export class ProtocolError extends PeerDataError implements Violation {
   readonly offset: number;
   readonly rule: string;
   /** seqnum of the URB message involved, when there is one. */
   readonly seqnum: number | undefined;
-  constructor(code: ErrorCode, offset: number, rule: string, seqnum?: number) {
-    super(code, `${code} at byte ${offset}${seqnum === undefined ? "" : ` (seqnum ${seqnum})`}: ${rule}`);
+  constructor(code: PeerDataErrorCode, offset: number, rule: string, seqnum?: number) {
+    super(code, formatViolation({ code, offset, rule, seqnum }));
     this.name = "ProtocolError";
     this.offset = offset;
     this.rule = rule;
@@ -71,13 +72,29 @@ export class ProtocolError extends UsbipError {
 /** The qrexec handshake line broke a rule (same shape as ProtocolError, own class for callers). */
 export class HandshakeError extends ProtocolError {
   constructor(offset: number, rule: string) {
-    super(ErrorCode.BAD_HANDSHAKE, offset, rule);
+    super(WireCode.BAD_HANDSHAKE, offset, rule);
     this.name = "HandshakeError";
   }
 }
 
-/** Codes that mean "the peer sent malformed USB/IP data, or the relay refused it" (exit status 2). */
-export const PEER_DATA_CODES: ReadonlySet<string> = new Set<string>([...Object.values(ErrorCode), "USBIP_ERR_RELAY_VIOLATION"]);
+/** A role refused a message from `from` (a relay rule, the wire, or the policy) and ended the link. */
+export class RelayViolationError extends PeerDataError {
+  constructor(
+    readonly violation: Violation,
+    from: "backend" | "frontend" | "peer",
+  ) {
+    super(RelayCode.RELAY_VIOLATION, violation.code === RelayCode.POLICY ? `device refused: ${violation.rule} (${violation.code})` : `refused a message from the ${from}: ${formatViolation(violation)}`);
+    this.name = "RelayViolationError";
+  }
+}
+
+/** Bad usage: an unknown option, a missing or invalid argument (exit status 64). */
+export class UsageError extends UsbipError {
+  constructor(message: string) {
+    super(RuntimeCode.USAGE, message);
+    this.name = "UsageError";
+  }
+}
 
 /** A wait was ended by SIGINT/SIGTERM/SIGHUP: a clean, quiet stop (exit status 128 + N). */
 export class InterruptedError extends UsbipError {
@@ -85,7 +102,7 @@ export class InterruptedError extends UsbipError {
     readonly signal: NodeJS.Signals,
     what: string,
   ) {
-    super("USBIP_ERR_INTERRUPTED", `interrupted by ${signal} ${what}`);
+    super(RuntimeCode.INTERRUPTED, `interrupted by ${signal} ${what}`);
     this.name = "InterruptedError";
   }
 }

@@ -9,7 +9,7 @@
  *   allow|deny NAME                            a named class (below), e.g. "deny hid-keyboard"
  * Without a matching rule the default applies (allow, unless "default deny").
  */
-import { ErrorCode, ProtocolError } from "./errors.js";
+import { ErrorCode, ProtocolError, RuntimeCode, UsbipError } from "./errors.js";
 
 export const NAMED_CLASSES: Record<string, [number, number?, number?]> = {
   audio: [0x01],
@@ -40,12 +40,14 @@ export interface Policy {
   rules: PolicyRule[];
 }
 
-export class PolicyParseError extends Error {
+/** A policy text that does not parse: the line and what is wrong with it. */
+export class PolicyParseError extends UsbipError {
   constructor(
     readonly line: number,
     message: string,
   ) {
-    super(`line ${line}: ${message}`);
+    super(RuntimeCode.POLICY_FILE, `line ${line}: ${message}`);
+    this.name = "PolicyParseError";
   }
 }
 

@@ -3,13 +3,13 @@
  * for both directions (the kernel modes need it); SIGHUP to $SERVICE_ATTACH_PID tells
  * qubes.USBAttach the device is attached.
  */
-import { UsbipError } from "../protocol/errors.js";
+import { UsbipError, RuntimeCode } from "../protocol/errors.js";
 
 function pidFromEnv(name: string): number | undefined {
   const v = process.env[name];
   if (v === undefined || v === "") return undefined;
   const n = Number(v);
-  if (!Number.isInteger(n) || n <= 1) throw new UsbipError("USBIP_ERR_ENV", `${name}="${v}" is not a process id`);
+  if (!Number.isInteger(n) || n <= 1) throw new UsbipError(RuntimeCode.ENV, `${name}="${v}" is not a process id`);
   return n;
 }
 
@@ -20,7 +20,7 @@ export function requestSingleSocket(): boolean {
   try {
     process.kill(pid, "SIGUSR1");
   } catch (e) {
-    throw new UsbipError("USBIP_ERR_AGENT", `cannot signal the qrexec agent (QREXEC_AGENT_PID=${pid}): ${(e as NodeJS.ErrnoException).code}`);
+    throw new UsbipError(RuntimeCode.AGENT, `cannot signal the qrexec agent (QREXEC_AGENT_PID=${pid}): ${(e as NodeJS.ErrnoException).code}`);
   }
   return true;
 }

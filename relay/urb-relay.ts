@@ -30,7 +30,7 @@ import type { Readable, Writable } from "node:stream";
 import { ClientStreamDecoder, type EndpointType } from "../protocol/client-decoder.js";
 import { ServerStreamDecoder } from "../protocol/server-decoder.js";
 import { encode, encodeSubmitHeader } from "../protocol/encoder.js";
-import { ProtocolError } from "../protocol/errors.js";
+import { ProtocolError, WireCode } from "../protocol/errors.js";
 import { type ClientMessage, type CmdSubmit, type CmdUnlink, type Message, type RetSubmit, type ServerMessage, skipPayload } from "../protocol/messages.js";
 import { checkCmdSubmit, checkCmdUnlink, checkRetSubmit, checkRetUnlink, type DeviceView } from "../protocol/relay-rules.js";
 import { UrbTable, type SubmittedUrb } from "../protocol/urb-table.js";
@@ -166,7 +166,7 @@ export class UrbRelay extends EventEmitter {
         return;
       }
     } else {
-      throw new ProtocolError("USBIP_ERR_UNEXPECTED_OP", at, `${m.kind} in the URB phase`);
+      throw new ProtocolError(WireCode.UNEXPECTED_OP, at, `${m.kind} in the URB phase`);
     }
     this.o.onMessage?.("client", m);
     this.forward("client", m, at, this.o.serverOut);
@@ -261,7 +261,7 @@ export class UrbRelay extends EventEmitter {
       this.write(this.o.clientOut, m);
       return;
     }
-    throw new ProtocolError("USBIP_ERR_UNEXPECTED_OP", at, `${m.kind} in the URB phase`);
+    throw new ProtocolError(WireCode.UNEXPECTED_OP, at, `${m.kind} in the URB phase`);
   }
 
   private write(out: Writable, m: Message): void {

@@ -74,7 +74,7 @@ for (const [name, bad, code, off, opts] of clientCases) {
     const r = client([...prefix, bad], opts);
     const before = prefix.length + (code === ErrorCode.TRAILING_DATA ? 1 : 0);
     t.is(r.msgs.length, before, "the messages before the fault are delivered");
-    t.is(r.err?.code, code);
+    t.is(r.err?.code as string | undefined, code);
     t.is(r.err?.offset, base + off);
     t.true((r.err?.rule.length ?? 0) > 10);
   });

@@ -111,7 +111,7 @@ for (const [name, bad, code] of hostile) {
     const res = await run(r, cmds, bad);
     t.is(res.reason, "violation");
     t.is(res.violation?.from, "server");
-    t.is(res.violation?.error.code, code);
+    t.is(res.violation?.error.code as string | undefined, code);
     t.true(res.violation!.error.offset >= 0 && res.violation!.error.offset <= bad.length);
     // only whole, valid messages that came before the fault could have been forwarded
     const out = Buffer.concat(r.toClient);
@@ -147,7 +147,7 @@ for (const [name, bad, code] of hostileFrontend) {
     const r = rig({ device });
     const res = await run(r, Buffer.concat([encodeToBuffer(ctrl(18, 18)), bad]), Buffer.alloc(0));
     t.is(res.violation?.from, "client");
-    t.is(res.violation?.error.code, code);
+    t.is(res.violation?.error.code as string | undefined, code);
     t.true(Buffer.concat(r.toServer).length <= 48, "at most the valid control request before it");
   });
 }
@@ -264,7 +264,7 @@ for (const [name, mutate, code] of partialHostile) {
     const whole = encodeToBuffer(ret({ seqnum: 30, actualLength: 65536, payload: [bigPayload] }));
     r.server.write(mutate(whole).subarray(0, 48 + 20_000)); // the rest never comes
     const res = await r.relay.done;
-    t.is(res.violation?.error.code, code);
+    t.is(res.violation?.error.code as string | undefined, code);
     t.is(Buffer.concat(r.toClient).length, 0);
   });
 }
@@ -360,7 +360,7 @@ for (const [name, bytes, code] of partialCmdHostile) {
     r.client.write(last.subarray(0, 48 + 30_000)); // the rest never comes
     const res = await r.relay.done;
     t.is(res.violation?.from, "client");
-    t.is(res.violation?.error.code, code);
+    t.is(res.violation?.error.code as string | undefined, code);
     t.is(Buffer.concat(r.toServer).length, sentBefore);
   });
 }

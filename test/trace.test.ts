@@ -64,7 +64,7 @@ test("pcap: usage and a malformed input (events before the fault written, exit 2
   execFileSync("sh", ["-c", `head -c 100 ${fx("tcp-2.client-to-server.bin")} > ${junk}`]);
   const r = await runCli(["pcap", "--from-client", junk, "--from-server", fx("tcp-2.server-to-client.bin"), "-o", path.join(tmp, "j.pcapng")]);
   t.is(r.code, 2);
-  t.regex(r.stderr, /malformed at byte \d+/);
+  t.regex(r.stderr, /malformed: USBIP_ERR_\w+ at byte \d+/);
 });
 
 test("--trace needs --mode relay", async (t) => {

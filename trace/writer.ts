@@ -10,7 +10,7 @@
  */
 import { createWriteStream, openSync } from "node:fs";
 import type { Writable } from "node:stream";
-import { UsbipError } from "../protocol/errors.js";
+import { UsbipError, RuntimeCode } from "../protocol/errors.js";
 import type { Message } from "../protocol/messages.js";
 import { enhancedPacketBlock, interfaceDescriptionBlock, LINKTYPE_USB_LINUX_MMAPPED, sectionHeaderBlock } from "./pcapng.js";
 import { usbmonEvent, type UrbContext } from "./usbmon.js";
@@ -37,7 +37,7 @@ export class PcapngTrace {
     try {
       fd = openSync(file, "w");
     } catch (e) {
-      throw new UsbipError("USBIP_ERR_OUTPUT", `cannot write the trace ${file}: ${reason(e as NodeJS.ErrnoException)}`);
+      throw new UsbipError(RuntimeCode.OUTPUT, `cannot write the trace ${file}: ${reason(e as NodeJS.ErrnoException)}`);
     }
     return new PcapngTrace(createWriteStream("", { fd }), file, onError);
   }

@@ -2,6 +2,8 @@
  * USB standard descriptors (USB 2.0 ch. 9.6): building them for device models and parsing
  * them for the userspace host (probe). Pure; all multi-byte fields little-endian.
  */
+import { PeerDataError, WireCode } from "../protocol/errors.js";
+
 export const DescType = { DEVICE: 1, CONFIG: 2, STRING: 3, INTERFACE: 4, ENDPOINT: 5, DEVICE_QUALIFIER: 6, HID: 0x21, HID_REPORT: 0x22 } as const;
 
 export interface EndpointDesc {
@@ -134,9 +136,11 @@ export function encodeStringDescriptor(d: DeviceDesc, index: number): Buffer | u
 
 // ---- parsing (the userspace host) ------------------------------------------------------
 
-export class DescriptorError extends Error {
+/** A descriptor from the device side that does not parse: the byte offset in the descriptor set. */
+export class DescriptorError extends PeerDataError {
   constructor(readonly offset: number, message: string) {
-    super(`descriptor byte ${offset}: ${message}`);
+    super(WireCode.DESCRIPTOR, `descriptor byte ${offset}: ${message}`);
+    this.name = "DescriptorError";
   }
 }
 
