@@ -12,7 +12,7 @@ import type { Sysfs } from "../kernel-glue/sysfs.js";
 import { UsbipHost } from "../kernel-glue/usbip-host.js";
 import { isSocket, watchHangup } from "../kernel-glue/system.js";
 import { requestSingleSocket } from "../qrexec/agent.js";
-import type { Logger } from "../qrexec/log.js";
+import type { Logger } from "../shared/log.js";
 import { runExport } from "./export-lifecycle.js";
 
 export interface ExportKernelOptions {

@@ -14,8 +14,8 @@ import { ensureModule, resetDevice } from "../kernel-glue/system.js";
 import { giveBack } from "../kernel-glue/give-back.js";
 import { guardExport } from "../kernel-glue/orphan-guard.js";
 import { terminationSignal } from "../qrexec/agent.js";
-import type { Logger } from "../qrexec/log.js";
-import { removeExportPid, runningExports, writeExportPid } from "../qrexec/rundir.js";
+import type { Logger } from "../shared/log.js";
+import { removeExportPid, runningExports, writeExportPid } from "../shared/rundir.js";
 import { publishExport, remoteDomain, unpublishExport, usbguardAllow, wantsResetOnAttach } from "./qubes-integration.js";
 
 export interface ExportContext {

@@ -8,7 +8,7 @@ import type { Sysfs } from "../kernel-glue/sysfs.js";
 import { handOverSocket } from "../kernel-glue/handover.js";
 import { SysfsDeviceView } from "../kernel-glue/endpoints.js";
 import { formatHandshake } from "../protocol/handshake.js";
-import type { Logger } from "../qrexec/log.js";
+import type { Logger } from "../shared/log.js";
 import { openLink } from "../qrexec/link.js";
 import { UrbRelay } from "../relay/urb-relay.js";
 import { runExport } from "./export-lifecycle.js";

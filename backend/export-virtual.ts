@@ -11,7 +11,7 @@ import { UacMicrophone } from "../device/uac-microphone.js";
 import type { UrbDevice } from "../device/urb-device.js";
 import { UsbipError, RuntimeCode, UsageError } from "../protocol/errors.js";
 import { terminationSignal } from "../qrexec/agent.js";
-import type { Logger } from "../qrexec/log.js";
+import type { Logger } from "../shared/log.js";
 import { serveOnLink } from "./serve-link.js";
 
 /** devid of a virtual device: bus 0x7f (no real bus), device 1 */

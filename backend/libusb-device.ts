@@ -19,7 +19,7 @@ import { UsbipError, GlueCode } from "../protocol/errors.js";
 import type { SpeedString } from "../protocol/speed.js";
 import { parseSetup, Recipient, Request, RequestType, recipient, requestType, ENDPOINT_HALT } from "../usb/setup.js";
 import { settled, type UrbDevice, type UrbHandle, type UrbResult } from "../device/urb-device.js";
-import type { Logger } from "../qrexec/log.js";
+import type { Logger } from "../shared/log.js";
 
 type Usb = typeof UsbModule.usb;
 type UsbDevice = UsbModule.usb.Device;

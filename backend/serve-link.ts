@@ -8,7 +8,7 @@ import { UrbServer } from "../device/urb-server.js";
 import { RelayViolationError } from "../protocol/errors.js";
 import { formatHandshake } from "../protocol/handshake.js";
 import { openLink } from "../qrexec/link.js";
-import type { Logger } from "../qrexec/log.js";
+import type { Logger } from "../shared/log.js";
 
 export async function serveOnLink(device: UrbDevice, log: Logger, stop: Promise<unknown>, what: string): Promise<number> {
   const link = openLink();

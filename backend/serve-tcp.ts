@@ -23,14 +23,14 @@ import { handOverExisting } from "../kernel-glue/handover.js";
 import { describeDevice, resolveDevice } from "../kernel-glue/usb-devices.js";
 import { isSpeedString } from "../protocol/speed.js";
 import { LibusbDevice } from "./libusb-device.js";
-import type { Logger } from "../qrexec/log.js";
-import { stopReading } from "../qrexec/stop-reading.js";
+import type { Logger } from "../shared/log.js";
+import { stopReading } from "../shared/stop-reading.js";
 import { terminationSignal } from "../qrexec/agent.js";
 import { formatHostPort } from "../protocol/host-port.js";
 import { openVirtual } from "./export-virtual.js";
 import { checkNotExported, runExport } from "./export-lifecycle.js";
 import { guardExport } from "../kernel-glue/orphan-guard.js";
-import { removeExportPid, writeExportPid } from "../qrexec/rundir.js";
+import { removeExportPid, writeExportPid } from "../shared/rundir.js";
 
 interface Entry {
   busid: string;

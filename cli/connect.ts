@@ -2,14 +2,14 @@
 import { guardImport } from "../kernel-glue/orphan-guard.js";
 import { connectTcp } from "../frontend/connect-tcp.js";
 import { RelayViolationError } from "../protocol/errors.js";
-import { makeLogger } from "../qrexec/log.js";
+import { makeLogger } from "../shared/log.js";
 import { type Command, parse, printHelp } from "./command.js";
 import { ExitCode, UsageError } from "./errors.js";
 import { parseHostPort } from "./hostport.js";
 import { loadPolicy } from "./import.js";
 import { mkdirSync } from "node:fs";
 import path from "node:path";
-import { runDir } from "../qrexec/rundir.js";
+import { runDir } from "../shared/rundir.js";
 
 const help = `usage: usbip-qrexec connect --tcp HOST:PORT --busid BUSID [STATEFILE]
          [--mode kernel|relay] [--trace FILE.pcapng] [--policy FILE] [--verbose]

@@ -13,7 +13,7 @@ import { BotClient } from "../host/bot-client.js";
 import { enumerate } from "../host/enumerate.js";
 import { connectService } from "../host/service-link.js";
 import { UsbHost } from "../host/usb-host.js";
-import { makeLogger } from "../qrexec/log.js";
+import { makeLogger } from "../shared/log.js";
 import { terminationSignal } from "../qrexec/agent.js";
 import { InterruptedError, formatViolation } from "../protocol/errors.js";
 import { runQrexecSim } from "../qrexec/sim.js";

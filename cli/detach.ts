@@ -7,7 +7,7 @@ import { UsbipHost } from "../kernel-glue/usbip-host.js";
 import { busids, describeDevice, isBusid } from "../kernel-glue/usb-devices.js";
 import { resetDevice } from "../kernel-glue/system.js";
 import { giveBack } from "../kernel-glue/give-back.js";
-import { alive, readImportRecord, removeStaleExportPid, runningExports } from "../qrexec/rundir.js";
+import { alive, readImportRecord, removeStaleExportPid, runningExports } from "../shared/rundir.js";
 import { type Command, parse, printHelp } from "./command.js";
 import { ExitCode, UsageError } from "./errors.js";
 

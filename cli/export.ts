@@ -1,6 +1,6 @@
 /** `usbip-qrexec export DEVICE [--mode kernel]` — the body of the qubes.USB service. */
 import { RelayViolationError } from "../protocol/errors.js";
-import { makeLogger } from "../qrexec/log.js";
+import { makeLogger } from "../shared/log.js";
 import { type Command, parse, printHelp } from "./command.js";
 import { ExitCode, UsageError } from "./errors.js";
 

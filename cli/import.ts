@@ -3,7 +3,7 @@ import { reportToAttachService } from "../frontend/attach-report.js";
 import { UsbipError, RelayViolationError, RuntimeCode } from "../protocol/errors.js";
 import { parsePolicy, PolicyParseError, type Policy } from "../protocol/policy.js";
 import { readFileSync } from "node:fs";
-import { makeLogger } from "../qrexec/log.js";
+import { makeLogger } from "../shared/log.js";
 import { guardImport } from "../kernel-glue/orphan-guard.js";
 import { type Command, parse, printHelp } from "./command.js";
 import { ExitCode, UsageError } from "./errors.js";

@@ -4,7 +4,7 @@ import { exportableDevices, type UsbDeviceInfo } from "../kernel-glue/usb-device
 import type { ListedDevice } from "../protocol/messages.js";
 import { speedToString } from "../protocol/speed.js";
 import { terminationSignal } from "../qrexec/agent.js";
-import { makeLogger } from "../qrexec/log.js";
+import { makeLogger } from "../shared/log.js";
 import { type Command, parse, printHelp, writeOut } from "./command.js";
 import { ExitCode, UsageError } from "./errors.js";
 import { parseTcpPort } from "./hostport.js";

@@ -4,7 +4,7 @@ import { Sysfs } from "../kernel-glue/sysfs.js";
 import { Vhci, VdevStatus } from "../kernel-glue/vhci.js";
 import { speedToString } from "../protocol/speed.js";
 import { formatHostPort } from "../protocol/host-port.js";
-import { readImportRecord } from "../qrexec/rundir.js";
+import { readImportRecord } from "../shared/rundir.js";
 import { type Command, parse, printHelp, writeOut } from "./command.js";
 import { ExitCode } from "./errors.js";
 

@@ -1,5 +1,5 @@
 /** `usbip-qrexec qrexec-sim [--link socket|pipes|direct] -- LOCAL... -- SERVICE...` */
-import { makeLogger } from "../qrexec/log.js";
+import { makeLogger } from "../shared/log.js";
 import { runQrexecSim } from "../qrexec/sim.js";
 import { type Command, parse, printHelp } from "./command.js";
 import { ExitCode, UsageError } from "./errors.js";

@@ -1,7 +1,7 @@
 /** `usbip-qrexec serve --tcp HOST:PORT [DEVICE...] [--virtual SPEC]...` */
 import { serveTcp } from "../backend/serve-tcp.js";
 
-import { makeLogger } from "../qrexec/log.js";
+import { makeLogger } from "../shared/log.js";
 import { type Command, parse, printHelp } from "./command.js";
 import { ExitCode, UsageError } from "./errors.js";
 import { parseListenAddress } from "./hostport.js";

@@ -19,7 +19,7 @@ import { ProtocolError, WireCode } from "../protocol/errors.js";
 import type { CmdSubmit, CmdUnlink, RetSubmit, ServerMessage } from "../protocol/messages.js";
 import { checkCmdSubmit, checkCmdUnlink, type DeviceView } from "../protocol/relay-rules.js";
 import { RecentSeqnums } from "../protocol/recent-seqnums.js";
-import { pauseWhileBacklogged } from "../relay/backpressure.js";
+import { pauseWhileBacklogged } from "../shared/backpressure.js";
 import type { UrbDevice, UrbHandle, UrbResult } from "./urb-device.js";
 
 export interface UrbServerStats {

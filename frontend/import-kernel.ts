@@ -13,10 +13,10 @@ import { Sysfs } from "../kernel-glue/sysfs.js";
 import { Vhci } from "../kernel-glue/vhci.js";
 import { ensureModule, isSocket, readLineFromFd0, watchHangup } from "../kernel-glue/system.js";
 import { notifyAttached, requestSingleSocket, terminationSignal, type TerminationSignal } from "../qrexec/agent.js";
-import { waitNotice } from "../qrexec/log.js";
+import { waitNotice } from "../shared/log.js";
 import { qrexecRemote, writeImportState, type ImportState } from "./import-state.js";
-import type { Logger } from "../qrexec/log.js";
-import { lastVhciPort, setLastVhciPort } from "../qrexec/rundir.js";
+import type { Logger } from "../shared/log.js";
+import { lastVhciPort, setLastVhciPort } from "../shared/rundir.js";
 
 export interface ImportKernelOptions {
   statefile: string;

@@ -5,7 +5,7 @@
  */
 import { rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { removeImportRecord, writeImportRecord } from "../qrexec/rundir.js";
+import { removeImportRecord, writeImportRecord } from "../shared/rundir.js";
 
 export interface ImportState {
   remove(): void;

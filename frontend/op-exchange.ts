@@ -10,7 +10,7 @@ import { InterruptedError, UsbipError, PeerDataError, WireCode, formatViolation,
 import { encode } from "../protocol/encoder.js";
 import type { ClientMessage, ServerMessage } from "../protocol/messages.js";
 import { ServerStreamDecoder } from "../protocol/server-decoder.js";
-import { stopReading } from "../qrexec/stop-reading.js";
+import { stopReading } from "../shared/stop-reading.js";
 import { formatHostPort } from "../protocol/host-port.js";
 
 export interface OpExchangeOptions {

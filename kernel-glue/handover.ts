@@ -5,14 +5,13 @@
  * kernel takes its own reference; the helper exits.
  */
 import { spawn } from "node:child_process";
-import { socketPair } from "../qrexec/socketpair.js";
+import { socketPair } from "../shared/socketpair.js";
 import type net from "node:net";
+import { python } from "../shared/python.js";
 import { GlueError, GlueErrorCode } from "./errors.js";
 import { USBFS_HELPER } from "./system.js";
 import { type Sysfs, SysfsWriteError } from "./sysfs.js";
 import { hubForSpeed, Vhci } from "./vhci.js";
-
-const PYTHON = process.env.USBIP_QREXEC_PYTHON ?? "python3";
 
 /**
  * Write text(3) to `rel` from a helper whose fd 3 is one end of a new socketpair; returns our
@@ -72,7 +71,7 @@ async function attachOnFreePort<T>(vhci: Vhci, speed: number, after: number | un
 export function handOverExisting(sysfs: Sysfs, rel: string, sock: net.Socket, text: (fd: number) => string): Promise<void> {
   return new Promise((resolve, reject) => {
     const data = text(3);
-    const child = spawn(PYTHON, [USBFS_HELPER, "write", sysfs.path(rel), data], { stdio: ["ignore", "ignore", "pipe", sock] });
+    const child = spawn(python(), [USBFS_HELPER, "write", sysfs.path(rel), data], { stdio: ["ignore", "ignore", "pipe", sock] });
     let err = "";
     child.stderr!.on("data", (b: Buffer) => (err += b.toString()));
     child.on("error", (e) => reject(new GlueError(GlueErrorCode.SYSFS, `cannot run the handover helper: ${e.message}`)));

@@ -11,7 +11,8 @@
 import { spawn } from "node:child_process";
 import type net from "node:net";
 import path from "node:path";
-import { PYTHON, USBFS_HELPER } from "./system.js";
+import { python } from "../shared/python.js";
+import { USBFS_HELPER } from "./system.js";
 
 export interface OrphanGuard {
   /** our own cleanup is done: end the guard without it doing anything */
@@ -20,7 +21,7 @@ export interface OrphanGuard {
 
 /** Start a guard that runs `cleanup` (argv) if this process dies without calling disarm(). */
 export function startOrphanGuard(cleanup: string[]): OrphanGuard {
-  const child = spawn(PYTHON, [USBFS_HELPER, "guard", ...cleanup], {
+  const child = spawn(python(), [USBFS_HELPER, "guard", ...cleanup], {
     stdio: ["ignore", "ignore", "inherit", "pipe"],
     detached: true,
     env: { ...process.env, USBIP_QREXEC_GUARDED_PID: String(process.pid) },

@@ -7,12 +7,12 @@ import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { fstatSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { python } from "../shared/python.js";
 import { GlueError, GlueErrorCode } from "./errors.js";
 import type { Sysfs } from "./sysfs.js";
 
 /** Resolved from dist/kernel-glue/ (compiled) back to the source tree's helpers. */
 export const USBFS_HELPER = fileURLToPath(new URL("../../kernel-glue/helpers/usbfs.py", import.meta.url));
-export const PYTHON = process.env.USBIP_QREXEC_PYTHON ?? "python3";
 
 /** modprobe a module unless /sys/module shows it loaded already. */
 export async function ensureModule(sysfs: Sysfs, name: string): Promise<void> {
@@ -29,7 +29,7 @@ export async function ensureModule(sysfs: Sysfs, name: string): Promise<void> {
 export async function resetDevice(busnum: number, devnum: number): Promise<void> {
   const node = `/dev/bus/usb/${String(busnum).padStart(3, "0")}/${String(devnum).padStart(3, "0")}`;
   try {
-    await promisify(execFile)(PYTHON, [USBFS_HELPER, "reset", node]);
+    await promisify(execFile)(python(), [USBFS_HELPER, "reset", node]);
   } catch (e) {
     const msg = (e as { stderr?: string }).stderr?.trim() || (e as Error).message;
     throw new GlueError(GlueErrorCode.SYSFS, `reset of ${node} failed: ${msg.split("\n")[0]}`);
@@ -57,7 +57,7 @@ export interface HangupWatch {
 export function watchHangup(fd: number): HangupWatch {
   const stdio: Array<number | "ignore" | "inherit"> = ["ignore", "ignore", "inherit"];
   stdio[0] = fd; // the helper polls its own fd 0, a dup of ours
-  let child: ChildProcess | undefined = spawn(PYTHON, [USBFS_HELPER, "wait-hup", "0"], { stdio });
+  let child: ChildProcess | undefined = spawn(python(), [USBFS_HELPER, "wait-hup", "0"], { stdio });
   const done = new Promise<void>((resolve) => {
     child!.on("exit", () => {
       child = undefined;
@@ -91,7 +91,7 @@ export interface LineRead {
  */
 export function readLineFromFd0(max: number, timeoutMs: number, interrupt?: Promise<NodeJS.Signals>): Promise<LineRead> {
   return new Promise((resolve) => {
-    const child = spawn(PYTHON, [USBFS_HELPER, "read-line", String(max)], { stdio: [0, "pipe", "inherit"] });
+    const child = spawn(python(), [USBFS_HELPER, "read-line", String(max)], { stdio: [0, "pipe", "inherit"] });
     const out: Buffer[] = [];
     let stopped: { end: "timeout" | "interrupted"; signal?: NodeJS.Signals } | undefined;
     const stop = (why: { end: "timeout" | "interrupted"; signal?: NodeJS.Signals }) => {

@@ -34,10 +34,3 @@ export const DEFAULT_LIMITS: Readonly<DecodeLimits> = Object.freeze({
 export function resolveLimits(l: Partial<DecodeLimits> | undefined): DecodeLimits {
   return { ...DEFAULT_LIMITS, ...l };
 }
-
-/**
- * Bytes that may wait in one output stream before the input feeding it is paused (relay,
- * URB server): well above one 64 KiB URB with its header, so a URB never pauses the input
- * by itself, and small enough that a peer that stops reading costs us little.
- */
-export const STREAM_BUFFER = 1 << 20;

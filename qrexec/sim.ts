@@ -21,9 +21,9 @@ import type net from "node:net";
 import type { Readable, Writable } from "node:stream";
 import { closeSync, createReadStream, createWriteStream } from "node:fs";
 import { makePipe } from "./pipe.js";
-import { socketPair } from "./socketpair.js";
-import type { Logger } from "./log.js";
-import { PYTHON } from "../kernel-glue/system.js";
+import { socketPair } from "../shared/socketpair.js";
+import type { Logger } from "../shared/log.js";
+import { python } from "../shared/python.js";
 
 export type LinkMode = "socket" | "pipes" | "direct";
 
@@ -79,7 +79,7 @@ export async function runQrexecSim(local: string[], service: string[], link: Lin
 }
 
 async function startAgent(): Promise<ChildProcess> {
-  const agent = spawn(PYTHON, ["-S", "-c", AGENT_SRC], { stdio: ["pipe", "pipe", "inherit"] });
+  const agent = spawn(python(), ["-S", "-c", AGENT_SRC], { stdio: ["pipe", "pipe", "inherit"] });
   await new Promise<void>((resolve, reject) => {
     agent.stdout!.once("data", () => resolve());
     agent.once("error", reject);

@@ -35,7 +35,7 @@ import { type ClientMessage, type CmdSubmit, type CmdUnlink, type Message, type 
 import { checkCmdSubmit, checkCmdUnlink, checkRetSubmit, checkRetUnlink, type DeviceView } from "../protocol/relay-rules.js";
 import { UrbTable, type SubmittedUrb } from "../protocol/urb-table.js";
 import { RecentSeqnums } from "../protocol/recent-seqnums.js";
-import { pauseWhileBacklogged } from "./backpressure.js";
+import { pauseWhileBacklogged } from "../shared/backpressure.js";
 
 export type RelayEnd = "client" | "server";
 

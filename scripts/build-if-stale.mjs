@@ -35,5 +35,10 @@ if (force || built < 0 || built < Math.max(newest(root), mtime(path.join(root, "
   } catch {
     process.exit(1); // tsc printed its errors
   }
+  // the layer rules (docs/ARCHITECTURE.md) fail the build like a type error
+  const { violations } = await import("./check-layers.mjs");
+  const broken = violations();
+  for (const line of broken) process.stderr.write(`layer rule broken: ${line}\n`);
+  if (broken.length) process.exit(1);
   writeFileSync(stamp, new Date().toISOString() + "\n");
 }

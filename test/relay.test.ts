@@ -8,7 +8,7 @@ import test from "ava";
 import fc from "fast-check";
 import { PassThrough } from "node:stream";
 import { UrbRelay, type RelayResult } from "../relay/urb-relay.js";
-import { STREAM_BUFFER as RELAY_BUFFER } from "../protocol/limits.js";
+import { STREAM_BUFFER as RELAY_BUFFER } from "../shared/backpressure.js";
 import { encodeToBuffer } from "../protocol/encoder.js";
 import { ErrorCode } from "../protocol/errors.js";
 import type { ClientMessage, CmdSubmit, RetSubmit, ServerMessage } from "../protocol/messages.js";

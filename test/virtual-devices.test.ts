@@ -15,7 +15,7 @@ import { Direction, Errno, TransferFlag } from "../protocol/constants.js";
 import type { CmdSubmit } from "../protocol/messages.js";
 import { encodeToBuffer } from "../protocol/encoder.js";
 import { UrbServer } from "../device/urb-server.js";
-import { STREAM_BUFFER } from "../protocol/limits.js";
+import { STREAM_BUFFER } from "../shared/backpressure.js";
 import type { UrbDevice, UrbResult } from "../device/urb-device.js";
 import { MassStorageDevice } from "../device/mass-storage.js";
 import { HidKeyboard, reportsFor } from "../device/hid-keyboard.js";

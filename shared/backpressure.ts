@@ -5,7 +5,13 @@
  * resumed when the output drains.
  */
 import type { Readable, Writable } from "node:stream";
-import { STREAM_BUFFER } from "../protocol/limits.js";
+
+/**
+ * Bytes that may wait in one output stream before the input feeding it is paused (relay,
+ * URB server): well above one 64 KiB URB with its header, so a URB never pauses the input
+ * by itself, and small enough that a peer that stops reading costs us little.
+ */
+export const STREAM_BUFFER = 1 << 20;
 
 const waiting = new WeakSet<Readable>();
 
