@@ -9,11 +9,11 @@ import { isSpeedString, type SpeedString } from "../protocol/speed.js";
 import { GlueError, GlueErrorCode } from "../kernel-glue/errors.js";
 import { Sysfs } from "../kernel-glue/sysfs.js";
 import { SdevStatus, UsbipHost } from "../kernel-glue/usbip-host.js";
-import { checkExportable, describeDevice, resolveDevice } from "../kernel-glue/usb-devices.js";
+import { checkExportable, describeDevice, resolveDevice, type UsbDeviceInfo } from "../kernel-glue/usb-devices.js";
 import { ensureModule, resetDevice } from "../kernel-glue/system.js";
 import { giveBack } from "../kernel-glue/give-back.js";
 import { guardExport } from "../kernel-glue/orphan-guard.js";
-import { terminationSignal } from "../qrexec/agent.js";
+import { terminationSignal, type TerminationSignal } from "../qrexec/agent.js";
 import type { Logger } from "../shared/log.js";
 import { removeExportPid, runningExports, writeExportPid } from "../shared/rundir.js";
 import { publishExport, remoteDomain, unpublishExport, usbguardAllow, wantsResetOnAttach } from "./qubes-integration.js";
@@ -36,31 +36,78 @@ export interface ExportOptions {
   sysfs?: Sysfs;
   /** checks to make before anything is touched (e.g. fd 0 is a socket) */
   precheck?: () => void;
+  /** the caller's termination signal (serve: one for the server); one is made otherwise */
+  signal?: TerminationSignal;
   /** the mode's part: hand the device over and resolve with why the connection ended */
   body: (ctx: ExportContext) => Promise<string>;
 }
 
-export async function runExport(opts: ExportOptions): Promise<number> {
-  const sysfs = opts.sysfs ?? new Sysfs();
-  const log = opts.log;
-  const busid = resolveDevice(sysfs, opts.device);
+/** What every export holds from its preparation to its end, whatever serves the device. */
+export interface PreparedExport {
+  sysfs: Sysfs;
+  busid: string;
+  info: UsbDeviceInfo & { speed: SpeedString };
+  signal: TerminationSignal;
+  /** the device is ours now: write the pid file ('detach --busid' and the orphan check read it) */
+  started(): void;
+  /** on every exit path, once: the pid file, the orphan guard, our signal handlers */
+  release(): void;
+}
+
+/**
+ * The first half of every export (kernel, relay, userspace; export and serve): resolve the
+ * device, check it can be exported and is nobody else's, arm the orphan guard (a kill -9 still
+ * gives the device back), take the termination signals. Nothing of the device is touched yet.
+ */
+export function prepareExport(o: { device: string; sysfs?: Sysfs; precheck?: () => void; signal?: TerminationSignal }): PreparedExport {
+  const sysfs = o.sysfs ?? new Sysfs();
+  const busid = resolveDevice(sysfs, o.device);
   const info = describeDevice(sysfs, busid);
   checkExportable(info);
-  if (!isSpeedString(info.speed)) throw new GlueError(GlueErrorCode.BAD_DEVICE, `${busid}: unsupported speed "${info.speed}"`);
-  opts.precheck?.();
+  const speed = info.speed;
+  if (!isSpeedString(speed)) throw new GlueError(GlueErrorCode.BAD_DEVICE, `${busid}: unsupported speed "${speed}"`);
+  o.precheck?.();
+  checkNotExported(sysfs, busid); // before anything is touched: the device is someone else's
+  const guard = guardExport(busid);
+  const signal = o.signal ?? terminationSignal();
+  let released = false;
+  let pid = false;
+  return {
+    sysfs,
+    busid,
+    info: { ...info, speed },
+    signal,
+    started() {
+      writeExportPid(busid);
+      pid = true;
+    },
+    release() {
+      if (released) return;
+      released = true;
+      if (pid) removeExportPid(busid);
+      guard.disarm();
+      if (o.signal === undefined) signal.dispose();
+    },
+  };
+}
+
+/** An export through usbip-host (kernel and relay mode, serve's kernel mode): bind, run the mode's body, give back. */
+export async function runExport(opts: ExportOptions): Promise<number> {
+  const prep = prepareExport(opts);
+  try {
+    return await bindAndServe(prep, opts);
+  } finally {
+    prep.release();
+  }
+}
+
+async function bindAndServe(prep: PreparedExport, opts: ExportOptions): Promise<number> {
+  const { sysfs, busid, info, signal } = prep;
+  const log = opts.log;
   await ensureModule(sysfs, "usbip-host");
   const host = new UsbipHost(sysfs);
-  checkNotExported(sysfs, busid); // before anything is touched: the device is someone else's
-  const signal = terminationSignal();
-
-  const guard = guardExport(busid);
-  let original: string | undefined;
-  try {
-    original = host.bind(busid);
-  } catch (e) {
-    guard.disarm();
-    throw e;
-  }
+  checkNotExported(sysfs, busid); // again, now that usbip-host is there to ask
+  const original = host.bind(busid);
   log.info(`${busid} bound to usbip-host (was: ${original ?? "no driver"})`);
   let cleaned = false;
   let published = false;
@@ -74,7 +121,6 @@ export async function runExport(opts: ExportOptions): Promise<number> {
       for (const p of await giveBack(sysfs, busid)) log.warn(p);
     }
     if (published) await unpublishExport(busid);
-    removeExportPid(busid);
   };
   try {
     const status = host.status(busid);
@@ -88,7 +134,7 @@ export async function runExport(opts: ExportOptions): Promise<number> {
     }
     await usbguardAllow(busid);
     const now = describeDevice(sysfs, busid);
-    writeExportPid(busid);
+    prep.started();
     const why = await opts.body({
       sysfs,
       busid,
@@ -106,7 +152,6 @@ export async function runExport(opts: ExportOptions): Promise<number> {
     return 0;
   } finally {
     await cleanup("error");
-    guard.disarm();
   }
 }
 

@@ -7,7 +7,7 @@
 import type { Sysfs } from "../kernel-glue/sysfs.js";
 import { handOverSocket } from "../kernel-glue/handover.js";
 import { SysfsDeviceView } from "../kernel-glue/endpoints.js";
-import { formatHandshake } from "../protocol/handshake.js";
+import { sendHandshake } from "./send-handshake.js";
 import type { Logger } from "../shared/log.js";
 import { openLink } from "../qrexec/link.js";
 import { UrbRelay } from "../relay/urb-relay.js";
@@ -54,7 +54,7 @@ function exportRelayTraced(opts: ExportRelayOptions, trace: PcapngTrace | undefi
     async body(ctx) {
       const link = openLink();
       const stub = await handOverSocket(ctx.sysfs, `bus/usb/devices/${ctx.busid}/usbip_sockfd`, (fd) => String(fd));
-      await new Promise<void>((resolve, reject) => link.output.write(formatHandshake({ devid: ctx.devid, speed: ctx.speed }), (e) => (e ? reject(e) : resolve())));
+      await sendHandshake(link.output, ctx);
       await ctx.exported();
       const view = new SysfsDeviceView(ctx.sysfs, ctx.busid, ctx.devid);
       const reconfiguring = new Set<number>();

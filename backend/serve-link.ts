@@ -6,13 +6,13 @@
 import type { UrbDevice } from "../device/urb-device.js";
 import { UrbServer } from "../device/urb-server.js";
 import { RelayViolationError } from "../protocol/errors.js";
-import { formatHandshake } from "../protocol/handshake.js";
+import { sendHandshake } from "./send-handshake.js";
 import { openLink } from "../qrexec/link.js";
 import type { Logger } from "../shared/log.js";
 
 export async function serveOnLink(device: UrbDevice, log: Logger, stop: Promise<unknown>, what: string): Promise<number> {
   const link = openLink();
-  await new Promise<void>((resolve, reject) => link.output.write(formatHandshake({ devid: device.devid, speed: device.speed }), (e) => (e ? reject(e) : resolve())));
+  await sendHandshake(link.output, device);
   log.info(`${what}: devid ${device.devid} speed ${device.speed}; serving URBs`);
   const server = new UrbServer(device, link.input, link.output);
   server.start();

@@ -17,20 +17,15 @@ import type { ClientMessage, ListedDevice, Message } from "../protocol/messages.
 import type { UrbDevice } from "../device/urb-device.js";
 import { UrbServer } from "../device/urb-server.js";
 import { Sysfs } from "../kernel-glue/sysfs.js";
-import { SdevStatus, UsbipHost } from "../kernel-glue/usbip-host.js";
 import { recordFromSysfs } from "../kernel-glue/device-record.js";
-import { handOverExisting } from "../kernel-glue/handover.js";
-import { describeDevice, resolveDevice } from "../kernel-glue/usb-devices.js";
-import { isSpeedString } from "../protocol/speed.js";
-import { LibusbDevice } from "./libusb-device.js";
+import { resolveDevice } from "../kernel-glue/usb-devices.js";
 import type { Logger } from "../shared/log.js";
 import { stopReading } from "../shared/stop-reading.js";
-import { terminationSignal } from "../qrexec/agent.js";
+import { terminationSignal, type TerminationSignal } from "../qrexec/agent.js";
 import { formatHostPort } from "../protocol/host-port.js";
 import { openVirtual } from "./export-virtual.js";
-import { checkNotExported, runExport } from "./export-lifecycle.js";
-import { guardExport } from "../kernel-glue/orphan-guard.js";
-import { removeExportPid, writeExportPid } from "../shared/rundir.js";
+import { serveKernelSession } from "./export-kernel.js";
+import { serveUserspaceSession } from "./export-userspace.js";
 
 interface Entry {
   busid: string;
@@ -54,6 +49,16 @@ export interface ServeOptions {
 }
 
 export async function serveTcp(o: ServeOptions): Promise<number> {
+  // one set of signal handlers for the server and all its sessions, disposed on the way out
+  const signal = terminationSignal();
+  try {
+    return await serveUntilSignal(o, signal);
+  } finally {
+    signal.dispose();
+  }
+}
+
+async function serveUntilSignal(o: ServeOptions, signal: TerminationSignal): Promise<number> {
   const sysfs = o.sysfs ?? new Sysfs();
   const entries: Entry[] = [];
   for (const [i, spec] of o.virtual.entries()) {
@@ -67,7 +72,8 @@ export async function serveTcp(o: ServeOptions): Promise<number> {
     entries.push({ busid, record: () => recordFromSysfs(sysfs, busid), busy: false });
   }
   if (entries.length === 0) throw new UsageError("nothing to serve: give DEVICE arguments and/or --virtual SPEC");
-  const sessions = new Set<() => void>();
+  /** each running import session: how to stop it, and its end */
+  const sessions = new Map<() => void, Promise<void>>();
   const server = net.createServer({ pauseOnConnect: true }, (sock) => void connection(sock).catch((e: Error) => {
     o.log.warn(`connection from ${sock.remoteAddress}: ${e.message}`);
     sock.destroy();
@@ -92,77 +98,34 @@ export async function serveTcp(o: ServeOptions): Promise<number> {
       return;
     }
     e.busy = true;
-    try {
-      if (e.virtual) await serveVirtual(sock, e, peer, e.virtual);
-      else if (o.deviceMode === "userspace") await serveUserspace(sock, e, peer);
-      else await serveKernel(sock, e, peer);
-    } finally {
+    let stop = () => {};
+    const stopped = new Promise<void>((r) => (stop = r));
+    const session = serveSession(sock, e, peer, stopped).finally(() => {
       e.busy = false;
-    }
-  }
-
-  async function serveUserspace(sock: net.Socket, e: Entry, peer: string): Promise<void> {
-    const info = describeDevice(sysfs, e.busid);
-    if (!isSpeedString(info.speed)) throw new UsbipError(GlueCode.BAD_DEVICE, `${e.busid}: unsupported speed "${info.speed}"`);
-    checkNotExported(sysfs, e.busid);
-    // killed with SIGKILL mid-session, the guard resets the device and gives its interfaces back
-    const guard = guardExport(e.busid);
-    let dev: LibusbDevice;
-    try {
-      dev = LibusbDevice.open(info.busnum, info.devnum, e.busid, info.speed, o.log);
-    } catch (err) {
-      guard.disarm();
-      throw err;
-    }
-    writeExportPid(e.busid);
-    void dev.gone.then(() => {
-      o.log.warn(`${e.busid} is gone (unplugged): closing the connection`);
-      sock.destroy();
+      sessions.delete(stop);
     });
-    try {
-      await serveVirtual(sock, e, peer, dev);
-    } finally {
-      await dev.close();
-      removeExportPid(e.busid);
-      guard.disarm();
-    }
+    sessions.set(stop, session);
+    await session;
   }
 
-  async function serveVirtual(sock: net.Socket, e: Entry, peer: string, device: UrbDevice): Promise<void> {
-    await send(sock, { kind: "OP_REP_IMPORT", status: OpStatus.OK, device: e.record() });
+  const reply = (sock: net.Socket, device: ListedDevice) => send(sock, { kind: "OP_REP_IMPORT", status: OpStatus.OK, device });
+
+  async function serveSession(sock: net.Socket, e: Entry, peer: string, stopped: Promise<void>): Promise<void> {
+    if (e.virtual) return serveUrbs(sock, e, peer, e.virtual, stopped);
+    if (o.deviceMode === "userspace") return serveUserspaceSession({ busid: e.busid, sysfs, log: o.log, signal, sock, serve: (dev) => serveUrbs(sock, e, peer, dev, stopped) });
+    await serveKernelSession({ sock, busid: e.busid, sysfs, log: o.log, signal, stopped, reply: (s, b) => reply(sock, recordFromSysfs(s, b)), onExported: () => o.log.info(`${peer}: imported ${e.busid} (kernel, usbip-host)`) });
+  }
+
+  /** A device served by the URB server on the socket (a model, or libusb in userspace mode). */
+  async function serveUrbs(sock: net.Socket, e: Entry, peer: string, device: UrbDevice, stopped: Promise<void>): Promise<void> {
+    await reply(sock, e.record());
     o.log.info(`${peer}: imported ${e.busid} (${e.virtual ? "virtual" : "userspace, libusb"})`);
     const s = new UrbServer(device, sock, sock);
-    const stop = () => void s.stop();
-    sessions.add(stop);
     s.start();
+    void stopped.then(() => s.stop());
     const r = await s.done;
-    sessions.delete(stop);
     if (r.violation) o.log.warn(`${peer}: ${e.busid}: refused a message: ${formatViolation(r.violation)}`);
     o.log.info(`${peer}: ${e.busid} session ended (${r.reason}): ${JSON.stringify(r.stats)}`);
-  }
-
-  async function serveKernel(sock: net.Socket, e: Entry, peer: string): Promise<void> {
-    await runExport({
-      device: e.busid,
-      log: o.log,
-      sysfs,
-      async body(ctx) {
-        // the stub reads the socket from now on; we have stopped reading it (readRequest)
-        await handOverExisting(ctx.sysfs, `bus/usb/devices/${ctx.busid}/usbip_sockfd`, sock, (fd) => String(fd));
-        await send(sock, { kind: "OP_REP_IMPORT", status: OpStatus.OK, device: recordFromSysfs(ctx.sysfs, ctx.busid) });
-        await ctx.exported();
-        o.log.info(`${peer}: imported ${ctx.busid} (kernel, usbip-host)`);
-        const host = new UsbipHost(ctx.sysfs);
-        let stopped: string | undefined;
-        const stop = () => (stopped = "stopped");
-        sessions.add(stop);
-        // the stub owns the connection: it is over when usbip_status leaves SDEV_ST_USED
-        while (stopped === undefined && host.status(ctx.busid) === SdevStatus.USED) await new Promise((r) => setTimeout(r, 300));
-        sessions.delete(stop);
-        sock.destroy();
-        return stopped ?? "connection ended";
-      },
-    });
   }
 
   await new Promise<void>((resolve, reject) => {
@@ -173,11 +136,13 @@ export async function serveTcp(o: ServeOptions): Promise<number> {
   const addr = server.address() as net.AddressInfo;
   o.log.info(`serving ${entries.map((e) => e.busid).join(", ")}`);
   o.onListening?.(addr.port, formatHostPort(addr.address, addr.port));
-  const sig = await terminationSignal().promise;
+  const sig = await signal.promise;
   o.log.info(`${sig}: closing`);
   server.close();
-  for (const s of sessions) s();
-  await new Promise((r) => setTimeout(r, 500));
+  // stop every session and wait for each to give its device back (bounded: a stuck one is named)
+  for (const stop of sessions.keys()) stop();
+  const ended = await Promise.race([Promise.allSettled(sessions.values()).then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 20_000).unref())]);
+  if (!ended) o.log.warn(`${sessions.size} session(s) did not end within 20 s of ${sig}`);
   for (const e of entries) await e.virtual?.close();
   return 0;
 }

@@ -8,19 +8,17 @@
 import net from "node:net";
 import { release } from "node:os";
 import { opStatusName } from "../protocol/constants.js";
-import { InterruptedError, UsbipError, PeerDataError, WireCode, RuntimeCode } from "../protocol/errors.js";
+import { UsbipError, PeerDataError, WireCode, RuntimeCode } from "../protocol/errors.js";
 import type { DeviceRecord } from "../protocol/messages.js";
 import { kernelSupportsSuperPlus, speedToString } from "../protocol/speed.js";
 import { attachExisting } from "../kernel-glue/handover.js";
 import { Sysfs } from "../kernel-glue/sysfs.js";
-import { ensureModule } from "../kernel-glue/system.js";
-import { Vhci, VdevStatus } from "../kernel-glue/vhci.js";
-import { notifyAttached, terminationSignal, type TerminationSignal } from "../qrexec/agent.js";
+import { watchHangup } from "../kernel-glue/system.js";
+import { terminationSignal, type TerminationSignal } from "../qrexec/agent.js";
 import type { Logger } from "../shared/log.js";
-import { lastVhciPort, setLastVhciPort } from "../shared/rundir.js";
 import type { Policy } from "../protocol/policy.js";
 import { importRelay } from "./import-relay.js";
-import { writeImportState, type ImportState } from "./import-state.js";
+import { runImport } from "./import-lifecycle.js";
 import { formatHostPort } from "../protocol/host-port.js";
 import { opExchange } from "./op-exchange.js";
 
@@ -72,37 +70,17 @@ async function connectTcpUntilSignal(o: ConnectOptions, signal: TerminationSigna
     sock.on("error", () => {});
     return importRelay({ statefile: o.statefile, log: o.log, sysfs, trace: o.trace, policy: o.policy, link: { input: sock, output: sock, devid, speed: speedToString(device.speed), rest }, remote, onAttached: announce, signal });
   }
-  await ensureModule(sysfs, "vhci-hcd");
-  const vhci = new Vhci(sysfs);
   const speed = device.speed === 6 && !kernelSupportsSuperPlus(release()) ? 5 : device.speed;
-  const port = await attachExisting(vhci, sock, devid, speed, lastVhciPort());
-  setLastVhciPort(port);
-  sock.destroy(); // vhci-hcd holds its own reference now
-  o.log.info(`attached on vhci port ${port}`);
-  let state: ImportState | undefined;
-  try {
-    state = writeImportState(port, o.statefile, remote, "kernel");
-    const attached = await Promise.race([
-      vhci.waitAttached(port, 30_000),
-      signal.promise.then((s) => {
-        throw new InterruptedError(s, "before the device enumerated");
-      }),
-    ]);
-    o.log.info(`device enumerated as ${attached}`);
-    notifyAttached();
-    announce(port);
-    // the kernel owns the connection: it ends when the port is freed (detach, or the server closed)
-    let sig: string | undefined;
-    signal.promise.then((s) => (sig = s), () => {});
-    while (sig === undefined && vhci.port(port)?.status !== VdevStatus.NULL) await new Promise((r) => setTimeout(r, 300));
-    o.log.info(`ending (${sig ? `signal ${sig}` : "port freed"})`);
-    vhci.release(port);
-    await vhci.waitDetached(port, attached, 10_000).catch((e: Error) => o.log.warn(e.message));
-    return 0;
-  } catch (e) {
-    vhci.release(port);
-    throw e;
-  } finally {
-    state?.remove();
-  }
+  return runImport({ statefile: o.statefile, log: o.log, sysfs, mode: "kernel", remote, signal, onAttached: announce }, async (vhci, after) => {
+    const port = await attachExisting(vhci, sock, devid, speed, after);
+    // the kernel owns the connection: it ends when the connection hangs up (the server closed
+    // it, or detach: vhci-hcd shuts the socket down); watched on a dup, nothing read from it
+    const hangup = watchHangup(sock);
+    sock.destroy(); // vhci-hcd holds its own reference now
+    return {
+      port,
+      untilEnd: (stop) => Promise.race([hangup.done.then(() => "connection closed"), stop.then((s) => `signal ${s}`)]).finally(() => hangup.stop()),
+      abort: () => hangup.stop(),
+    };
+  });
 }

@@ -1,8 +1,8 @@
 /**
  * `import STATEFILE` in kernel mode (the local process of qubes.USBAttach): read the handshake
- * line without reading past it, validate it, pick a vhci-hcd port, ask for the single socket,
- * attach fd 0, write the statefile, wait until the device enumerated (then SIGHUP
- * $SERVICE_ATTACH_PID), and stay until the port is detached. Every failure frees the port.
+ * line without reading past it and validate it; then the import lifecycle (import-lifecycle.ts)
+ * with fd 0 attached to vhci-hcd after asking the agent for the single socket, until the link
+ * hangs up. Every failure frees the port.
  */
 import { release } from "node:os";
 import { MAX_HANDSHAKE_LINE, scanHandshake } from "../protocol/handshake.js";
@@ -10,13 +10,12 @@ import { kernelSupportsSuperPlus, speedFromString, type SpeedString } from "../p
 import { InterruptedError, UsbipError, PeerDataError, RuntimeCode } from "../protocol/errors.js";
 import { GlueError, GlueErrorCode } from "../kernel-glue/errors.js";
 import { Sysfs } from "../kernel-glue/sysfs.js";
-import { Vhci } from "../kernel-glue/vhci.js";
-import { ensureModule, isSocket, readLineFromFd0, watchHangup } from "../kernel-glue/system.js";
-import { notifyAttached, requestSingleSocket, terminationSignal, type TerminationSignal } from "../qrexec/agent.js";
+import { isSocket, readLineFromFd0, watchHangup } from "../kernel-glue/system.js";
+import { requestSingleSocket, terminationSignal, type TerminationSignal } from "../qrexec/agent.js";
 import { waitNotice } from "../shared/log.js";
-import { qrexecRemote, writeImportState, type ImportState } from "./import-state.js";
+import { qrexecRemote } from "./import-state.js";
+import { runImport } from "./import-lifecycle.js";
 import type { Logger } from "../shared/log.js";
-import { lastVhciPort, setLastVhciPort } from "../shared/rundir.js";
 
 export interface ImportKernelOptions {
   statefile: string;
@@ -54,35 +53,16 @@ async function importKernelUntilSignal(opts: ImportKernelOptions, sysfs: Sysfs, 
   const speed = speedFromString(hs.speed as SpeedString, kernelSupportsSuperPlus(release()));
   log.info(`handshake: devid ${hs.devid} speed ${hs.speed} (enum ${speed})`);
 
-  await ensureModule(sysfs, "vhci-hcd");
-  const vhci = new Vhci(sysfs);
-  requestSingleSocket();
-  const port = vhci.attachFree(0, hs.devid, speed, lastVhciPort());
-  setLastVhciPort(port);
-  log.info(`attached on vhci port ${port}`);
-  let state: ImportState | undefined;
-  try {
-    state = writeImportState(port, opts.statefile, qrexecRemote(opts.statefile), "kernel");
+  return runImport({ statefile: opts.statefile, log, sysfs, mode: "kernel", remote: qrexecRemote(opts.statefile), signal, attachTimeoutMs: opts.attachTimeoutMs }, async (vhci, after) => {
+    requestSingleSocket();
+    const port = await vhci.attachFd(0, hs.devid, speed, after);
     const hangup = watchHangup(0);
-    const attached = await Promise.race([
-      vhci.waitAttached(port, opts.attachTimeoutMs ?? 30_000),
-      signal.promise.then((s) => {
-        throw new InterruptedError(s, "before the device enumerated");
-      }),
-    ]);
-    log.info(`device enumerated as ${attached}`);
-    notifyAttached();
-    const why = await Promise.race([hangup.done.then(() => "link closed"), signal.promise.then((s) => `signal ${s}`)]);
-    hangup.stop();
-    log.info(`ending (${why})`);
-    vhci.release(port);
-    await vhci.waitDetached(port, attached, 10_000).catch((e: Error) => log.warn(e.message));
-    return 0;
-  } catch (e) {
-    vhci.release(port);
-    throw e;
-  } finally {
-    state?.remove();
-  }
+    return {
+      port,
+      // the kernel owns the link: it ends when the link hangs up (the backend closed, or detach)
+      untilEnd: (stop) => Promise.race([hangup.done.then(() => "link closed"), stop.then((s) => `signal ${s}`)]).finally(() => hangup.stop()),
+      abort: () => hangup.stop(),
+    };
+  });
 }
 

@@ -10,13 +10,11 @@ import type { Readable, Writable } from "node:stream";
 import { kernelSupportsSuperPlus, speedFromString, type SpeedString } from "../protocol/speed.js";
 import { InterruptedError, UsbipError, RelayViolationError, type Violation, GlueCode } from "../protocol/errors.js";
 import { Sysfs } from "../kernel-glue/sysfs.js";
-import { Vhci } from "../kernel-glue/vhci.js";
-import { ensureModule } from "../kernel-glue/system.js";
 import { attachHandover } from "../kernel-glue/handover.js";
-import { notifyAttached, terminationSignal, type TerminationSignal } from "../qrexec/agent.js";
+import { terminationSignal, type TerminationSignal } from "../qrexec/agent.js";
 import { waitNotice, type Logger } from "../shared/log.js";
-import { qrexecRemote, writeImportState, type ImportState } from "./import-state.js";
-import { lastVhciPort, setLastVhciPort } from "../shared/rundir.js";
+import { qrexecRemote } from "./import-state.js";
+import { runImport } from "./import-lifecycle.js";
 import { openLink } from "../qrexec/link.js";
 import { readHandshake } from "../qrexec/read-handshake.js";
 import { UrbRelay } from "../relay/urb-relay.js";
@@ -72,56 +70,49 @@ async function importRelayTraced(opts: ImportRelayOptions, sysfs: Sysfs, log: Lo
   const { handshake: hs, rest } = opts.link ? { handshake: { devid: opts.link.devid, speed: opts.link.speed }, rest: opts.link.rest } : await readHandshake(link.input, handshakeTimeoutMs, signal.promise).finally(notice);
   const speed = speedFromString(hs.speed as SpeedString, kernelSupportsSuperPlus(release()));
   log.info(`handshake: devid ${hs.devid} speed ${hs.speed} (enum ${speed})`);
-  await ensureModule(sysfs, "vhci-hcd");
-  const vhci = new Vhci(sysfs);
-  const { port, socket } = await attachHandover(vhci, hs.devid, speed, lastVhciPort());
-  setLastVhciPort(port);
-  log.info(`attached on vhci port ${port} through the relay`);
   const policy = opts.policy;
-  const relay = new UrbRelay({
-    clientIn: socket,
-    clientOut: socket,
-    serverIn: link.input,
-    serverOut: link.output,
-    serverPrefix: rest,
-    onMessage: trace && ((_f, m, urb) => trace.record(m, { urb })),
-    screen: policy && ((m, urb, at) => {
-      if (urb.ep === 0 && urb.direction === 1 && urb.setup !== undefined && m.actualLength > 0) checkDescriptor(policy, urb.setup, contiguous(m.payload), at, m.seqnum);
-    }),
-  });
-  relay.start();
-  let stoppedBy: NodeJS.Signals | undefined;
-  signal.promise.then((s) => {
-    stoppedBy = s;
-    relay.stop();
-  }, () => {});
-  let state: ImportState | undefined;
-  try {
-    state = writeImportState(port, opts.statefile, opts.remote ?? qrexecRemote(opts.statefile), "relay");
-    const attached = await Promise.race([
-      vhci.waitAttached(port, opts.attachTimeoutMs ?? 30_000),
-      relay.done.then((r) => {
-        if (stoppedBy !== undefined) throw new InterruptedError(stoppedBy, "before the device enumerated");
-        throw relayError(r.violation?.error) ?? new UsbipError(GlueCode.ATTACH, `the connection ended (${r.reason}) before the device enumerated`);
+  return runImport({ statefile: opts.statefile, log, sysfs, mode: "relay", remote: opts.remote ?? qrexecRemote(opts.statefile), signal, attachTimeoutMs: opts.attachTimeoutMs, onAttached: opts.onAttached }, async (vhci, after) => {
+    const { port, socket } = await attachHandover(vhci, hs.devid, speed, after);
+    const relay = new UrbRelay({
+      clientIn: socket,
+      clientOut: socket,
+      serverIn: link.input,
+      serverOut: link.output,
+      serverPrefix: rest,
+      onMessage: trace && ((_f, m, urb) => trace.record(m, { urb })),
+      screen: policy && ((m, urb, at) => {
+        if (urb.ep === 0 && urb.direction === 1 && urb.setup !== undefined && m.actualLength > 0) checkDescriptor(policy, urb.setup, contiguous(m.payload), at, m.seqnum);
       }),
-    ]);
-    log.info(`device enumerated as ${attached}`);
-    notifyAttached();
-    opts.onAttached?.(port);
-    const r = await relay.done;
-    log.info(`relay ended (${r.reason}): ${JSON.stringify(r.stats)}`);
-    vhci.release(port);
-    await vhci.waitDetached(port, attached, 10_000).catch((e: Error) => log.warn(e.message));
-    const v = relayError(r.violation?.error);
-    if (v) throw v;
-    return 0;
-  } catch (e) {
-    relay.stop();
-    vhci.release(port);
-    throw e;
-  } finally {
-    state?.remove();
-  }
+    });
+    relay.start();
+    let stoppedBy: NodeJS.Signals | undefined;
+    signal.promise.then((s) => {
+      stoppedBy = s;
+      relay.stop();
+    }, () => {});
+    let violation: RelayViolationError | undefined;
+    const endedEarly = relay.done.then((r): never => {
+      if (stoppedBy !== undefined) throw new InterruptedError(stoppedBy, "before the device enumerated");
+      throw relayError(r.violation?.error) ?? new UsbipError(GlueCode.ATTACH, `the connection ended (${r.reason}) before the device enumerated`);
+    });
+    endedEarly.catch(() => {});
+    return {
+      port,
+      how: " through the relay",
+      endedEarly,
+      // the relay owns the link: it ends when either side closes, on a violation, or on a signal
+      untilEnd: async () => {
+        const r = await relay.done;
+        log.info(`relay ended (${r.reason}): ${JSON.stringify(r.stats)}`);
+        violation = relayError(r.violation?.error);
+        return stoppedBy ? `signal ${stoppedBy}` : `link ${r.reason}`;
+      },
+      afterRelease: () => {
+        if (violation) throw violation;
+      },
+      abort: () => relay.stop(),
+    };
+  });
 }
 
 function relayError(e: Violation | undefined): RelayViolationError | undefined {

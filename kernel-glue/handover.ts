@@ -11,7 +11,7 @@ import { python } from "../shared/python.js";
 import { GlueError, GlueErrorCode } from "./errors.js";
 import { USBFS_HELPER } from "./system.js";
 import { type Sysfs, SysfsWriteError } from "./sysfs.js";
-import { hubForSpeed, Vhci } from "./vhci.js";
+import type { Vhci } from "./vhci.js";
 
 /**
  * Write text(3) to `rel` from a helper whose fd 3 is one end of a new socketpair; returns our
@@ -36,32 +36,15 @@ export async function handOverSocket(sysfs: Sysfs, rel: string, text: (fd: numbe
 
 /** vhci-hcd attach through a handed-over socket, on the first free port of the right hub (EBUSY: next). */
 export async function attachHandover(vhci: Vhci, devid: number, speed: number, after?: number): Promise<{ port: number; socket: net.Socket }> {
-  return attachOnFreePort(vhci, speed, after, async (port) => ({ port, socket: await handOverSocket(vhci.sysfs, `${vhci.dir()}/attach`, (fd) => `${port} ${fd} ${devid >>> 0} ${speed}`) }));
+  return vhci.attachOnFreePort(speed, after, async (port) => ({ port, socket: await handOverSocket(vhci.sysfs, `${vhci.dir()}/attach`, (fd) => `${port} ${fd} ${devid >>> 0} ${speed}`) }));
 }
 
 /** vhci-hcd attach of an existing socket (connect --tcp's TCP connection). */
 export function attachExisting(vhci: Vhci, sock: net.Socket, devid: number, speed: number, after?: number): Promise<number> {
-  return attachOnFreePort(vhci, speed, after, async (port) => {
+  return vhci.attachOnFreePort(speed, after, async (port) => {
     await handOverExisting(vhci.sysfs, `${vhci.dir()}/attach`, sock, (fd) => `${port} ${fd} ${devid >>> 0} ${speed}`);
     return port;
   });
-}
-
-/** Try `attach(port)` on each free port of the hub for `speed` until one is not EBUSY. */
-async function attachOnFreePort<T>(vhci: Vhci, speed: number, after: number | undefined, attach: (port: number) => Promise<T>): Promise<T> {
-  const tried = new Set<number>();
-  for (;;) {
-    const port = vhci.freePorts(speed, after).find((p) => !tried.has(p));
-    if (port === undefined) throw new GlueError(GlueErrorCode.NO_FREE_PORT, `no free vhci-hcd port on the ${hubForSpeed(speed) === "ss" ? "SuperSpeed" : "high-speed"} hub`);
-    tried.add(port);
-    try {
-      return await attach(port);
-    } catch (e) {
-      if (e instanceof SysfsWriteError && e.errno === "EBUSY") continue;
-      if (e instanceof SysfsWriteError) throw new GlueError(GlueErrorCode.ATTACH, `vhci-hcd refused the attach on port ${port}: ${e.errno}`);
-      throw e;
-    }
-  }
 }
 
 /**

@@ -5,6 +5,7 @@
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { fstatSync } from "node:fs";
+import type { Socket } from "node:net";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { python } from "../shared/python.js";
@@ -54,9 +55,10 @@ export interface HangupWatch {
  * Resolve when socket `fd` of this process hangs up: the peer closed, or the kernel shut it
  * down (usbip-host / vhci-hcd teardown does SHUT_RDWR). Nothing is read from the socket.
  */
-export function watchHangup(fd: number): HangupWatch {
-  const stdio: Array<number | "ignore" | "inherit"> = ["ignore", "ignore", "inherit"];
-  stdio[0] = fd; // the helper polls its own fd 0, a dup of ours
+export function watchHangup(fd: number | Socket): HangupWatch {
+  // the helper polls its own fd 0, a dup of ours made at spawn (a socket handed to the kernel
+  // may be closed here right after)
+  const stdio: [number | Socket, "ignore", "inherit"] = [fd, "ignore", "inherit"];
   let child: ChildProcess | undefined = spawn(python(), [USBFS_HELPER, "wait-hup", "0"], { stdio });
   const done = new Promise<void>((resolve) => {
     child!.on("exit", () => {

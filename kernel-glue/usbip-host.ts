@@ -44,19 +44,9 @@ export class UsbipHost {
     if (before !== undefined) this.sysfs.write(`bus/usb/drivers/${before}/unbind`, busid);
     this.sysfs.write(`${DRV}/match_busid`, `add ${busid}`);
     try {
-      // right after an earlier session gave the device back, the stub may still refuse the busid
-      // ("not in match_busid table... skip!", ENODEV; seen once in 100 VM cycles even after one
-      // immediate retry): add it again and retry, a few times, a little later each time
-      for (let attempt = 0; ; attempt++) {
-        try {
-          this.sysfs.write(`${DRV}/bind`, busid);
-          break;
-        } catch (e) {
-          if (!(e instanceof SysfsWriteError && e.errno === "ENODEV") || attempt === 3) throw e;
-          if (attempt > 0) sleepSync(200 * attempt);
-          this.sysfs.write(`${DRV}/match_busid`, `add ${busid}`);
-        }
-      }
+      // one write: the ENODEV refusals once retried here came from a wedged match_busid entry,
+      // whose cause (a 'del' while the stub held the device) we no longer write
+      this.sysfs.write(`${DRV}/bind`, busid);
     } catch (e) {
       // no 'del' here: another export may have bound the device meanwhile, and a 'del' while the
       // stub holds a device wedges its table entry (see unbind())
@@ -145,9 +135,4 @@ export class UsbipHost {
   reprobe(busid: string): void {
     this.sysfs.write("bus/usb/drivers_probe", busid);
   }
-}
-
-/** Block for `ms` (bind is synchronous and runs before anything else of the export). */
-function sleepSync(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }

@@ -106,28 +106,32 @@ export class Vhci {
   }
 
   /**
-   * Attach on the first free port of the right hub; a port taken meanwhile (EBUSY) is skipped.
-   * Returns the port used.
+   * The one free-port loop: try `attach(port)` on each free port of the hub for `speed` (after
+   * `after`, see freePorts) until one is not EBUSY — a port another import took meanwhile.
+   * Returns what `attach` returned. Every import attaches through it.
    */
-  attachFree(fd: number, devid: number, speed: number, after?: number): number {
+  async attachOnFreePort<T>(speed: number, after: number | undefined, attach: (port: number) => T | Promise<T>): Promise<T> {
     const tried = new Set<number>();
     for (;;) {
       const port = this.freePorts(speed, after).find((p) => !tried.has(p));
-      if (port === undefined) {
-        throw new GlueError(GlueErrorCode.NO_FREE_PORT, `no free vhci-hcd port on the ${hubForSpeed(speed) === "ss" ? "SuperSpeed" : "high-speed"} hub`);
-      }
+      if (port === undefined) throw new GlueError(GlueErrorCode.NO_FREE_PORT, `no free vhci-hcd port on the ${hubForSpeed(speed) === "ss" ? "SuperSpeed" : "high-speed"} hub`);
       tried.add(port);
       try {
-        this.attach(port, fd, devid, speed);
-        return port;
+        return await attach(port);
       } catch (e) {
         if (e instanceof SysfsWriteError && e.errno === "EBUSY") continue;
-        if (e instanceof SysfsWriteError) {
-          throw new GlueError(GlueErrorCode.ATTACH, `vhci-hcd refused the attach on port ${port}: ${e.errno}${e.errno === "EINVAL" ? " (fd not a stream socket, or bad speed/devid)" : ""}`);
-        }
+        if (e instanceof SysfsWriteError) throw new GlueError(GlueErrorCode.ATTACH, `vhci-hcd refused the attach on port ${port}: ${e.errno}${e.errno === "EINVAL" ? " (fd not a stream socket, or bad speed/devid)" : ""}`);
         throw e;
       }
     }
+  }
+
+  /** Attach `fd` of this process (kernel mode: the qrexec socket, fd 0) on the first free port; returns the port. */
+  attachFd(fd: number, devid: number, speed: number, after?: number): Promise<number> {
+    return this.attachOnFreePort(speed, after, (port) => {
+      this.attach(port, fd, devid, speed);
+      return port;
+    });
   }
 
   detach(port: number): void {

@@ -152,3 +152,11 @@ test("checkNotExported: a live export's pid file, or usbip-host using the device
     delete process.env.USBIP_QREXEC_RUNDIR;
   }
 });
+
+test("bind writes match_busid 'add' and bind once each: a refusal is not retried (no sleeps, no second add)", (t) => {
+  let binds = 0;
+  const fs = new MatchList(hostTree(), (rel) => (rel.endsWith("usbip-host/bind") && ++binds > 0 ? "ENODEV" : undefined));
+  t.throws(() => new UsbipHost(fs).bind("2-1"));
+  t.is(binds, 1, "one bind write");
+  t.is(fs.writes.filter(([rel, d]) => rel.endsWith("usbip-host/match_busid") && d === "add 2-1").length, 1);
+});

@@ -63,37 +63,37 @@ test("several controllers: status.N files are all read, in controller order", (t
   t.true(v.freePorts(6).includes(8), "SuperSpeedPlus too");
 });
 
-test("attach writes 'port fd devid speed' and picks the first free port of the right hub", (t) => {
+test("attach writes 'port fd devid speed' and picks the first free port of the right hub", async (t) => {
   const fs = new RecordingSysfs(tree(1, { 0: "3-1" }));
-  const port = new Vhci(fs).attachFree(0, 0x10002, 3);
+  const port = await new Vhci(fs).attachFd(0, 0x10002, 3);
   t.is(port, 1);
   t.deepEqual(fs.writes, [["devices/platform/vhci_hcd.0/attach", "1 0 65538 3"]]);
 });
 
-test("EBUSY race: a port taken meanwhile is skipped, the next one is used", (t) => {
+test("EBUSY race: a port taken meanwhile is skipped, the next one is used", async (t) => {
   const fs = new RecordingSysfs(tree(1), (rel, data) => (rel.endsWith("/attach") && /^[01] /.test(data) ? "EBUSY" : undefined));
-  t.is(new Vhci(fs).attachFree(0, 1, 3), 2);
+  t.is(await new Vhci(fs).attachFd(0, 1, 3), 2);
 });
 
-test("full hub: NO_FREE_PORT, naming the hub; the other hub's free ports don't count", (t) => {
+test("full hub: NO_FREE_PORT, naming the hub; the other hub's free ports don't count", async (t) => {
   const used: Record<number, string> = {};
   for (let i = 0; i < 8; i++) used[i] = `3-${i + 1}`;
   const v = new Vhci(new RecordingSysfs(tree(1, used)));
-  const e = t.throws(() => v.attachFree(0, 1, 3));
+  const e = await t.throwsAsync(v.attachFd(0, 1, 3));
   t.is((e as { code?: string }).code, GlueErrorCode.NO_FREE_PORT);
   t.regex(e!.message, /high-speed hub/);
-  t.is(v.attachFree(0, 1, 5), 8, "SuperSpeed still attaches");
+  t.is(await v.attachFd(0, 1, 5), 8, "SuperSpeed still attaches");
 });
 
-test("every port EBUSY (all taken in a race): NO_FREE_PORT, not a loop", (t) => {
+test("every port EBUSY (all taken in a race): NO_FREE_PORT, not a loop", async (t) => {
   const fs = new RecordingSysfs(tree(1), (rel) => (rel.endsWith("/attach") ? "EBUSY" : undefined));
-  const e = t.throws(() => new Vhci(fs).attachFree(0, 1, 2));
+  const e = await t.throwsAsync(new Vhci(fs).attachFd(0, 1, 2));
   t.is((e as { code?: string }).code, GlueErrorCode.NO_FREE_PORT);
 });
 
-test("EINVAL from attach (not a stream socket) is an ATTACH error that says so", (t) => {
+test("EINVAL from attach (not a stream socket) is an ATTACH error that says so", async (t) => {
   const fs = new RecordingSysfs(tree(1), (rel) => (rel.endsWith("/attach") ? "EINVAL" : undefined));
-  const e = t.throws(() => new Vhci(fs).attachFree(5, 1, 2));
+  const e = await t.throwsAsync(new Vhci(fs).attachFd(5, 1, 2));
   t.is((e as { code?: string }).code, GlueErrorCode.ATTACH);
   t.regex(e!.message, /stream socket/);
 });
@@ -117,10 +117,10 @@ test("waitAttached: resolves with the local busid once USED and present; fails f
   await t.throwsAsync(v.waitAttached(1, 5000), { message: /released before the device enumerated/ });
 });
 
-test("port rotation: the search starts after the port used last, wrapping around", (t) => {
+test("port rotation: the search starts after the port used last, wrapping around", async (t) => {
   const v = new Vhci(new RecordingSysfs(tree(1, { 2: "3-3" })));
   t.deepEqual(v.freePorts(3, 1), [3, 4, 5, 6, 7, 0, 1]);
   t.deepEqual(v.freePorts(3, 7), [0, 1, 3, 4, 5, 6, 7]);
   const fs = new RecordingSysfs(tree(1));
-  t.is(new Vhci(fs).attachFree(0, 1, 3, 4), 5);
+  t.is(await new Vhci(fs).attachFd(0, 1, 3, 4), 5);
 });
