@@ -3,21 +3,16 @@
  * exported through the qrexec simulator, every URB validated by the relay on the way, enumerated
  * by our userspace host, read and written with checksums, with live URB/s and MB/s.
  */
-import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, openSync, readFileSync, readSync, closeSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, openSync, readFileSync, closeSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { PassThrough } from "node:stream";
 import { fileURLToPath } from "node:url";
-import { BotClient } from "../host/bot-client.js";
-import { enumerate } from "../host/enumerate.js";
-import { connectService } from "../host/service-link.js";
-import { UsbHost } from "../host/usb-host.js";
 import { makeLogger } from "../shared/log.js";
 import { terminationSignal } from "../qrexec/agent.js";
-import { InterruptedError, formatViolation } from "../protocol/errors.js";
+import { InterruptedError } from "../protocol/errors.js";
+import { runDemoFrontend, type DemoResult } from "../host/demo-frontend.js";
 import { runQrexecSim } from "../qrexec/sim.js";
-import { UrbRelay } from "../relay/urb-relay.js";
 import { type Command, parse, printHelp, writeOut } from "./command.js";
 import { ExitCode, signalExitCode, UsageError } from "./errors.js";
 
@@ -45,19 +40,6 @@ Options:
   --chunk N    KiB per READ(10)/WRITE(10) (4..1024, a multiple of 4; 256)
   -h, --help   this text`;
 
-interface DemoResult {
-  ok: boolean;
-  problems: string[];
-  device: string;
-  blocks: number;
-  blockSize: number;
-  readBytes: number;
-  readSeconds: number;
-  readUrbs: number;
-  writeBytes: number;
-  writeSeconds: number;
-  relay: { cmdSubmit: number; retSubmit: number; violation: string | null };
-}
 
 export const demoCommand: Command = {
   name: "demo",
@@ -129,88 +111,24 @@ async function orchestrate(size: number, chunk: number): Promise<number> {
   }
 }
 
-/** The frontend half: our USB host ↔ relay ↔ the link on fd 0/1. Writes only to stderr and the result file. */
+/** The frontend half (qrexec-sim's local command): runs host/demo-frontend.ts, shows progress on stderr, writes the result file. */
 async function localSide(spec: string, chunkBytes: number): Promise<number> {
   // this side has nothing to clean up: a signal (the simulator forwards Ctrl-C) ends it at once
   terminationSignal().promise.then((s) => process.exit(signalExitCode(s)), () => {});
   const sep = spec.lastIndexOf(":");
   const image = spec.slice(0, sep);
   const resultFile = spec.slice(sep + 1);
-  const link = await connectService("stdio");
-  const toRelay = new PassThrough();
-  const fromRelay = new PassThrough();
-  const relay = new UrbRelay({ clientIn: toRelay, clientOut: fromRelay, serverIn: link.input, serverOut: link.output, serverPrefix: link.rest });
-  relay.start();
-  const host = new UsbHost(link.handshake.devid, fromRelay, toRelay);
-  const problems: string[] = [];
   const live = process.stderr.isTTY;
   let last = { t: Date.now(), urbs: 0, bytes: 0 };
-  const tick = (what: string, done: number, total: number) => {
+  const result = await runDemoFrontend(image, chunkBytes, (what, done, total, { urbs, bytes }) => {
     const now = Date.now();
     if (now - last.t < (live ? 200 : 1000)) return;
     const dt = (now - last.t) / 1000;
-    const urbs = relay.stats.retSubmit;
-    const bytes = relay.stats.payloadBytes;
     const line = `${what} ${(done / MIB).toFixed(1)}/${(total / MIB).toFixed(1)} MiB  ${Math.round((urbs - last.urbs) / dt)} URB/s  ${((bytes - last.bytes) / 1e6 / dt).toFixed(1)} MB/s`;
     process.stderr.write(live ? `\r  ${line}\x1b[K` : `  ${line}\n`);
     last = { t: now, urbs, bytes };
-  };
-  const result: DemoResult = { ok: false, problems, device: "", blocks: 0, blockSize: 0, readBytes: 0, readSeconds: 0, readUrbs: 0, writeBytes: 0, writeSeconds: 0, relay: { cmdSubmit: 0, retSubmit: 0, violation: null } };
-  try {
-    const e = await enumerate(host);
-    const bot = await BotClient.open(host, e);
-    const inq = await bot.inquiry();
-    result.device = `${inq.vendor} ${inq.product} (${e.device.idVendor.toString(16).padStart(4, "0")}:${e.device.idProduct.toString(16).padStart(4, "0")}, ${e.strings[e.device.iProduct] ?? "?"})`;
-    const cap = await bot.readCapacity();
-    result.blocks = cap.blocks;
-    result.blockSize = cap.blockSize;
-    const total = cap.blocks * cap.blockSize;
-    const per = Math.max(1, Math.floor(chunkBytes / cap.blockSize));
-    // read everything
-    const h = createHash("sha256");
-    const urbs0 = relay.stats.retSubmit;
-    const t0 = process.hrtime.bigint();
-    for (let lba = 0; lba < cap.blocks; lba += per) {
-      const n = Math.min(per, cap.blocks - lba);
-      h.update(await bot.read(lba, n, cap.blockSize));
-      tick("read ", (lba + n) * cap.blockSize, total);
-    }
-    result.readSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
-    result.readBytes = total;
-    result.readUrbs = relay.stats.retSubmit - urbs0;
-    const want = createHash("sha256").update(readFileSync(image)).digest("hex");
-    if (h.digest("hex") !== want) problems.push("read: the disk's sha256 differs from the image's");
-    // write 1 MiB (or the whole disk if smaller) in the middle, read it back
-    const wBlocks = Math.min(cap.blocks, Math.floor(MIB / cap.blockSize));
-    const wLba = Math.floor((cap.blocks - wBlocks) / 2);
-    const data = randomBytes(wBlocks * cap.blockSize);
-    const t1 = process.hrtime.bigint();
-    for (let i = 0; i < wBlocks; i += per) {
-      const n = Math.min(per, wBlocks - i);
-      await bot.write(wLba + i, data.subarray(i * cap.blockSize, (i + n) * cap.blockSize), cap.blockSize);
-      tick("write", (i + n) * cap.blockSize, data.length);
-    }
-    result.writeSeconds = Number(process.hrtime.bigint() - t1) / 1e9;
-    result.writeBytes = data.length;
-    const back: Buffer[] = [];
-    for (let i = 0; i < wBlocks; i += per) back.push(await bot.read(wLba + i, Math.min(per, wBlocks - i), cap.blockSize));
-    if (!Buffer.concat(back).equals(data)) problems.push("write: the data read back differs from what was written");
-    const inFile = Buffer.alloc(data.length);
-    const fd = openSync(image, "r");
-    readSync(fd, inFile, 0, inFile.length, wLba * cap.blockSize);
-    closeSync(fd);
-    if (!inFile.equals(data)) problems.push("write: the image file does not hold the written data");
-  } catch (e) {
-    problems.push(`error: ${(e as Error).message}`);
-  } finally {
-    if (live) process.stderr.write("\r\x1b[K");
-    host.close();
-    relay.stop();
-    const r = await relay.done;
-    result.relay = { cmdSubmit: r.stats.cmdSubmit, retSubmit: r.stats.retSubmit, violation: r.violation ? formatViolation(r.violation.error) : null };
-    if (r.violation) problems.push(`relay: ${result.relay.violation}`);
-    result.ok = problems.length === 0;
-    writeFileSync(resultFile, JSON.stringify(result));
-  }
+  });
+  if (live) process.stderr.write("\r\x1b[K");
+  writeFileSync(resultFile, JSON.stringify(result));
   return result.ok ? ExitCode.OK : ExitCode.FAILURE;
 }

@@ -19,7 +19,7 @@ export const LAYERS = {
   device: ["protocol", "usb", "shared"],
   "kernel-glue": ["protocol", "usb", "shared"],
   qrexec: ["protocol", "shared"],
-  host: ["protocol", "usb", "device", "qrexec", "shared"],
+  host: ["protocol", "usb", "device", "relay", "qrexec", "shared"],
   backend: ["protocol", "usb", "device", "relay", "trace", "kernel-glue", "qrexec", "host", "shared"],
   frontend: ["protocol", "usb", "relay", "trace", "kernel-glue", "qrexec", "host", "shared"],
   fuzz: ["protocol", "usb", "shared"],
