@@ -21,7 +21,7 @@ import { recordFromSysfs } from "../kernel-glue/device-record.js";
 import { resolveDevice } from "../kernel-glue/usb-devices.js";
 import type { Logger } from "../shared/log.js";
 import { stopReading } from "../shared/stop-reading.js";
-import { terminationSignal, type TerminationSignal } from "../qrexec/agent.js";
+import { withTerminationSignal, type TerminationSignal } from "../qrexec/agent.js";
 import { formatHostPort } from "../protocol/host-port.js";
 import { openVirtual } from "./export-virtual.js";
 import { serveKernelSession } from "./export-kernel.js";
@@ -50,12 +50,7 @@ export interface ServeOptions {
 
 export async function serveTcp(o: ServeOptions): Promise<number> {
   // one set of signal handlers for the server and all its sessions, disposed on the way out
-  const signal = terminationSignal();
-  try {
-    return await serveUntilSignal(o, signal);
-  } finally {
-    signal.dispose();
-  }
+  return withTerminationSignal((signal) => serveUntilSignal(o, signal));
 }
 
 async function serveUntilSignal(o: ServeOptions, signal: TerminationSignal): Promise<number> {

@@ -14,7 +14,7 @@ import { kernelSupportsSuperPlus, speedToString } from "../protocol/speed.js";
 import { attachExisting } from "../kernel-glue/handover.js";
 import { Sysfs } from "../kernel-glue/sysfs.js";
 import { watchHangup } from "../kernel-glue/system.js";
-import { terminationSignal, type TerminationSignal } from "../qrexec/agent.js";
+import { withTerminationSignal, type TerminationSignal } from "../qrexec/agent.js";
 import type { Logger } from "../shared/log.js";
 import type { Policy } from "../protocol/policy.js";
 import { importRelay } from "./import-relay.js";
@@ -49,12 +49,7 @@ export async function requestImport(host: string, port: number, busid: string, o
 }
 
 export async function connectTcp(o: ConnectOptions): Promise<number> {
-  const signal = terminationSignal();
-  try {
-    return await connectTcpUntilSignal(o, signal);
-  } finally {
-    signal.dispose();
-  }
+  return withTerminationSignal((signal) => connectTcpUntilSignal(o, signal));
 }
 
 async function connectTcpUntilSignal(o: ConnectOptions, signal: TerminationSignal): Promise<number> {

@@ -11,7 +11,7 @@ import { InterruptedError, UsbipError, PeerDataError, RuntimeCode } from "../pro
 import { GlueError, GlueErrorCode } from "../kernel-glue/errors.js";
 import { Sysfs } from "../kernel-glue/sysfs.js";
 import { isSocket, readLineFromFd0, watchHangup } from "../kernel-glue/system.js";
-import { requestSingleSocket, terminationSignal, type TerminationSignal } from "../qrexec/agent.js";
+import { requestSingleSocket, withTerminationSignal, type TerminationSignal } from "../qrexec/agent.js";
 import { waitNotice } from "../shared/log.js";
 import { qrexecRemote } from "./import-state.js";
 import { runImport } from "./import-lifecycle.js";
@@ -31,12 +31,7 @@ export async function importKernel(opts: ImportKernelOptions): Promise<number> {
   const sysfs = opts.sysfs ?? new Sysfs();
   const log = opts.log;
   if (!isSocket(0)) throw new GlueError(GlueErrorCode.NOT_A_SOCKET, "fd 0 is not a socket: kernel mode needs the qrexec link as one socket (run under qrexec-client-vm, or qrexec-sim --link socket)");
-  const signal = terminationSignal();
-  try {
-    return await importKernelUntilSignal(opts, sysfs, log, signal);
-  } finally {
-    signal.dispose();
-  }
+  return withTerminationSignal((signal) => importKernelUntilSignal(opts, sysfs, log, signal));
 }
 
 async function importKernelUntilSignal(opts: ImportKernelOptions, sysfs: Sysfs, log: Logger, signal: TerminationSignal): Promise<number> {

@@ -11,7 +11,7 @@ import { kernelSupportsSuperPlus, speedFromString, type SpeedString } from "../p
 import { InterruptedError, UsbipError, RelayViolationError, type Violation, GlueCode } from "../protocol/errors.js";
 import { Sysfs } from "../kernel-glue/sysfs.js";
 import { attachHandover } from "../kernel-glue/handover.js";
-import { terminationSignal, type TerminationSignal } from "../qrexec/agent.js";
+import { withTerminationSignal, type TerminationSignal } from "../qrexec/agent.js";
 import { waitNotice, type Logger } from "../shared/log.js";
 import { qrexecRemote } from "./import-state.js";
 import { runImport } from "./import-lifecycle.js";
@@ -45,12 +45,7 @@ export interface ImportRelayOptions {
 export async function importRelay(opts: ImportRelayOptions): Promise<number> {
   const sysfs = opts.sysfs ?? new Sysfs();
   const log = opts.log;
-  const signal = opts.signal ?? terminationSignal();
-  try {
-    return await importRelayUntilSignal(opts, sysfs, log, signal);
-  } finally {
-    if (opts.signal === undefined) signal.dispose();
-  }
+  return withTerminationSignal((signal) => importRelayUntilSignal(opts, sysfs, log, signal), opts.signal);
 }
 
 async function importRelayUntilSignal(opts: ImportRelayOptions, sysfs: Sysfs, log: Logger, signal: TerminationSignal): Promise<number> {

@@ -57,6 +57,16 @@ export function latchTerminationSignals(): void {
   for (const s of TERMINATION_SIGNALS) process.on(s, (sig: NodeJS.Signals) => (latched ??= sig));
 }
 
+/** Run `body` with the termination signal `given` (the caller's), or with one made for it and disposed when it ends. */
+export async function withTerminationSignal<T>(body: (signal: TerminationSignal) => Promise<T>, given?: TerminationSignal): Promise<T> {
+  const signal = given ?? terminationSignal();
+  try {
+    return await body(signal);
+  } finally {
+    if (given === undefined) signal.dispose();
+  }
+}
+
 /** Resolve on the first of SIGTERM, SIGINT, SIGHUP — or at once with one latched before (handlers stay installed until dispose()). */
 export function terminationSignal(): TerminationSignal {
   const sigs = TERMINATION_SIGNALS;
