@@ -13,7 +13,7 @@ import { ClientStreamDecoder } from "../protocol/client-decoder.js";
 import { ServerStreamDecoder } from "../protocol/server-decoder.js";
 import { UrbTable } from "../protocol/urb-table.js";
 import { encode } from "../protocol/encoder.js";
-import { parseUrbHeaderWithBinaryParser, writeUrbHeaderWithSmartBuffer } from "../protocol/reference-codec.js";
+import { parseUrbHeaderWithBinaryParser, writeUrbHeaderWithSmartBuffer } from "./reference-codec.js";
 import type { CmdSubmit, RetSubmit } from "../protocol/messages.js";
 import { compare } from "./harness.js";
 

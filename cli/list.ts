@@ -1,4 +1,5 @@
 /** `usbip-qrexec list [-l] [--json]` (exportable local devices) and `list -r HOST` (a usbipd's). */
+import { SdevStatus } from "../kernel-glue/usbip-host.js";
 import { Sysfs } from "../kernel-glue/sysfs.js";
 import { exportableDevices, type UsbDeviceInfo } from "../kernel-glue/usb-devices.js";
 import type { ListedDevice } from "../protocol/messages.js";
@@ -33,7 +34,7 @@ Options:
   --json             one JSON array instead of text
   -h, --help         this text`;
 
-const state = (d: UsbDeviceInfo) => (d.usbipStatus === undefined ? "-" : d.usbipStatus === 1 ? "available" : d.usbipStatus === 2 ? "exported" : "error");
+const state = (d: UsbDeviceInfo) => (d.usbipStatus === undefined ? "-" : d.usbipStatus === SdevStatus.AVAILABLE ? "available" : d.usbipStatus === SdevStatus.USED ? "exported" : "error");
 const hex = (n: number, w: number) => n.toString(16).padStart(w, "0");
 /** class/subclass/protocol as usbip prints them: 08/06/50 */
 const triple = (c: number, s: number, p: number) => [c, s, p].map((n) => hex(n, 2)).join("/");

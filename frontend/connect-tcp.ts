@@ -7,7 +7,7 @@
  */
 import net from "node:net";
 import { release } from "node:os";
-import { opStatusName } from "../protocol/constants.js";
+import { opStatusName, OpStatus, UsbSpeed } from "../protocol/constants.js";
 import { UsbipError, PeerDataError, WireCode, RuntimeCode } from "../protocol/errors.js";
 import type { DeviceRecord } from "../protocol/messages.js";
 import { kernelSupportsSuperPlus, speedToString } from "../protocol/speed.js";
@@ -43,7 +43,7 @@ export async function requestImport(host: string, port: number, busid: string, o
     throw e;
   };
   if (m.kind !== "OP_REP_IMPORT") return fail(new PeerDataError(WireCode.UNEXPECTED_OP, `${m.kind} instead of OP_REP_IMPORT`));
-  if (m.status !== 0 || m.device === undefined) return fail(new UsbipError(RuntimeCode.IMPORT, `${where} refused to export ${busid}: ${opStatusName(m.status)}${m.status === 2 ? " (device busy)" : m.status === 4 ? " (no such device)" : ""}`));
+  if (m.status !== OpStatus.OK || m.device === undefined) return fail(new UsbipError(RuntimeCode.IMPORT, `${where} refused to export ${busid}: ${opStatusName(m.status)}${m.status === OpStatus.DEV_BUSY ? " (device busy)" : m.status === OpStatus.NODEV ? " (no such device)" : ""}`));
   if (m.device.busid !== busid) return fail(new UsbipError(RuntimeCode.IMPORT, `${where} answered for ${m.device.busid}, not ${busid}`));
   return { sock, device: m.device, rest: Buffer.alloc(0) }; // nothing may follow the reply (refused in opExchange)
 }
@@ -65,7 +65,7 @@ async function connectTcpUntilSignal(o: ConnectOptions, signal: TerminationSigna
     sock.on("error", () => {});
     return importRelay({ statefile: o.statefile, log: o.log, sysfs, trace: o.trace, policy: o.policy, link: { input: sock, output: sock, devid, speed: speedToString(device.speed), rest }, remote, onAttached: announce, signal });
   }
-  const speed = device.speed === 6 && !kernelSupportsSuperPlus(release()) ? 5 : device.speed;
+  const speed = device.speed === UsbSpeed.SUPER_PLUS && !kernelSupportsSuperPlus(release()) ? UsbSpeed.SUPER : device.speed;
   return runImport({ statefile: o.statefile, log: o.log, sysfs, mode: "kernel", remote, signal, onAttached: announce }, async (vhci, after) => {
     const port = await attachExisting(vhci, sock, devid, speed, after);
     // the kernel owns the connection: it ends when the connection hangs up (the server closed

@@ -5,6 +5,7 @@
  * the rule, seqnum and byte offset are logged, the connection is torn down, the port detached,
  * and the exit status is non-zero. Works with the single socket or separate pipes (no SIGUSR1).
  */
+import { Direction } from "../protocol/constants.js";
 import { release } from "node:os";
 import type { Readable, Writable } from "node:stream";
 import { kernelSupportsSuperPlus, speedFromString, type SpeedString } from "../protocol/speed.js";
@@ -76,7 +77,7 @@ async function importRelayTraced(opts: ImportRelayOptions, sysfs: Sysfs, log: Lo
       serverPrefix: rest,
       onMessage: trace && ((_f, m, urb) => trace.record(m, { urb })),
       screen: policy && ((m, urb, at) => {
-        if (urb.ep === 0 && urb.direction === 1 && urb.setup !== undefined && m.actualLength > 0) checkDescriptor(policy, urb.setup, contiguous(m.payload), at, m.seqnum);
+        if (urb.ep === 0 && urb.direction === Direction.IN && urb.setup !== undefined && m.actualLength > 0) checkDescriptor(policy, urb.setup, contiguous(m.payload), at, m.seqnum);
       }),
     });
     relay.start();

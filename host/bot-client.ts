@@ -3,7 +3,7 @@
  * several URBs in flight, like Linux's usb-storage with scatter-gather), CSW; and the SCSI
  * commands the demo needs. Every CSW is checked (signature, tag, status, residue).
  */
-import { Direction, statusName, TransferFlag } from "../protocol/constants.js";
+import { Direction, statusName, TransferFlag, Errno } from "../protocol/constants.js";
 import { UsbipError, RuntimeCode } from "../protocol/errors.js";
 import { Request } from "../usb/setup.js";
 import type { Enumerated } from "./enumerate.js";
@@ -47,7 +47,7 @@ export class BotClient {
     for (let off = 0; off < len; off += URB_SIZE) {
       const n = Math.min(URB_SIZE, len - off);
       if (dataOut) parts.push(this.host.submit(this.epOut, Direction.OUT, n, { out: dataOut.subarray(off, off + n) }).then((r) => (r.status === 0 ? Buffer.alloc(0) : Promise.reject(new UsbipError(RuntimeCode.DEVICE, `data out: ${statusName(r.status)}`)))));
-      else parts.push(this.host.submit(this.epIn, Direction.IN, n, { flags: TransferFlag.SHORT_NOT_OK }).then((r) => (r.status === 0 || r.status === -121 ? Buffer.concat(r.payload) : Promise.reject(new UsbipError(RuntimeCode.DEVICE, `data in: ${statusName(r.status)}`)))));
+      else parts.push(this.host.submit(this.epIn, Direction.IN, n, { flags: TransferFlag.SHORT_NOT_OK }).then((r) => (r.status === 0 || r.status === Errno.EREMOTEIO ? Buffer.concat(r.payload) : Promise.reject(new UsbipError(RuntimeCode.DEVICE, `data in: ${statusName(r.status)}`)))));
     }
     const data = Buffer.concat(await Promise.all(parts));
     const c = await this.host.submit(this.epIn, Direction.IN, 13);

@@ -4,6 +4,7 @@
  * relay's checks.
  * Re-read after SET_CONFIGURATION / SET_INTERFACE (markStale) and once on a miss.
  */
+import { Direction } from "../protocol/constants.js";
 import type { EndpointType } from "../protocol/client-decoder.js";
 import type { DeviceView } from "../protocol/relay-rules.js";
 import type { Sysfs } from "./sysfs.js";
@@ -49,7 +50,7 @@ export class SysfsDeviceView implements DeviceView {
 
   endpoint(ep: number, direction: number): EndpointType | undefined {
     if (ep === 0) return "control";
-    const key = ep | (direction === 1 ? 0x80 : 0);
+    const key = ep | (direction === Direction.IN ? 0x80 : 0);
     if (this.stale) this.read();
     let t = this.eps.get(key);
     if (t === undefined) {
@@ -60,7 +61,7 @@ export class SysfsDeviceView implements DeviceView {
   }
 
   isoPacketLimit(ep: number, direction: number): number | undefined {
-    return this.endpoint(ep, direction) === "iso" ? this.isoLimits.get(ep | (direction === 1 ? 0x80 : 0)) : undefined;
+    return this.endpoint(ep, direction) === "iso" ? this.isoLimits.get(ep | (direction === Direction.IN ? 0x80 : 0)) : undefined;
   }
 }
 

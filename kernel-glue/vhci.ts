@@ -7,6 +7,7 @@
  * attach takes "port sockfd devid speed" and picks the hub by speed (>= SUPER → ss);
  * a port already in use answers EBUSY.
  */
+import { UsbSpeed } from "../protocol/constants.js";
 import { GlueError, GlueErrorCode } from "./errors.js";
 import { Sysfs, SysfsWriteError } from "./sysfs.js";
 
@@ -53,7 +54,8 @@ export function parseVhciStatus(text: string, file = "status"): VhciPort[] {
   return ports;
 }
 
-export const hubForSpeed = (speed: number): "hs" | "ss" => (speed >= 5 ? "ss" : "hs");
+/** vhci-hcd has a high-speed hub (LOW..WIRELESS) and a SuperSpeed hub (SUPER and above). */
+export const hubForSpeed = (speed: number): "hs" | "ss" => (speed >= UsbSpeed.SUPER ? "ss" : "hs");
 
 export class Vhci {
   constructor(readonly sysfs: Sysfs = new Sysfs()) {}

@@ -25,6 +25,7 @@
  * comes back meanwhile, the relay answers RET_UNLINK(0) itself — exactly what the stub would say
  * for an already completed URB — and usbip-host never sees the unlink; otherwise it is forwarded.
  */
+import { Direction } from "../protocol/constants.js";
 import { EventEmitter } from "node:events";
 import type { Readable, Writable } from "node:stream";
 import { ClientStreamDecoder, type EndpointType } from "../protocol/client-decoder.js";
@@ -149,7 +150,7 @@ export class UrbRelay extends EventEmitter {
     if (m.kind === "CMD_SUBMIT") {
       if (dev) checkCmdSubmit(m, dev, at);
       this.stats.cmdSubmit++;
-      this.stats.payloadBytes += m.transferBufferLength * (m.direction === 0 ? 1 : 0);
+      this.stats.payloadBytes += m.transferBufferLength * (m.direction === Direction.OUT ? 1 : 0);
     } else if (m.kind === "CMD_UNLINK") {
       if (dev) checkCmdUnlink(m, dev, (s) => this.table.getSubmit(s) !== undefined || this.recent.has(s), at);
       this.stats.cmdUnlink++;
@@ -235,7 +236,7 @@ export class UrbRelay extends EventEmitter {
       checkRetSubmit(m, this.sdec.lastSubmit!, at);
       if (this.sdec.lastSubmit!.ep === 0) this.o.screen?.(m, this.sdec.lastSubmit!, at);
       this.stats.retSubmit++;
-      this.stats.payloadBytes += m.actualLength * (this.sdec.lastSubmit!.direction === 1 ? 1 : 0);
+      this.stats.payloadBytes += m.actualLength * (this.sdec.lastSubmit!.direction === Direction.IN ? 1 : 0);
       this.recent.add(m.seqnum);
       const urb = this.sdec.lastSubmit;
       this.o.onMessage?.("server", m, urb);

@@ -1,7 +1,7 @@
 /** The hand-written URB header path agrees with the binary-parser / smart-buffer reference. */
 import test from "ava";
 import fc from "fast-check";
-import { parseUrbHeaderWithBinaryParser, writeUrbHeaderWithSmartBuffer } from "../protocol/reference-codec.js";
+import { parseUrbHeaderWithBinaryParser, writeUrbHeaderWithSmartBuffer } from "../bench/reference-codec.js";
 import { s32, u32, writeUrbHeader } from "../protocol/urb-header.js";
 
 const word = fc.integer({ min: 0, max: 0xffff_ffff });

@@ -12,6 +12,7 @@
  * a completion's length is the packet's actual_length, and iso IN data is laid out at the
  * packets' offsets (the wire packs it; usbmon sees the buffer after usbip_pad_iso).
  */
+import { Direction } from "../protocol/constants.js";
 import { contiguous, type IsoPacket, type Message } from "../protocol/messages.js";
 import type { SubmittedUrb } from "../protocol/urb-table.js";
 
@@ -61,7 +62,7 @@ export function usbmonEvent(m: Message, tsMicros: bigint, ctx: UrbContext = {}):
       }
       h.writeInt32LE(-115, 28); // -EINPROGRESS, as usbmon reports a submit
       h.writeUInt32LE(m.transferBufferLength, 32);
-      if (m.direction === 0 && m.payload.length > 0) data = contiguous(m.payload);
+      if (m.direction === Direction.OUT && m.payload.length > 0) data = contiguous(m.payload);
       h[15] = data ? 0 : 0x3c; // data present : '<'
       h.writeInt32LE(m.interval, 48);
       h.writeInt32LE(m.startFrame, 52);
