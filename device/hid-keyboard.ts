@@ -59,9 +59,9 @@ export class HidKeyboard extends VirtualDevice {
   typed = 0;
 
   constructor(devid: number, text: string, private readonly delayMs = 2000, name = "vkbd") {
-    super(name, devid, "12", modelDescriptor(0x0105, "Virtual Keyboard", [{ value: 1, attributes: 0xa0, maxPower: 50, interfaces: [{ number: 0, alternate: 0, class: 3, subClass: 1, protocol: 1,
+    super(name, devid, "12", modelDescriptor(0x0105, "Virtual Keyboard", [{ bConfigurationValue: 1, bmAttributes: 0xa0, bMaxPower: 50, interfaces: [{ bInterfaceNumber: 0, bAlternateSetting: 0, bInterfaceClass: 3, bInterfaceSubClass: 1, bInterfaceProtocol: 1,
         extra: Buffer.from([9, DescType.HID, 0x11, 0x01, 0, 1, DescType.HID_REPORT, BOOT_KEYBOARD_REPORT.length & 0xff, BOOT_KEYBOARD_REPORT.length >> 8]),
-        endpoints: [{ address: 0x81, attributes: 3, maxPacketSize: 8, interval: 10 }] }] }]));
+        endpoints: [{ bEndpointAddress: 0x81, bmAttributes: 3, wMaxPacketSize: 8, bInterval: 10 }] }] }]));
     this.queue = reportsFor(text);
   }
 

@@ -40,19 +40,19 @@ export class MassStorageDevice extends VirtualDevice {
   private constructor(name: string, devid: number, private readonly file: FileHandle, private readonly disk: ScsiDisk) {
     super(name, devid, "480", {
       bcdUSB: 0x0200,
-      class: 0,
-      subClass: 0,
-      protocol: 0,
-      maxPacketSize0: 64,
+      bDeviceClass: 0,
+      bDeviceSubClass: 0,
+      bDeviceProtocol: 0,
+      bMaxPacketSize0: 64,
       idVendor: 0x1d6b, // Linux Foundation
       idProduct: 0x0104, // Multifunction Composite Gadget (as the kernel's own gadgets)
       bcdDevice: 0x0100,
       manufacturer: "usbip-qrexec",
       product: "Virtual Disk",
       serial: "USBIPQ0001",
-      configs: [{ value: 1, attributes: 0x80, maxPower: 50, interfaces: [{ number: 0, alternate: 0, class: 8, subClass: 6, protocol: 0x50, endpoints: [
-        { address: EP_IN, attributes: 2, maxPacketSize: 512, interval: 0 },
-        { address: EP_OUT, attributes: 2, maxPacketSize: 512, interval: 0 },
+      configs: [{ bConfigurationValue: 1, bmAttributes: 0x80, bMaxPower: 50, interfaces: [{ bInterfaceNumber: 0, bAlternateSetting: 0, bInterfaceClass: 8, bInterfaceSubClass: 6, bInterfaceProtocol: 0x50, endpoints: [
+        { bEndpointAddress: EP_IN, bmAttributes: 2, wMaxPacketSize: 512, bInterval: 0 },
+        { bEndpointAddress: EP_OUT, bmAttributes: 2, wMaxPacketSize: 512, bInterval: 0 },
       ] }] }],
     });
   }

@@ -34,17 +34,17 @@ export class SourceSink extends VirtualDevice {
   constructor(devid: number, name = "vsourcesink") {
     super(name, devid, "480", {
       bcdUSB: 0x0200,
-      class: 0xff,
-      subClass: 0,
-      protocol: 0,
-      maxPacketSize0: 64,
+      bDeviceClass: 0xff,
+      bDeviceSubClass: 0,
+      bDeviceProtocol: 0,
+      bMaxPacketSize0: 64,
       idVendor: 0x0525,
       idProduct: 0xa4a0,
       bcdDevice: 0x0100,
       manufacturer: "usbip-qrexec",
       product: "Virtual SourceSink",
-      configs: [{ value: 1, attributes: 0x80, maxPower: 50, interfaces: [{ number: 0, alternate: 0, class: 0xff, subClass: 0, protocol: 0, extra: Buffer.alloc(0),
-        endpoints: [{ address: 0x81, attributes: 2, maxPacketSize: 512, interval: 0 }, { address: 0x02, attributes: 2, maxPacketSize: 512, interval: 0 }] }] }],
+      configs: [{ bConfigurationValue: 1, bmAttributes: 0x80, bMaxPower: 50, interfaces: [{ bInterfaceNumber: 0, bAlternateSetting: 0, bInterfaceClass: 0xff, bInterfaceSubClass: 0, bInterfaceProtocol: 0, extra: Buffer.alloc(0),
+        endpoints: [{ bEndpointAddress: 0x81, bmAttributes: 2, wMaxPacketSize: 512, bInterval: 0 }, { bEndpointAddress: 0x02, bmAttributes: 2, wMaxPacketSize: 512, bInterval: 0 }] }] }],
     });
   }
 

@@ -69,12 +69,12 @@ export class UacMicrophone extends VirtualDevice {
     ]);
     // class-specific endpoint: sampling frequency control, no lock delay
     const csEndpoint = Buffer.from([7, CS_ENDPOINT, 1, SAMPLING_FREQ_CONTROL, 0, ...u16(0)]);
-    super(name, devid, "12", modelDescriptor(0x0107, "Virtual Microphone", [{ value: 1, attributes: 0x80, maxPower: 50, interfaces: [
-        { number: 0, alternate: 0, class: 1, subClass: 1, protocol: 0, extra: ac, endpoints: [] },
-        { number: 1, alternate: 0, class: 1, subClass: 2, protocol: 0, endpoints: [] },
-        { number: 1, alternate: 1, class: 1, subClass: 2, protocol: 0, extra: asGeneral,
+    super(name, devid, "12", modelDescriptor(0x0107, "Virtual Microphone", [{ bConfigurationValue: 1, bmAttributes: 0x80, bMaxPower: 50, interfaces: [
+        { bInterfaceNumber: 0, bAlternateSetting: 0, bInterfaceClass: 1, bInterfaceSubClass: 1, bInterfaceProtocol: 0, extra: ac, endpoints: [] },
+        { bInterfaceNumber: 1, bAlternateSetting: 0, bInterfaceClass: 1, bInterfaceSubClass: 2, bInterfaceProtocol: 0, endpoints: [] },
+        { bInterfaceNumber: 1, bAlternateSetting: 1, bInterfaceClass: 1, bInterfaceSubClass: 2, bInterfaceProtocol: 0, extra: asGeneral,
           // iso, asynchronous (bmAttributes 0x05), 1 ms
-          endpoints: [{ address: ENDPOINT, attributes: 0x05, maxPacketSize: MAX_PACKET, interval: 1, audio: { refresh: 0, synchAddress: 0 }, extra: csEndpoint }] },
+          endpoints: [{ bEndpointAddress: ENDPOINT, bmAttributes: 0x05, wMaxPacketSize: MAX_PACKET, bInterval: 1, audio: { bRefresh: 0, bSynchAddress: 0 }, extra: csEndpoint }] },
       ] }]));
     this.stream = new IsoInStream(1, rampFrame, clock);
   }

@@ -17,7 +17,7 @@ export const STALL: UrbResult = { status: Errno.EPIPE };
 
 /** The device descriptor fields every model of ours shares: USB 2.0, class at interface level, 64-byte ep 0, vendor 1d6b. */
 export function modelDescriptor(idProduct: number, product: string, configs: DeviceDesc["configs"]): DeviceDesc {
-  return { bcdUSB: 0x0200, class: 0, subClass: 0, protocol: 0, maxPacketSize0: 64, idVendor: 0x1d6b, idProduct, bcdDevice: 0x0100, manufacturer: "usbip-qrexec", product, configs };
+  return { bcdUSB: 0x0200, bDeviceClass: 0, bDeviceSubClass: 0, bDeviceProtocol: 0, bMaxPacketSize0: 64, idVendor: 0x1d6b, idProduct, bcdDevice: 0x0100, manufacturer: "usbip-qrexec", product, configs };
 }
 
 export abstract class VirtualDevice implements UrbDevice {
@@ -34,14 +34,14 @@ export abstract class VirtualDevice implements UrbDevice {
   ) {}
 
   protected get config(): ConfigDesc | undefined {
-    return this.desc.configs.find((c) => c.value === this.configuration);
+    return this.desc.configs.find((c) => c.bConfigurationValue === this.configuration);
   }
 
   /** the endpoint descriptor with this address (bit 7 = IN) in the current configuration and alternate settings */
   protected endpointDesc(address: number): EndpointDesc | undefined {
     for (const i of this.config?.interfaces ?? []) {
-      if (i.alternate !== (this.alternates.get(i.number) ?? 0)) continue;
-      for (const e of i.endpoints) if (e.address === address) return e;
+      if (i.bAlternateSetting !== (this.alternates.get(i.bInterfaceNumber) ?? 0)) continue;
+      for (const e of i.endpoints) if (e.bEndpointAddress === address) return e;
     }
     return undefined;
   }
@@ -50,7 +50,7 @@ export abstract class VirtualDevice implements UrbDevice {
   isoPacketLimit(ep: number, direction: Direction): number | undefined {
     const e = this.endpointDesc(ep | (direction === Direction.IN ? 0x80 : 0));
     if (e === undefined || endpointType(e) !== "iso") return undefined;
-    return (e.maxPacketSize & 0x7ff) * (this.speed === "480" ? 1 + ((e.maxPacketSize >> 11) & 3) : 1);
+    return (e.wMaxPacketSize & 0x7ff) * (this.speed === "480" ? 1 + ((e.wMaxPacketSize >> 11) & 3) : 1);
   }
 
   endpoint(ep: number, direction: Direction): EndpointType | undefined {
@@ -71,14 +71,14 @@ export abstract class VirtualDevice implements UrbDevice {
       idVendor: this.desc.idVendor,
       idProduct: this.desc.idProduct,
       bcdDevice: this.desc.bcdDevice,
-      bDeviceClass: this.desc.class,
-      bDeviceSubClass: this.desc.subClass,
-      bDeviceProtocol: this.desc.protocol,
+      bDeviceClass: this.desc.bDeviceClass,
+      bDeviceSubClass: this.desc.bDeviceSubClass,
+      bDeviceProtocol: this.desc.bDeviceProtocol,
       bConfigurationValue: this.configuration,
       bNumConfigurations: this.desc.configs.length,
-      bNumInterfaces: new Set(c.interfaces.map((i) => i.number)).size,
+      bNumInterfaces: new Set(c.interfaces.map((i) => i.bInterfaceNumber)).size,
       // one record per interface: its alternate setting 0, as usbip_host lists them
-      interfaces: c.interfaces.filter((i) => i.alternate === 0).map((i) => ({ bInterfaceClass: i.class, bInterfaceSubClass: i.subClass, bInterfaceProtocol: i.protocol })),
+      interfaces: c.interfaces.filter((i) => i.bAlternateSetting === 0).map((i) => ({ bInterfaceClass: i.bInterfaceClass, bInterfaceSubClass: i.bInterfaceSubClass, bInterfaceProtocol: i.bInterfaceProtocol })),
     };
   }
 
@@ -121,7 +121,7 @@ export abstract class VirtualDevice implements UrbDevice {
       }
       case Request.SET_CONFIGURATION: {
         const v = s.wValue & 0xff;
-        if (v !== 0 && !this.desc.configs.some((c) => c.value === v)) return STALL;
+        if (v !== 0 && !this.desc.configs.some((c) => c.bConfigurationValue === v)) return STALL;
         this.configuration = v;
         this.halted.clear();
         this.alternates.clear();
@@ -133,14 +133,14 @@ export abstract class VirtualDevice implements UrbDevice {
       case Request.SET_INTERFACE: {
         const ifnum = s.wIndex & 0xff;
         const alt = s.wValue & 0xff;
-        if (!this.config?.interfaces.some((i) => i.number === ifnum && i.alternate === alt)) return STALL;
-        for (const i of this.config.interfaces) if (i.number === ifnum) for (const e of i.endpoints) this.halted.delete(e.address);
+        if (!this.config?.interfaces.some((i) => i.bInterfaceNumber === ifnum && i.bAlternateSetting === alt)) return STALL;
+        for (const i of this.config.interfaces) if (i.bInterfaceNumber === ifnum) for (const e of i.endpoints) this.halted.delete(e.bEndpointAddress);
         this.alternates.set(ifnum, alt);
         this.alternateSet(ifnum, alt);
         return { status: 0 };
       }
       case Request.GET_INTERFACE:
-        if (!this.config?.interfaces.some((i) => i.number === (s.wIndex & 0xff))) return STALL;
+        if (!this.config?.interfaces.some((i) => i.bInterfaceNumber === (s.wIndex & 0xff))) return STALL;
         return { status: 0, data: Buffer.from([this.alternates.get(s.wIndex & 0xff) ?? 0]) };
       case Request.GET_STATUS:
         return { status: 0, data: Buffer.from([recipient(s) === Recipient.ENDPOINT && this.halted.has(s.wIndex & 0xff) ? 1 : 0, 0]) };

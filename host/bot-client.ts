@@ -18,14 +18,14 @@ export class BotClient {
   /** Configure the device and find its bulk-only interface. */
   static async open(host: UsbHost, e: Enumerated): Promise<BotClient> {
     for (const c of e.configs) {
-      const i = c.interfaces.find((x) => x.class === 8 && x.protocol === 0x50);
+      const i = c.interfaces.find((x) => x.bInterfaceClass === 8 && x.bInterfaceProtocol === 0x50);
       if (i === undefined) continue;
-      const epIn = i.endpoints.find((x) => (x.attributes & 3) === 2 && x.address & 0x80);
-      const epOut = i.endpoints.find((x) => (x.attributes & 3) === 2 && !(x.address & 0x80));
+      const epIn = i.endpoints.find((x) => (x.bmAttributes & 3) === 2 && x.bEndpointAddress & 0x80);
+      const epOut = i.endpoints.find((x) => (x.bmAttributes & 3) === 2 && !(x.bEndpointAddress & 0x80));
       if (!epIn || !epOut) continue;
-      const r = await host.control({ bmRequestType: 0x00, bRequest: Request.SET_CONFIGURATION, wValue: c.value, wIndex: 0, wLength: 0 });
-      if (r.status !== 0) throw new UsbipError(RuntimeCode.DEVICE, `SET_CONFIGURATION ${c.value} failed: ${statusName(r.status)}`);
-      return new BotClient(host, epIn.address & 0x0f, epOut.address & 0x0f);
+      const r = await host.control({ bmRequestType: 0x00, bRequest: Request.SET_CONFIGURATION, wValue: c.bConfigurationValue, wIndex: 0, wLength: 0 });
+      if (r.status !== 0) throw new UsbipError(RuntimeCode.DEVICE, `SET_CONFIGURATION ${c.bConfigurationValue} failed: ${statusName(r.status)}`);
+      return new BotClient(host, epIn.bEndpointAddress & 0x0f, epOut.bEndpointAddress & 0x0f);
     }
     throw new UsbipError(RuntimeCode.DEVICE, "not a bulk-only mass-storage device");
   }

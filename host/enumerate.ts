@@ -21,7 +21,7 @@ async function getDescriptor(host: UsbHost, type: number, index: number, length:
 export async function enumerate(host: UsbHost): Promise<Enumerated> {
   const device = parseDeviceDescriptor(await getDescriptor(host, DescType.DEVICE, 0, 18));
   const configs: ParsedConfig[] = [];
-  for (let i = 0; i < device.numConfigurations; i++) {
+  for (let i = 0; i < device.bNumConfigurations; i++) {
     const head = await getDescriptor(host, DescType.CONFIG, i, 9);
     const total = head.length >= 4 ? head.readUInt16LE(2) : 9;
     configs.push(parseConfigDescriptor(await getDescriptor(host, DescType.CONFIG, i, total)));

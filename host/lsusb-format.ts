@@ -20,39 +20,39 @@ export function formatLsusb(e: Enumerated, header: { devid: number; speed: strin
   out.push(line(2, "bLength", 18));
   out.push(line(2, "bDescriptorType", 1));
   out.push(line(2, "bcdUSB", bcd(d.bcdUSB)));
-  out.push(line(2, "bDeviceClass", d.class, CLASS[d.class] ?? ""));
-  out.push(line(2, "bDeviceSubClass", d.subClass));
-  out.push(line(2, "bDeviceProtocol", d.protocol));
-  out.push(line(2, "bMaxPacketSize0", d.maxPacketSize0));
+  out.push(line(2, "bDeviceClass", d.bDeviceClass, CLASS[d.bDeviceClass] ?? ""));
+  out.push(line(2, "bDeviceSubClass", d.bDeviceSubClass));
+  out.push(line(2, "bDeviceProtocol", d.bDeviceProtocol));
+  out.push(line(2, "bMaxPacketSize0", d.bMaxPacketSize0));
   out.push(line(2, "idVendor", hex(d.idVendor, 4)));
   out.push(line(2, "idProduct", hex(d.idProduct, 4)));
   out.push(line(2, "bcdDevice", bcd(d.bcdDevice)));
   out.push(line(2, "iManufacturer", d.iManufacturer, s(d.iManufacturer)));
   out.push(line(2, "iProduct", d.iProduct, s(d.iProduct)));
   out.push(line(2, "iSerial", d.iSerial, s(d.iSerial)));
-  out.push(line(2, "bNumConfigurations", d.numConfigurations));
+  out.push(line(2, "bNumConfigurations", d.bNumConfigurations));
   for (const c of e.configs) {
     out.push("  Configuration Descriptor:");
     out.push(line(4, "bLength", 9));
     out.push(line(4, "bDescriptorType", 2));
-    out.push(line(4, "wTotalLength", hex(c.totalLength, 4)));
-    out.push(line(4, "bNumInterfaces", c.numInterfaces));
-    out.push(line(4, "bConfigurationValue", c.value));
+    out.push(line(4, "wTotalLength", hex(c.wTotalLength, 4)));
+    out.push(line(4, "bNumInterfaces", c.bNumInterfaces));
+    out.push(line(4, "bConfigurationValue", c.bConfigurationValue));
     out.push(line(4, "iConfiguration", c.iConfiguration, s(c.iConfiguration)));
-    out.push(line(4, "bmAttributes", hex(c.attributes, 2)));
-    if (c.attributes & 0x40) out.push("      Self Powered");
-    if (c.attributes & 0x20) out.push("      Remote Wakeup");
-    out.push(line(4, "MaxPower", `${c.maxPower * 2}mA`));
+    out.push(line(4, "bmAttributes", hex(c.bmAttributes, 2)));
+    if (c.bmAttributes & 0x40) out.push("      Self Powered");
+    if (c.bmAttributes & 0x20) out.push("      Remote Wakeup");
+    out.push(line(4, "MaxPower", `${c.bMaxPower * 2}mA`));
     for (const i of c.interfaces) {
       out.push("    Interface Descriptor:");
       out.push(line(6, "bLength", 9));
       out.push(line(6, "bDescriptorType", 4));
-      out.push(line(6, "bInterfaceNumber", i.number));
-      out.push(line(6, "bAlternateSetting", i.alternate));
+      out.push(line(6, "bInterfaceNumber", i.bInterfaceNumber));
+      out.push(line(6, "bAlternateSetting", i.bAlternateSetting));
       out.push(line(6, "bNumEndpoints", i.endpoints.length));
-      out.push(line(6, "bInterfaceClass", i.class, CLASS[i.class] ?? ""));
-      out.push(line(6, "bInterfaceSubClass", i.subClass));
-      out.push(line(6, "bInterfaceProtocol", i.protocol));
+      out.push(line(6, "bInterfaceClass", i.bInterfaceClass, CLASS[i.bInterfaceClass] ?? ""));
+      out.push(line(6, "bInterfaceSubClass", i.bInterfaceSubClass));
+      out.push(line(6, "bInterfaceProtocol", i.bInterfaceProtocol));
       out.push(line(6, "iInterface", i.iInterface, s(i.iInterface)));
       out.push(...classSpecific(6, i.extra));
       for (const ep of i.endpoints) {
@@ -60,14 +60,14 @@ export function formatLsusb(e: Enumerated, header: { devid: number; speed: strin
         out.push("      Endpoint Descriptor:");
         out.push(line(8, "bLength", ep.audio ? 9 : 7));
         out.push(line(8, "bDescriptorType", 5));
-        out.push(line(8, "bEndpointAddress", hex(ep.address, 2), `EP ${ep.address & 0x0f} ${ep.address & 0x80 ? "IN" : "OUT"}`));
-        out.push(line(8, "bmAttributes", ep.attributes));
+        out.push(line(8, "bEndpointAddress", hex(ep.bEndpointAddress, 2), `EP ${ep.bEndpointAddress & 0x0f} ${ep.bEndpointAddress & 0x80 ? "IN" : "OUT"}`));
+        out.push(line(8, "bmAttributes", ep.bmAttributes));
         out.push(`          Transfer Type            ${t === "iso" ? "Isochronous" : t[0]!.toUpperCase() + t.slice(1)}`);
-        out.push(line(8, "wMaxPacketSize", hex(ep.maxPacketSize, 4), `${1 + ((ep.maxPacketSize >> 11) & 3)}x ${ep.maxPacketSize & 0x7ff} bytes`));
-        out.push(line(8, "bInterval", ep.interval));
+        out.push(line(8, "wMaxPacketSize", hex(ep.wMaxPacketSize, 4), `${1 + ((ep.wMaxPacketSize >> 11) & 3)}x ${ep.wMaxPacketSize & 0x7ff} bytes`));
+        out.push(line(8, "bInterval", ep.bInterval));
         if (ep.audio) {
-          out.push(line(8, "bRefresh", ep.audio.refresh));
-          out.push(line(8, "bSynchAddress", ep.audio.synchAddress));
+          out.push(line(8, "bRefresh", ep.audio.bRefresh));
+          out.push(line(8, "bSynchAddress", ep.audio.bSynchAddress));
         }
         out.push(...classSpecific(8, ep.extra));
       }

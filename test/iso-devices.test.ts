@@ -154,10 +154,10 @@ for (const withRelay of [false, true]) {
     const { host } = wire(mic, withRelay);
     const cfg = await host.control({ bmRequestType: 0x80, bRequest: 6, wValue: 0x0200, wIndex: 0, wLength: 255 });
     const p = parseConfigDescriptor(cfg.data);
-    t.deepEqual(p.interfaces.map((i) => [i.number, i.alternate, i.class, i.subClass, i.endpoints.length]), [[0, 0, 1, 1, 0], [1, 0, 1, 2, 0], [1, 1, 1, 2, 1]]);
+    t.deepEqual(p.interfaces.map((i) => [i.bInterfaceNumber, i.bAlternateSetting, i.bInterfaceClass, i.bInterfaceSubClass, i.endpoints.length]), [[0, 0, 1, 1, 0], [1, 0, 1, 2, 0], [1, 1, 1, 2, 1]]);
     const ep = p.interfaces[2]!.endpoints[0]!;
-    t.deepEqual([ep.address, ep.attributes & 3, ep.maxPacketSize, ep.interval], [0x81, 1, 192, 1]);
-    t.deepEqual(ep.audio, { refresh: 0, synchAddress: 0 });
+    t.deepEqual([ep.bEndpointAddress, ep.bmAttributes & 3, ep.wMaxPacketSize, ep.bInterval], [0x81, 1, 192, 1]);
+    t.deepEqual(ep.audio, { bRefresh: 0, bSynchAddress: 0 });
     t.is(ep.extra?.[1], 0x25, "the CS_ENDPOINT descriptor follows the endpoint");
     // format type I: 2 channels, 16 bits, 48000 Hz
     const fmt = p.interfaces[2]!.others.find((o) => o.type === 0x24 && o.bytes[2] === 2)!.bytes;

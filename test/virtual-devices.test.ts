@@ -184,7 +184,7 @@ test("mass-storage model through the relay: enumerates, INQUIRY/READ CAPACITY, r
   const e = await enumerate(host);
   t.is(e.device.idVendor, 0x1d6b);
   t.is(e.strings[e.device.iProduct], "Virtual Disk");
-  t.is(e.configs[0]!.interfaces[0]!.class, 8);
+  t.is(e.configs[0]!.interfaces[0]!.bInterfaceClass, 8);
   const bot = await BotClient.open(host, e);
   t.deepEqual(await bot.readCapacity(), { blocks: 2048, blockSize: 512 });
   t.is((await bot.inquiry()).product, "Virtual Disk");
@@ -207,8 +207,8 @@ test("keyboard model: boot keyboard descriptors, one press and one release repor
   const { host } = wire(kbd);
   const e = await enumerate(host);
   const i = e.configs[0]!.interfaces[0]!;
-  t.deepEqual([i.class, i.subClass, i.protocol], [3, 1, 1]);
-  t.is(i.endpoints[0]!.address, 0x81);
+  t.deepEqual([i.bInterfaceClass, i.bInterfaceSubClass, i.bInterfaceProtocol], [3, 1, 1]);
+  t.is(i.endpoints[0]!.bEndpointAddress, 0x81);
   await host.control({ bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 });
   const rep = await host.control({ bmRequestType: 0x81, bRequest: 6, wValue: 0x2200, wIndex: 0, wLength: 255 });
   t.is(rep.data.length, 63);
@@ -226,27 +226,27 @@ const arbClassDescriptors: fc.Arbitrary<Buffer> = fc
 
 const arbDevice: fc.Arbitrary<DeviceDesc> = fc.record({
   bcdUSB: fc.constantFrom(0x0110, 0x0200),
-  class: fc.integer({ min: 0, max: 255 }),
-  subClass: fc.integer({ min: 0, max: 255 }),
-  protocol: fc.integer({ min: 0, max: 255 }),
-  maxPacketSize0: fc.constantFrom(8, 16, 32, 64),
+  bDeviceClass: fc.integer({ min: 0, max: 255 }),
+  bDeviceSubClass: fc.integer({ min: 0, max: 255 }),
+  bDeviceProtocol: fc.integer({ min: 0, max: 255 }),
+  bMaxPacketSize0: fc.constantFrom(8, 16, 32, 64),
   idVendor: fc.integer({ min: 0, max: 0xffff }),
   idProduct: fc.integer({ min: 0, max: 0xffff }),
   bcdDevice: fc.integer({ min: 0, max: 0xffff }),
   product: fc.option(fc.string({ minLength: 1, maxLength: 20 }), { nil: undefined }),
   configs: fc.array(fc.record({
-    value: fc.integer({ min: 1, max: 255 }),
-    attributes: fc.constantFrom(0x80, 0xc0, 0xa0),
-    maxPower: fc.integer({ min: 0, max: 250 }),
+    bConfigurationValue: fc.integer({ min: 1, max: 255 }),
+    bmAttributes: fc.constantFrom(0x80, 0xc0, 0xa0),
+    bMaxPower: fc.integer({ min: 0, max: 250 }),
     interfaces: fc.array(fc.record({
-      number: fc.integer({ min: 0, max: 7 }),
-      alternate: fc.constant(0),
-      class: fc.integer({ min: 0, max: 255 }),
-      subClass: fc.integer({ min: 0, max: 255 }),
-      protocol: fc.integer({ min: 0, max: 255 }),
+      bInterfaceNumber: fc.integer({ min: 0, max: 7 }),
+      bAlternateSetting: fc.constant(0),
+      bInterfaceClass: fc.integer({ min: 0, max: 255 }),
+      bInterfaceSubClass: fc.integer({ min: 0, max: 255 }),
+      bInterfaceProtocol: fc.integer({ min: 0, max: 255 }),
       extra: fc.option(arbClassDescriptors, { nil: undefined }),
-      endpoints: fc.array(fc.record({ address: fc.integer({ min: 1, max: 0x8f }), attributes: fc.integer({ min: 0, max: 3 }), maxPacketSize: fc.integer({ min: 0, max: 1024 }), interval: fc.integer({ min: 0, max: 255 }),
-        audio: fc.option(fc.record({ refresh: fc.integer({ min: 0, max: 255 }), synchAddress: fc.integer({ min: 0, max: 255 }) }), { nil: undefined }),
+      endpoints: fc.array(fc.record({ bEndpointAddress: fc.integer({ min: 1, max: 0x8f }), bmAttributes: fc.integer({ min: 0, max: 3 }), wMaxPacketSize: fc.integer({ min: 0, max: 1024 }), bInterval: fc.integer({ min: 0, max: 255 }),
+        audio: fc.option(fc.record({ bRefresh: fc.integer({ min: 0, max: 255 }), bSynchAddress: fc.integer({ min: 0, max: 255 }) }), { nil: undefined }),
         extra: fc.option(arbClassDescriptors, { nil: undefined }) }), { maxLength: 4 }),
     }), { minLength: 1, maxLength: 3 }),
   }), { minLength: 1, maxLength: 2 }),
@@ -257,16 +257,16 @@ const sameBytes = (a: Buffer | undefined, b: Buffer | undefined) => (a === undef
 test("descriptors: what a model encodes, the host parses back field for field (property)", (t) => {
   fc.assert(fc.property(arbDevice, (d) => {
     const p = parseDeviceDescriptor(encodeDeviceDescriptor(d));
-    if (p.idVendor !== d.idVendor || p.idProduct !== d.idProduct || p.numConfigurations !== d.configs.length || p.class !== d.class) return false;
+    if (p.idVendor !== d.idVendor || p.idProduct !== d.idProduct || p.bNumConfigurations !== d.configs.length || p.bDeviceClass !== d.bDeviceClass) return false;
     for (const c of d.configs) {
       const pc = parseConfigDescriptor(encodeConfigDescriptor(d, c));
-      if (pc.value !== c.value || pc.interfaces.length !== c.interfaces.length) return false;
+      if (pc.bConfigurationValue !== c.bConfigurationValue || pc.interfaces.length !== c.interfaces.length) return false;
       for (const [k, i] of c.interfaces.entries()) {
         const pi = pc.interfaces[k]!;
-        if (pi.class !== i.class || pi.alternate !== i.alternate || !sameBytes(pi.extra, i.extra) || pi.endpoints.length !== i.endpoints.length) return false;
+        if (pi.bInterfaceClass !== i.bInterfaceClass || pi.bAlternateSetting !== i.bAlternateSetting || !sameBytes(pi.extra, i.extra) || pi.endpoints.length !== i.endpoints.length) return false;
         for (const [n, e] of i.endpoints.entries()) {
           const pe = pi.endpoints[n]!;
-          if (pe.address !== e.address || pe.attributes !== e.attributes || pe.maxPacketSize !== e.maxPacketSize || pe.interval !== e.interval) return false;
+          if (pe.bEndpointAddress !== e.bEndpointAddress || pe.bmAttributes !== e.bmAttributes || pe.wMaxPacketSize !== e.wMaxPacketSize || pe.bInterval !== e.bInterval) return false;
           if (JSON.stringify(pe.audio) !== JSON.stringify(e.audio) || !sameBytes(pe.extra, e.extra)) return false;
         }
       }
@@ -277,7 +277,7 @@ test("descriptors: what a model encodes, the host parses back field for field (p
 });
 
 test("descriptors: a configuration whose lengths run past wTotalLength is refused with the offset", (t) => {
-  const good = encodeConfigDescriptor({ bcdUSB: 0x200, class: 0, subClass: 0, protocol: 0, maxPacketSize0: 64, idVendor: 1, idProduct: 1, bcdDevice: 1, configs: [] }, { value: 1, attributes: 0x80, maxPower: 1, interfaces: [{ number: 0, alternate: 0, class: 8, subClass: 6, protocol: 0x50, endpoints: [{ address: 0x81, attributes: 2, maxPacketSize: 512, interval: 0 }] }] });
+  const good = encodeConfigDescriptor({ bcdUSB: 0x200, bDeviceClass: 0, bDeviceSubClass: 0, bDeviceProtocol: 0, bMaxPacketSize0: 64, idVendor: 1, idProduct: 1, bcdDevice: 1, configs: [] }, { bConfigurationValue: 1, bmAttributes: 0x80, bMaxPower: 1, interfaces: [{ bInterfaceNumber: 0, bAlternateSetting: 0, bInterfaceClass: 8, bInterfaceSubClass: 6, bInterfaceProtocol: 0x50, endpoints: [{ bEndpointAddress: 0x81, bmAttributes: 2, wMaxPacketSize: 512, bInterval: 0 }] }] });
   const bad = Buffer.from(good);
   bad[9] = 200; // the interface descriptor's bLength
   t.throws(() => parseConfigDescriptor(bad), { message: /descriptor byte 9: bLength 200 runs past wTotalLength/ });
@@ -326,13 +326,13 @@ test("export --virtual: usage errors are one line, exit 64", async (t) => {
 });
 
 test("list's iso marker: an isochronous endpoint in any alternate setting of the raw sysfs descriptors is found", (t) => {
-  const dev: DeviceDesc = { bcdUSB: 0x200, class: 0xef, subClass: 2, protocol: 1, maxPacketSize0: 64, idVendor: 0x46d, idProduct: 0x825, bcdDevice: 1, configs: [] };
-  const cfg = (isoAlt: boolean) => encodeConfigDescriptor(dev, { value: 1, attributes: 0x80, maxPower: 250, interfaces: [
-    { number: 0, alternate: 0, class: 14, subClass: 1, protocol: 0, endpoints: [{ address: 0x83, attributes: 3, maxPacketSize: 16, interval: 8 }] },
-    { number: 1, alternate: 0, class: 14, subClass: 2, protocol: 0, endpoints: [] },
-    { number: 1, alternate: 1, class: 14, subClass: 2, protocol: 0, endpoints: [{ address: 0x81, attributes: isoAlt ? 5 : 2, maxPacketSize: 1024, interval: 1 }] },
+  const dev: DeviceDesc = { bcdUSB: 0x200, bDeviceClass: 0xef, bDeviceSubClass: 2, bDeviceProtocol: 1, bMaxPacketSize0: 64, idVendor: 0x46d, idProduct: 0x825, bcdDevice: 1, configs: [] };
+  const cfg = (isoAlt: boolean) => encodeConfigDescriptor(dev, { bConfigurationValue: 1, bmAttributes: 0x80, bMaxPower: 250, interfaces: [
+    { bInterfaceNumber: 0, bAlternateSetting: 0, bInterfaceClass: 14, bInterfaceSubClass: 1, bInterfaceProtocol: 0, endpoints: [{ bEndpointAddress: 0x83, bmAttributes: 3, wMaxPacketSize: 16, bInterval: 8 }] },
+    { bInterfaceNumber: 1, bAlternateSetting: 0, bInterfaceClass: 14, bInterfaceSubClass: 2, bInterfaceProtocol: 0, endpoints: [] },
+    { bInterfaceNumber: 1, bAlternateSetting: 1, bInterfaceClass: 14, bInterfaceSubClass: 2, bInterfaceProtocol: 0, endpoints: [{ bEndpointAddress: 0x81, bmAttributes: isoAlt ? 5 : 2, wMaxPacketSize: 1024, bInterval: 1 }] },
   ] });
-  const raw = (iso: boolean) => Buffer.concat([encodeDeviceDescriptor({ ...dev, configs: [{ value: 1, attributes: 0x80, maxPower: 1, interfaces: [] }] }), cfg(iso)]);
+  const raw = (iso: boolean) => Buffer.concat([encodeDeviceDescriptor({ ...dev, configs: [{ bConfigurationValue: 1, bmAttributes: 0x80, bMaxPower: 1, interfaces: [] }] }), cfg(iso)]);
   t.true(hasIsochronous(raw(true)));
   t.false(hasIsochronous(raw(false)));
   t.false(hasIsochronous(undefined));

@@ -7,24 +7,24 @@ import { PeerDataError, WireCode } from "../protocol/errors.js";
 export const DescType = { DEVICE: 1, CONFIG: 2, STRING: 3, INTERFACE: 4, ENDPOINT: 5, DEVICE_QUALIFIER: 6, HID: 0x21, HID_REPORT: 0x22 } as const;
 
 export interface EndpointDesc {
-  /** bEndpointAddress: bit 7 = IN */
-  address: number;
-  /** bmAttributes: bits 0-1 transfer type (0 control, 1 iso, 2 bulk, 3 interrupt) */
-  attributes: number;
-  maxPacketSize: number;
-  interval: number;
+  /** bit 7 = IN */
+  bEndpointAddress: number;
+  /** bits 0-1 transfer type (0 control, 1 iso, 2 bulk, 3 interrupt) */
+  bmAttributes: number;
+  wMaxPacketSize: number;
+  bInterval: number;
   /** Audio Class 1.0 endpoints are 9 bytes: bRefresh and bSynchAddress follow bInterval */
-  audio?: { refresh: number; synchAddress: number };
+  audio?: { bRefresh: number; bSynchAddress: number };
   /** class-specific descriptors right after this endpoint (e.g. the audio CS_ENDPOINT) */
   extra?: Buffer;
 }
 
 export interface InterfaceDesc {
-  number: number;
-  alternate: number;
-  class: number;
-  subClass: number;
-  protocol: number;
+  bInterfaceNumber: number;
+  bAlternateSetting: number;
+  bInterfaceClass: number;
+  bInterfaceSubClass: number;
+  bInterfaceProtocol: number;
   interfaceString?: string;
   /** class-specific descriptors between the interface and its endpoints (e.g. HID 0x21) */
   extra?: Buffer;
@@ -32,20 +32,20 @@ export interface InterfaceDesc {
 }
 
 export interface ConfigDesc {
-  value: number;
-  attributes: number;
+  bConfigurationValue: number;
+  bmAttributes: number;
   /** in 2 mA units */
-  maxPower: number;
+  bMaxPower: number;
   interfaces: InterfaceDesc[];
 }
 
-/** The fixed fields of a device descriptor, as built and as parsed. */
+/** The fixed fields of a device descriptor, as built and as parsed (named as USB 2.0 9.6.1 names them). */
 export interface DeviceFields {
   bcdUSB: number;
-  class: number;
-  subClass: number;
-  protocol: number;
-  maxPacketSize0: number;
+  bDeviceClass: number;
+  bDeviceSubClass: number;
+  bDeviceProtocol: number;
+  bMaxPacketSize0: number;
   idVendor: number;
   idProduct: number;
   bcdDevice: number;
@@ -75,10 +75,10 @@ export function encodeDeviceDescriptor(d: DeviceDesc): Buffer {
   b[0] = 18;
   b[1] = DescType.DEVICE;
   b.writeUInt16LE(d.bcdUSB, 2);
-  b[4] = d.class;
-  b[5] = d.subClass;
-  b[6] = d.protocol;
-  b[7] = d.maxPacketSize0;
+  b[4] = d.bDeviceClass;
+  b[5] = d.bDeviceSubClass;
+  b[6] = d.bDeviceProtocol;
+  b[7] = d.bMaxPacketSize0;
   b.writeUInt16LE(d.idVendor, 8);
   b.writeUInt16LE(d.idProduct, 10);
   b.writeUInt16LE(d.bcdDevice, 12);
@@ -94,19 +94,19 @@ export function encodeConfigDescriptor(d: DeviceDesc, c: ConfigDesc): Buffer {
   const t = stringTable(d);
   const parts: Buffer[] = [];
   for (const i of c.interfaces) {
-    parts.push(Buffer.from([9, DescType.INTERFACE, i.number, i.alternate, i.endpoints.length, i.class, i.subClass, i.protocol, indexOf(t, i.interfaceString)]));
+    parts.push(Buffer.from([9, DescType.INTERFACE, i.bInterfaceNumber, i.bAlternateSetting, i.endpoints.length, i.bInterfaceClass, i.bInterfaceSubClass, i.bInterfaceProtocol, indexOf(t, i.interfaceString)]));
     if (i.extra) parts.push(i.extra);
     for (const e of i.endpoints) {
       const b = Buffer.alloc(e.audio ? 9 : 7);
       b[0] = b.length;
       b[1] = DescType.ENDPOINT;
-      b[2] = e.address;
-      b[3] = e.attributes;
-      b.writeUInt16LE(e.maxPacketSize, 4);
-      b[6] = e.interval;
+      b[2] = e.bEndpointAddress;
+      b[3] = e.bmAttributes;
+      b.writeUInt16LE(e.wMaxPacketSize, 4);
+      b[6] = e.bInterval;
       if (e.audio) {
-        b[7] = e.audio.refresh;
-        b[8] = e.audio.synchAddress;
+        b[7] = e.audio.bRefresh;
+        b[8] = e.audio.bSynchAddress;
       }
       parts.push(b);
       if (e.extra) parts.push(e.extra);
@@ -117,11 +117,11 @@ export function encodeConfigDescriptor(d: DeviceDesc, c: ConfigDesc): Buffer {
   head[0] = 9;
   head[1] = DescType.CONFIG;
   head.writeUInt16LE(9 + body.length, 2);
-  head[4] = new Set(c.interfaces.map((i) => i.number)).size;
-  head[5] = c.value;
+  head[4] = new Set(c.interfaces.map((i) => i.bInterfaceNumber)).size;
+  head[5] = c.bConfigurationValue;
   head[6] = 0;
-  head[7] = c.attributes;
-  head[8] = c.maxPower;
+  head[7] = c.bmAttributes;
+  head[8] = c.bMaxPower;
   return Buffer.concat([head, body]);
 }
 
@@ -148,7 +148,7 @@ export interface ParsedDevice extends DeviceFields {
   iManufacturer: number;
   iProduct: number;
   iSerial: number;
-  numConfigurations: number;
+  bNumConfigurations: number;
 }
 
 export function parseDeviceDescriptor(b: Buffer): ParsedDevice {
@@ -156,17 +156,17 @@ export function parseDeviceDescriptor(b: Buffer): ParsedDevice {
   if (b[0] !== 18 || b[1] !== DescType.DEVICE) throw new DescriptorError(0, `not a device descriptor (bLength ${b[0]}, bDescriptorType ${b[1]})`);
   return {
     bcdUSB: b.readUInt16LE(2),
-    class: b[4]!,
-    subClass: b[5]!,
-    protocol: b[6]!,
-    maxPacketSize0: b[7]!,
+    bDeviceClass: b[4]!,
+    bDeviceSubClass: b[5]!,
+    bDeviceProtocol: b[6]!,
+    bMaxPacketSize0: b[7]!,
     idVendor: b.readUInt16LE(8),
     idProduct: b.readUInt16LE(10),
     bcdDevice: b.readUInt16LE(12),
     iManufacturer: b[14]!,
     iProduct: b[15]!,
     iSerial: b[16]!,
-    numConfigurations: b[17]!,
+    bNumConfigurations: b[17]!,
   };
 }
 
@@ -176,12 +176,12 @@ export interface ParsedInterface extends InterfaceDesc {
   others: { type: number; bytes: Buffer }[];
 }
 export interface ParsedConfig {
-  totalLength: number;
-  numInterfaces: number;
-  value: number;
+  wTotalLength: number;
+  bNumInterfaces: number;
+  bConfigurationValue: number;
   iConfiguration: number;
-  attributes: number;
-  maxPower: number;
+  bmAttributes: number;
+  bMaxPower: number;
   interfaces: ParsedInterface[];
 }
 
@@ -190,7 +190,7 @@ export function parseConfigDescriptor(b: Buffer): ParsedConfig {
   if (b.length < 9 || b[0]! < 9 || b[1] !== DescType.CONFIG) throw new DescriptorError(0, "not a configuration descriptor");
   const totalLength = b.readUInt16LE(2);
   if (totalLength > b.length) throw new DescriptorError(2, `wTotalLength ${totalLength} is more than the ${b.length} bytes read`);
-  const cfg: ParsedConfig = { totalLength, numInterfaces: b[4]!, value: b[5]!, iConfiguration: b[6]!, attributes: b[7]!, maxPower: b[8]!, interfaces: [] };
+  const cfg: ParsedConfig = { wTotalLength: totalLength, bNumInterfaces: b[4]!, bConfigurationValue: b[5]!, iConfiguration: b[6]!, bmAttributes: b[7]!, bMaxPower: b[8]!, interfaces: [] };
   let cur: ParsedInterface | undefined;
   let lastEndpoint: EndpointDesc | undefined;
   for (let p = b[0]!; p < totalLength; ) {
@@ -200,13 +200,13 @@ export function parseConfigDescriptor(b: Buffer): ParsedConfig {
     const d = b.subarray(p, p + len);
     if (type === DescType.INTERFACE) {
       if (len < 9) throw new DescriptorError(p, `interface descriptor bLength ${len} < 9`);
-      cur = { number: d[2]!, alternate: d[3]!, class: d[5]!, subClass: d[6]!, protocol: d[7]!, iInterface: d[8]!, endpoints: [], others: [] };
+      cur = { bInterfaceNumber: d[2]!, bAlternateSetting: d[3]!, bInterfaceClass: d[5]!, bInterfaceSubClass: d[6]!, bInterfaceProtocol: d[7]!, iInterface: d[8]!, endpoints: [], others: [] };
       cfg.interfaces.push(cur);
       lastEndpoint = undefined;
     } else if (type === DescType.ENDPOINT) {
       if (len < 7) throw new DescriptorError(p, `endpoint descriptor bLength ${len} < 7`);
       if (cur === undefined) throw new DescriptorError(p, "endpoint descriptor before any interface");
-      lastEndpoint = { address: d[2]!, attributes: d[3]!, maxPacketSize: d.readUInt16LE(4), interval: d[6]!, ...(len >= 9 ? { audio: { refresh: d[7]!, synchAddress: d[8]! } } : {}) };
+      lastEndpoint = { bEndpointAddress: d[2]!, bmAttributes: d[3]!, wMaxPacketSize: d.readUInt16LE(4), bInterval: d[6]!, ...(len >= 9 ? { audio: { bRefresh: d[7]!, bSynchAddress: d[8]! } } : {}) };
       cur.endpoints.push(lastEndpoint);
     } else if (cur !== undefined) {
       // class-specific descriptors belong to the endpoint they follow, else to the interface
@@ -227,5 +227,5 @@ export function parseStringDescriptor(b: Buffer): string {
 
 export const TRANSFER_TYPES = ["control", "iso", "bulk", "interrupt"] as const;
 export function endpointType(e: EndpointDesc): (typeof TRANSFER_TYPES)[number] {
-  return TRANSFER_TYPES[e.attributes & 3]!;
+  return TRANSFER_TYPES[e.bmAttributes & 3]!;
 }
