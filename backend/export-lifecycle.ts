@@ -67,7 +67,7 @@ export function prepareExport(o: { device: string; sysfs?: Sysfs; precheck?: () 
   const speed = info.speed;
   if (!isSpeedString(speed)) throw new GlueError(GlueErrorCode.BAD_DEVICE, `${busid}: unsupported speed "${speed}"`);
   o.precheck?.();
-  checkNotExported(sysfs, busid); // before anything is touched: the device is someone else's
+  checkNotExported(sysfs, busid); // before anything is touched: the device is someone else's (usbip-host not loaded yet: nothing can be bound to it)
   const guard = guardExport(busid);
   const signal = o.signal ?? terminationSignal();
   let released = false;
@@ -106,7 +106,6 @@ async function bindAndServe(prep: PreparedExport, opts: ExportOptions): Promise<
   const log = opts.log;
   await ensureModule(sysfs, "usbip-host");
   const host = new UsbipHost(sysfs);
-  checkNotExported(sysfs, busid); // again, now that usbip-host is there to ask
   const original = host.bind(busid);
   log.info(`${busid} bound to usbip-host (was: ${original ?? "no driver"})`);
   let cleaned = false;
