@@ -2,8 +2,10 @@
  * The one import lifecycle (import in kernel and relay mode, connect --tcp): load vhci-hcd,
  * attach on a free port (the mode says how), write the statefile, wait until the device
  * enumerated, tell qubes.USBAttach, wait for the end (the mode says what ends it), release the
- * port, wait until it is free, remove the statefile. Every exit path frees the port and removes
- * the statefile; the termination signal's handlers are disposed by whoever made them.
+ * port, wait until it is free, remove the statefile. A mode that owns the link (the relay) moves
+ * to another port when the one it got never enumerates the device (see Attachment.move). Every
+ * exit path frees the port and removes the statefile; the termination signal's handlers are
+ * disposed by whoever made them.
  */
 import { Sysfs } from "../kernel-glue/sysfs.js";
 import { ensureModule } from "../kernel-glue/system.js";
@@ -16,6 +18,7 @@ import { writeImportState, type ImportState } from "./import-state.js";
 
 /** One mode's attachment: the port it got, and how its link ends. */
 export interface Attachment {
+  /** the vhci port in use (a move changes it) */
   port: number;
   /** how the log names the attach ("" or " through the relay") */
   how?: string;
@@ -27,7 +30,28 @@ export interface Attachment {
   afterRelease?(): void;
   /** an error ended the import early: stop the mode's machinery */
   abort?(): void;
+  /**
+   * A mode that owns the link (the relay) can tell a port that will not enumerate — vhci-hcd
+   * silent for STALL_QUIET_MS with nothing outstanding and no device on the bus — and move:
+   * give the port up and attach on another one, the backend none the wiser.
+   */
+  move?: {
+    /** vhci-hcd has been silent this long with nothing outstanding */
+    quietMs(): number;
+    /** release `port` and attach on another one; resolves with the new port */
+    toAnotherPort(): Promise<number>;
+  };
 }
+
+/**
+ * A port is given up when vhci-hcd sent nothing for this long after the attach (or after its
+ * last URB, all answered) and no device appeared: the hub submits its first GET_DESCRIPTOR well
+ * within a second of the attach even under emulation, and an enumeration in progress is never
+ * silent that long (the hub's control URBs time out after 5 s, and are answered or unlinked).
+ */
+export const STALL_QUIET_MS = 6000;
+/** At most this many moves before the import fails with the stall's message. */
+export const MAX_PORT_MOVES = 3;
 
 export interface ImportLifecycle {
   statefile: string;
@@ -57,7 +81,20 @@ export async function runImport(o: ImportLifecycle, attach: (vhci: Vhci, after: 
       throw new InterruptedError(s, "before the device enumerated");
     });
     interrupted.catch(() => {});
-    const attached = await Promise.race([vhci.waitAttached(a.port, o.attachTimeoutMs ?? 30_000), interrupted, ...(a.endedEarly ? [a.endedEarly] : [])]);
+    const deadline = Date.now() + (o.attachTimeoutMs ?? 30_000);
+    let attached: string | undefined;
+    for (let moves = 0; attached === undefined; moves++) {
+      const move = moves < MAX_PORT_MOVES ? a.move : undefined;
+      const stalled = move && (() => move.quietMs() >= STALL_QUIET_MS);
+      attached = await Promise.race([vhci.waitEnumerated(a.port, Math.max(0, deadline - Date.now()), stalled), interrupted, ...(a.endedEarly ? [a.endedEarly] : [])]);
+      if (attached !== undefined || move === undefined) continue;
+      const from = a.port;
+      o.log.warn(`vhci port ${from} did not enumerate the device (vhci-hcd silent for ${STALL_QUIET_MS / 1000} s): attaching on another port`);
+      a.port = await move.toAnotherPort();
+      setLastVhciPort(a.port);
+      state = state.moveTo(a.port);
+      o.log.info(`attached on vhci port ${a.port}${a.how ?? ""} (moved from port ${from})`);
+    }
     o.log.info(`device enumerated as ${attached}`);
     notifyAttached();
     o.onAttached?.(a.port);

@@ -15,7 +15,7 @@ import { attachHandover } from "../kernel-glue/handover.js";
 import { withTerminationSignal, type TerminationSignal } from "../qrexec/agent.js";
 import { waitNotice, type Logger } from "../shared/log.js";
 import { qrexecRemote } from "./import-state.js";
-import { runImport } from "./import-lifecycle.js";
+import { runImport, type Attachment } from "./import-lifecycle.js";
 import { openLink } from "../qrexec/link.js";
 import { readHandshake } from "../qrexec/read-handshake.js";
 import { UrbRelay } from "../relay/urb-relay.js";
@@ -68,7 +68,8 @@ async function importRelayTraced(opts: ImportRelayOptions, sysfs: Sysfs, log: Lo
   log.info(`handshake: devid ${hs.devid} speed ${hs.speed} (enum ${speed})`);
   const policy = opts.policy;
   return runImport({ statefile: opts.statefile, log, sysfs, mode: "relay", remote: opts.remote ?? qrexecRemote(opts.statefile), signal, attachTimeoutMs: opts.attachTimeoutMs, onAttached: opts.onAttached }, async (vhci, after) => {
-    const { port, socket } = await attachHandover(vhci, hs.devid, speed, after);
+    const first = await attachHandover(vhci, hs.devid, speed, after);
+    let socket = first.socket;
     const relay = new UrbRelay({
       clientIn: socket,
       clientOut: socket,
@@ -92,8 +93,8 @@ async function importRelayTraced(opts: ImportRelayOptions, sysfs: Sysfs, log: Lo
       throw relayError(r.violation?.error) ?? new UsbipError(GlueCode.ATTACH, `the connection ended (${r.reason}) before the device enumerated`);
     });
     endedEarly.catch(() => {});
-    return {
-      port,
+    const attachment: Attachment = {
+      port: first.port,
       how: " through the relay",
       endedEarly,
       // the relay owns the link: it ends when either side closes, on a violation, or on a signal
@@ -107,7 +108,22 @@ async function importRelayTraced(opts: ImportRelayOptions, sysfs: Sysfs, log: Lo
         if (violation) throw violation;
       },
       abort: () => relay.stop(),
+      // a port that never enumerates: vhci-hcd quiet, nothing outstanding (import-lifecycle.ts)
+      move: {
+        quietMs: () => (relay.outstanding === 0 ? relay.clientIdleMs() : 0),
+        toAnotherPort: async () => {
+          const from = attachment.port;
+          if (!relay.detachClient()) throw new UsbipError(GlueCode.ATTACH, `vhci port ${from} did not enumerate the device and the relay cannot move it now`);
+          vhci.release(from);
+          socket.destroy();
+          const next = await attachHandover(vhci, hs.devid, speed, from);
+          socket = next.socket;
+          relay.attachClient(socket, socket);
+          return next.port;
+        },
+      },
     };
+    return attachment;
   });
 }
 

@@ -9,6 +9,8 @@ import { removeImportRecord, writeImportRecord } from "../shared/rundir.js";
 
 export interface ImportState {
   remove(): void;
+  /** the import moved to another vhci port: the statefile names it, the old port's record goes */
+  moveTo(port: number): ImportState;
 }
 
 /** The remote side of a qrexec import: the qube (qubes.USBAttach exports it) and, from the statefile's name, the busid. */
@@ -27,6 +29,11 @@ export function writeImportState(port: number, statefile: string, remote: { remo
     remove() {
       rmSync(statefile, { force: true });
       removeImportRecord(port);
+    },
+    moveTo(next: number) {
+      const moved = writeImportState(next, statefile, remote, mode);
+      removeImportRecord(port);
+      return moved;
     },
   };
 }

@@ -152,12 +152,21 @@ export class Vhci {
 
   /** Wait until the port is USED and its virtual device exists on the vhci bus; returns its busid. */
   async waitAttached(port: number, timeoutMs: number): Promise<string> {
+    return (await this.waitEnumerated(port, timeoutMs))!;
+  }
+
+  /**
+   * waitAttached, giving up early when `stalled()` says the port will not enumerate (the relay
+   * sees vhci-hcd silent with nothing outstanding): then resolves undefined.
+   */
+  async waitEnumerated(port: number, timeoutMs: number, stalled?: () => boolean): Promise<string | undefined> {
     const end = Date.now() + timeoutMs;
     for (;;) {
       const p = this.port(port);
       if (p && p.status === VdevStatus.USED && p.localBusid !== "0-0" && this.sysfs.exists(`bus/usb/devices/${p.localBusid}`)) return p.localBusid;
       if (!p || p.status === VdevStatus.NULL) throw new GlueError(GlueErrorCode.ATTACH, `port ${port} was released before the device enumerated (the remote side closed the connection; see its log and dmesg)`);
-      if (Date.now() > end) throw new GlueError(GlueErrorCode.TIMEOUT, `the device did not enumerate on port ${port} within ${Math.round(timeoutMs / 1000)} s (see dmesg)`);
+      if (stalled?.()) return undefined;
+      if (Date.now() > end) throw new GlueError(GlueErrorCode.TIMEOUT, `the device did not enumerate on vhci port ${port} within ${Math.round(timeoutMs / 1000)} s: vhci-hcd's root hub did not take it (see dmesg); detach and attach again (relay mode moves to another port by itself)`);
       await new Promise((r) => setTimeout(r, 50));
     }
   }

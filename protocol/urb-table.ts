@@ -93,6 +93,11 @@ export class UrbTable {
     return r;
   }
 
+  /** The seqnums of every submit and unlink in flight. */
+  seqnums(): number[] {
+    return [...this.submits.keys(), ...this.unlinks.keys()];
+  }
+
   getSubmit(seqnum: number): SubmittedUrb | undefined {
     return this.submits.get(seqnum);
   }

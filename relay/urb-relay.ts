@@ -24,10 +24,17 @@
  * any relaying link). So a CMD_UNLINK is held for `unlinkGraceMs`: if the victim's RET_SUBMIT
  * comes back meanwhile, the relay answers RET_UNLINK(0) itself — exactly what the stub would say
  * for an already completed URB — and usbip-host never sees the unlink; otherwise it is forwarded.
+ *
+ * Client hand-over (frontend role): when a vhci-hcd port never enumerates the device, the
+ * importer gives the port up and attaches a new socketpair on another port without the backend
+ * noticing (frontend/import-lifecycle.ts). `detachClient()` lets go of the old client streams;
+ * the URBs that client left outstanding stay in the table (their answers must still be framed
+ * and checked) and are dropped when they come — the new port's vhci-hcd never submitted them.
+ * `attachClient()` gives the client side to the new streams, with a fresh decoder (a new stream).
  */
 import { Direction } from "../protocol/constants.js";
 import { EventEmitter } from "node:events";
-import type { Readable, Writable } from "node:stream";
+import { Writable, type Readable } from "node:stream";
 import { ClientStreamDecoder, type EndpointType } from "../protocol/client-decoder.js";
 import { ServerStreamDecoder } from "../protocol/server-decoder.js";
 import { encode, encodeSubmitHeader } from "../protocol/encoder.js";
@@ -85,7 +92,15 @@ export const CUT_THROUGH_MIN = 16 * 1024;
 export class UrbRelay extends EventEmitter {
   readonly table = new UrbTable();
   readonly stats: RelayStats = { cmdSubmit: 0, cmdUnlink: 0, retSubmit: 0, retUnlink: 0, unlinksAnswered: 0, payloadBytes: 0 };
-  private readonly cdec: ClientStreamDecoder;
+  private cdec: ClientStreamDecoder;
+  /** the client side's streams (replaced by a client hand-over); undefined between detachClient and attachClient */
+  private client: { in: Readable; out: Writable; off: () => void } | undefined;
+  /** seqnums (submits and unlinks) a previous client left outstanding: answers checked, then dropped */
+  private readonly orphans = new Set<number>();
+  /** where answers go while no client is attached (a client hand-over in progress) */
+  private readonly discard = new Writable({ write: (_c, _e, cb) => cb() });
+  /** when the client side last sent a message (or was attached) */
+  private clientActiveAt = Date.now();
   private readonly sdec: ServerStreamDecoder;
   /** answered seqnums, for "unlink of a known seqnum" */
   private readonly recent = new RecentSeqnums();
@@ -100,22 +115,77 @@ export class UrbRelay extends EventEmitter {
 
   constructor(private readonly o: RelayOptions) {
     super();
-    const endpointType = o.device ? (ep: number, dir: number): EndpointType | undefined => o.device!.endpoint(ep, dir) : undefined;
-    this.cdec = new ClientStreamDecoder({ table: this.table, phase: "urb", endpointType });
+    this.cdec = this.clientDecoder();
     this.sdec = new ServerStreamDecoder({ table: this.table, phase: "urb" });
     this.done = new Promise((r) => (this.resolveDone = r));
   }
 
+  private clientDecoder(): ClientStreamDecoder {
+    const dev = this.o.device;
+    const endpointType = dev ? (ep: number, dir: number): EndpointType | undefined => dev.endpoint(ep, dir) : undefined;
+    return new ClientStreamDecoder({ table: this.table, phase: "urb", endpointType });
+  }
+
   start(): void {
-    const { clientIn, serverIn } = this.o;
-    clientIn.on("data", (c: Buffer) => this.fromClient(c));
+    const { serverIn } = this.o;
     serverIn.on("data", (c: Buffer) => this.fromServer(c));
-    clientIn.on("end", () => this.closed("client"));
     serverIn.on("end", () => this.closed("server"));
-    for (const s of [clientIn, serverIn, this.o.clientOut, this.o.serverOut]) s.on("error", () => this.closed(s === clientIn || s === this.o.clientOut ? "client" : "server"));
+    for (const s of [serverIn, this.o.serverOut]) s.on("error", () => this.closed("server"));
+    this.listenToClient(this.o.clientIn, this.o.clientOut);
     if (this.o.serverPrefix && this.o.serverPrefix.length > 0) this.fromServer(this.o.serverPrefix);
-    clientIn.resume();
     serverIn.resume();
+  }
+
+  private listenToClient(input: Readable, out: Writable): void {
+    const onData = (c: Buffer) => this.fromClient(c);
+    const onEnd = () => this.closed("client");
+    input.on("data", onData);
+    input.on("end", onEnd);
+    input.on("error", onEnd);
+    out.on("error", onEnd);
+    const off = () => {
+      input.off("data", onData);
+      input.off("end", onEnd);
+      input.off("error", onEnd);
+      out.off("error", onEnd);
+    };
+    this.client = { in: input, out, off };
+    this.clientActiveAt = Date.now();
+    input.resume();
+  }
+
+  /** How long the client side has been silent (since its last message, or since it was attached). */
+  clientIdleMs(now = Date.now()): number {
+    return now - this.clientActiveAt;
+  }
+
+  /** URBs (submits and unlinks) the current client is waiting for. */
+  get outstanding(): number {
+    return this.table.size - this.orphans.size;
+  }
+
+  /**
+   * Let go of the client streams (see Client hand-over above) without ending either side; what
+   * the old client left outstanding becomes orphaned. Refused (false) while a message is passing
+   * cut-through in either direction, or after the relay ended. The old streams are the caller's.
+   */
+  detachClient(): boolean {
+    if (this.finished || this.client === undefined || this.partial.client !== undefined || this.partial.server !== undefined) return false;
+    this.client.in.pause();
+    this.client.off();
+    this.client = undefined;
+    for (const s of this.table.seqnums()) this.orphans.add(s);
+    return true;
+  }
+
+  /** Give the client side to new streams (a new vhci-hcd port), decoded from their first byte. */
+  attachClient(input: Readable, out: Writable): void {
+    if (this.finished) {
+      out.end();
+      return;
+    }
+    this.cdec = this.clientDecoder();
+    this.listenToClient(input, out);
   }
 
   /** Stop relaying (e.g. on a signal): both sides are ended. */
@@ -124,7 +194,9 @@ export class UrbRelay extends EventEmitter {
   }
 
   private fromClient(chunk: Buffer): void {
-    this.pump(chunk, "client", this.cdec, this.o.clientIn, this.o.serverOut, (m, at) => this.clientMessage(m, at), () => this.cutThroughCmd());
+    if (this.client === undefined) return;
+    this.clientActiveAt = Date.now();
+    this.pump(chunk, "client", this.cdec, this.client.in, this.o.serverOut, (m, at) => this.clientMessage(m, at), () => this.cutThroughCmd());
   }
 
   /** Decode a chunk from one side and hand each message on; writes of one chunk are corked together. */
@@ -219,16 +291,22 @@ export class UrbRelay extends EventEmitter {
   }
 
   private fromServer(chunk: Buffer): void {
-    this.pump(chunk, "server", this.sdec, this.o.serverIn, this.o.clientOut, (m, at) => this.serverMessage(m, at), () => this.cutThrough());
+    // between detachClient and attachClient everything outstanding is orphaned: answers are dropped
+    this.pump(chunk, "server", this.sdec, this.o.serverIn, this.client?.out ?? this.discard, (m, at) => this.serverMessage(m, at), () => this.cutThrough());
+  }
+
+  /** The client stream RETs go to (nothing between detachClient and attachClient). */
+  private get clientOut(): Writable {
+    return this.client?.out ?? this.discard;
   }
 
   /** A large bulk/interrupt IN RET_SUBMIT: checked (decoder, table, relay rules), then passed on as it arrives. */
   private cutThrough(): void {
     const at = this.sdec.offset;
     const p = this.sdec.partialRetSubmit(this.sentOf("server", at));
-    if (p === undefined || p.urb.iso || p.urb.ep === 0 || p.msg.actualLength <= CUT_THROUGH_MIN) return;
+    if (p === undefined || p.urb.iso || p.urb.ep === 0 || p.msg.actualLength <= CUT_THROUGH_MIN || this.orphans.has(p.msg.seqnum)) return;
     if (this.partial.server?.at !== at) checkRetSubmit(p.msg, p.urb, at);
-    this.passPartial("server", at, p.msg, p.payloadSoFar, this.o.clientOut);
+    this.passPartial("server", at, p.msg, p.payloadSoFar, this.clientOut);
   }
 
   private serverMessage(m: ServerMessage, at: number): void {
@@ -239,8 +317,9 @@ export class UrbRelay extends EventEmitter {
       this.stats.payloadBytes += m.actualLength * (this.sdec.lastSubmit!.direction === Direction.IN ? 1 : 0);
       this.recent.add(m.seqnum);
       const urb = this.sdec.lastSubmit;
+      if (this.orphans.delete(m.seqnum)) return; // submitted through a vhci port given up
       this.o.onMessage?.("server", m, urb);
-      this.forward("server", m, at, this.o.clientOut);
+      this.forward("server", m, at, this.clientOut);
       const h = this.held.get(m.seqnum);
       if (h !== undefined) {
         // completed while its unlink was held: answer like the stub does for a completed URB
@@ -250,7 +329,7 @@ export class UrbRelay extends EventEmitter {
         const ret: ServerMessage = { kind: "RET_UNLINK", seqnum: h.unlink.seqnum, devid: 0, direction: 0, ep: 0, status: 0 };
         this.stats.unlinksAnswered++;
         this.o.onMessage?.("server", ret, urb);
-        this.write(this.o.clientOut, ret);
+        this.write(this.clientOut, ret);
       }
       return;
     }
@@ -258,8 +337,10 @@ export class UrbRelay extends EventEmitter {
       checkRetUnlink(m, at);
       this.stats.retUnlink++;
       if (this.sdec.lastSubmit) this.recent.add(this.sdec.lastSubmit.seqnum);
+      if (this.sdec.lastSubmit) this.orphans.delete(this.sdec.lastSubmit.seqnum);
+      if (this.orphans.delete(m.seqnum)) return; // an unlink from a vhci port given up
       this.o.onMessage?.("server", m, this.sdec.lastSubmit);
-      this.write(this.o.clientOut, m);
+      this.write(this.clientOut, m);
       return;
     }
     throw new ProtocolError(WireCode.UNEXPECTED_OP, at, `${m.kind} in the URB phase`);
@@ -282,17 +363,20 @@ export class UrbRelay extends EventEmitter {
     this.finished = true;
     for (const h of this.held.values()) clearTimeout(h.timer);
     this.held.clear();
-    const { clientIn, clientOut, serverIn, serverOut } = this.o;
+    const { serverIn, serverOut } = this.o;
+    const sides: Array<{ in: Readable; out: Writable }> = [{ in: serverIn, out: serverOut }, ...(this.client ? [this.client] : [])];
     if (r.reason === "violation") {
       // tear down hard: nothing more reaches either side
-      for (const s of [clientIn, serverIn]) s.pause();
-      for (const s of [clientOut, serverOut, clientIn, serverIn]) s.destroy();
+      for (const s of sides) s.in.pause();
+      for (const s of sides) {
+        s.out.destroy();
+        s.in.destroy();
+      }
     } else {
       // orderly: EOF to both sides; inputs that are not also outputs are closed (a duplex
       // socket closes itself once both directions ended)
-      clientOut.end();
-      serverOut.end();
-      for (const s of [clientIn, serverIn]) if (s !== (clientOut as unknown) && s !== (serverOut as unknown)) s.destroy();
+      for (const s of sides) s.out.end();
+      for (const s of sides) if (s.in !== (s.out as unknown)) s.in.destroy();
     }
     this.resolveDone(r);
   }

@@ -411,3 +411,68 @@ test("cut-through: a peer sending one byte at a time costs linear work (1-byte c
   t.is(r.relay.stats.retSubmit, 1);
   r.relay.stop();
 });
+
+test("client hand-over: answers to what the old client left outstanding are checked and dropped; the new client gets its own", async (t) => {
+  const r = rig();
+  const A = { ...IN64, seqnum: 40, ep: 0, setup: Buffer.from("8006000100004000", "hex"), transferBufferLength: 64 };
+  r.client.write(encodeToBuffer(A));
+  await tick();
+  t.is(r.relay.outstanding, 1);
+  t.true(r.relay.detachClient());
+  t.is(r.relay.outstanding, 0, "the old client's URB is orphaned");
+  const client2 = new PassThrough();
+  const out2 = new PassThrough();
+  const toClient2: Buffer[] = [];
+  out2.on("data", (b: Buffer) => toClient2.push(b));
+  r.relay.attachClient(client2, out2);
+  const B = { ...A, seqnum: 41 };
+  client2.write(encodeToBuffer(B));
+  await tick();
+  const retA = encodeToBuffer(ret({ seqnum: 40, actualLength: 18, payload: [Buffer.alloc(18, 1)] }));
+  const retB = encodeToBuffer(ret({ seqnum: 41, actualLength: 18, payload: [Buffer.alloc(18, 2)] }));
+  r.server.write(Buffer.concat([retA, retB]));
+  await tick();
+  t.true(Buffer.concat(r.toServer).equals(Buffer.concat([encodeToBuffer(A), encodeToBuffer(B)])), "both submits reached the backend");
+  t.is(r.toClient.length, 0, "nothing more reached the old client");
+  t.true(Buffer.concat(toClient2).equals(retB), "the new client got only its own answer");
+  t.is(r.relay.table.size, 0);
+  client2.end();
+  t.is((await r.relay.done).reason, "client closed");
+});
+
+test("client hand-over: a hostile answer to an orphaned URB is still a violation", async (t) => {
+  const r = rig();
+  r.client.write(encodeToBuffer(IN64));
+  await tick();
+  t.true(r.relay.detachClient());
+  r.relay.attachClient(new PassThrough(), new PassThrough());
+  r.server.write(patch(GOOD, 6, 65)); // actual_length above the 64 submitted
+  const res = await r.relay.done;
+  t.is(res.reason, "violation");
+  t.is(res.violation?.error.code as string | undefined, ErrorCode.ACTUAL_LENGTH);
+});
+
+test("client hand-over is refused while a message passes cut-through, and after the relay ended", async (t) => {
+  const r = rig();
+  const big = { ...IN64, transferBufferLength: 64 * 1024 };
+  r.client.write(encodeToBuffer(big));
+  await tick();
+  const whole = encodeToBuffer(ret({ seqnum: 10, actualLength: 64 * 1024, payload: [Buffer.alloc(64 * 1024, 7)] }));
+  r.server.write(whole.subarray(0, 48 + 32 * 1024)); // header + half the payload: passing cut-through
+  await tick();
+  t.false(r.relay.detachClient());
+  r.server.write(whole.subarray(48 + 32 * 1024));
+  await tick();
+  t.true(Buffer.concat(r.toClient).equals(whole));
+  r.relay.stop();
+  t.false(r.relay.detachClient());
+});
+
+test("clientIdleMs counts from the client's last message", async (t) => {
+  const r = rig();
+  const t0 = Date.now();
+  r.client.write(encodeToBuffer(IN64));
+  await tick();
+  t.true(r.relay.clientIdleMs(t0 + 10_000) <= 10_000 && r.relay.clientIdleMs(t0 + 10_000) >= 9_000);
+  r.relay.stop();
+});

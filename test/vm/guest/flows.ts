@@ -46,7 +46,7 @@ export function vhciPorts(): VhciPortLine[] {
   return out;
 }
 
-/** Wait for the statefile, then for its port to be USED with a device on the vhci bus. */
+/** Wait for the statefile, then for the port it names to be USED with a device on the vhci bus. */
 export async function waitImported(statefile: string, flow: Spawned): Promise<{ port: number; local: string }> {
   const { port } = await waitFor(`statefile ${statefile}`, () => {
     if (flow.child.exitCode !== null) throw new Error(`the flow ended early (exit ${flow.child.exitCode}): ${flow.stderr().trim()}`);
@@ -55,13 +55,14 @@ export async function waitImported(statefile: string, flow: Spawned): Promise<{ 
   }, 60_000).catch((e: Error) => {
     throw new Error(`${e.message}; flow stderr: ${flow.stderr().trim()}`);
   });
-  const local = await waitFor(`vhci port ${port} in use`, () => {
-    const p = vhciPorts().find((x) => x.port === port);
-    return p && p.status === 6 && p.local !== "0-0" && existsSync(`/sys/bus/usb/devices/${p.local}`) ? p.local : undefined;
+  // the statefile is read again each time: a relay import that gives a port up names the next one
+  return waitFor(`vhci port ${port} (or the port the statefile names next) in use`, () => {
+    const now = Number(tryRead(statefile) ?? port);
+    const p = vhciPorts().find((x) => x.port === now);
+    return p && p.status === 6 && p.local !== "0-0" && existsSync(`/sys/bus/usb/devices/${p.local}`) ? { port: now, local: p.local } : undefined;
   }, 60_000).catch((e: Error) => {
     throw new Error(`${e.message}; flow stderr: ${flow.stderr().trim()}`);
   });
-  return { port, local };
 }
 
 /** After a detach: port free, statefile gone, device back on its driver, no process left. */

@@ -31,26 +31,15 @@ for (const s of selected) {
   const t0 = Date.now();
   let failure: string | undefined;
   let note: string | undefined;
-  let retried = false;
-  for (let attempt = 1; attempt <= 2; attempt++) {
-    failure = undefined;
-    try {
-      note = (await s.run()) ?? undefined;
-    } catch (e) {
-      failure = e instanceof Error ? e.message : String(e);
-    }
-    // Debian 6.1's vhci-hcd under TCG sometimes never enumerates a freshly attached device
-    // ("vhci_device speed not set": the root hub resets the port before the attach published
-    // its speed). That is a kernel race, not ours: run the scenario once more, and say so.
-    const stall = failure !== undefined && /did not enumerate|waiting for vhci port/.test(failure) && dmesgLines().slice(since).some((l) => l.includes("vhci_device speed not set"));
-    if (!stall || attempt === 2) break;
-    retried = true;
-    await new Promise((r) => setTimeout(r, 3000));
+  try {
+    note = (await s.run()) ?? undefined;
+  } catch (e) {
+    failure = e instanceof Error ? e.message : String(e);
   }
   const problems = dmesgProblems(since);
   if (failure === undefined && problems.length > 0) failure = `kernel log: ${problems.slice(0, 3).join(" | ")}`;
   const secs = ((Date.now() - t0) / 1000).toFixed(1);
-  if (failure === undefined) emit(`ok ${n} - vm: ${s.name} (${secs} s)${note ? ` [${note}]` : ""}${retried ? " [passed on a second run after a vhci-hcd enumeration stall: 'vhci_device speed not set']" : ""}`);
+  if (failure === undefined) emit(`ok ${n} - vm: ${s.name} (${secs} s)${note ? ` [${note}]` : ""}`);
   else {
     emit(`not ok ${n} - vm: ${s.name} (${secs} s)`);
     for (const l of failure.split("\n")) emit(`#   ${l}`);

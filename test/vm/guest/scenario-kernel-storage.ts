@@ -21,6 +21,7 @@ function checkTrace(file: string): void {
   check(bad === "", `${file}: malformed events: ${bad.split("\n").slice(0, 3).join(" | ")}`);
 }
 import { checkCleanedUp, cli, kernelFlow, vhciPorts, waitImported } from "./flows.js";
+import type { Spawned } from "./lib.js";
 
 const MIB = 1 << 20;
 
@@ -33,8 +34,14 @@ export interface Modes {
   policy?: string;
   /** run this CLI instead of the tree's bin/usbip-qrexec.js (an unpacked .deb) */
   cli?: string;
-  /** called while the device is imported (after the read and the write) */
-  whileImported?: () => void;
+  /** called before the import starts; what it returns is called when the flow is over, whatever happened */
+  beforeImport?: () => (() => void) | void;
+  /** called once the flow started (before the device is imported) */
+  flowStarted?: (flow: Spawned) => void;
+  /** called while the device is imported (after the read and the write), with the flow and its port */
+  whileImported?: (o: { flow: Spawned; port: number }) => void;
+  /** import --verbose (its log lines in the flow's stderr) */
+  verbose?: boolean;
   /** a SuperSpeed gadget (dummy_hcd is_super_speed=Y): the handshake, the vhci hub and both sides' sysfs speed say 5000 */
   superSpeed?: boolean;
 }
@@ -45,16 +52,19 @@ export async function storageFlow(detachFrom: "frontend" | "backend", modes: Mod
   makeImage(img, 16);
   const g = await massStorage(`disk${detachFrom[0]}`, "dummy_udc.0", img);
   const statefile = `/run/tmp/state-${detachFrom}`;
+  let undo: (() => void) | undefined;
   try {
     await waitFor("the backend's own disk", () => diskOf(g.busid), 20_000);
     const traces = modes.trace ? ["/run/tmp/frontend.pcapng", "/run/tmp/backend.pcapng"] : [];
     if (modes.policy !== undefined) writeFileSync("/run/tmp/policy", modes.policy);
     if (modes.superSpeed) check(tryRead(`/sys/bus/usb/devices/${g.busid}/speed`) === "5000", `the gadget is not SuperSpeed: speed ${tryRead(`/sys/bus/usb/devices/${g.busid}/speed`)}`);
+    undo = modes.beforeImport?.() ?? undefined;
     const flow = kernelFlow(g.busid, statefile, {
-      importArgs: ["--mode", modes.importMode, ...(modes.trace ? ["--trace", traces[0]!] : []), ...(modes.policy !== undefined ? ["--policy", "/run/tmp/policy"] : []), ...(modes.superSpeed ? ["--verbose"] : [])],
+      importArgs: ["--mode", modes.importMode, ...(modes.trace ? ["--trace", traces[0]!] : []), ...(modes.policy !== undefined ? ["--policy", "/run/tmp/policy"] : []), ...(modes.superSpeed || modes.verbose ? ["--verbose"] : [])],
       exportArgs: ["--mode", modes.exportMode, ...(modes.trace ? ["--trace", traces[1]!] : [])],
       cli: modes.cli,
     });
+    modes.flowStarted?.(flow);
     const { port, local } = await waitImported(statefile, flow);
     if (modes.superSpeed) {
       check(/handshake: devid \d+ speed 5000 \(enum 5\)/.test(flow.stderr()), `the handshake did not say 5000: ${flow.stderr().trim()}`);
@@ -64,7 +74,7 @@ export async function storageFlow(detachFrom: "frontend" | "backend", modes: Mod
     const disk = await waitFor(`a disk on the imported device ${local}`, () => diskOf(local), 30_000);
     check(sha256(disk, 16 * MIB) === sha256(img), `imported disk ${disk} does not read back the image`);
     checkWriteLands(disk, img); // 1 MiB at 5 MiB through the disk lands in the image file
-    modes.whileImported?.();
+    modes.whileImported?.({ flow, port });
     const d = cli(detachFrom === "frontend" ? ["detach", "--statefile", statefile] : ["detach", "--busid", g.busid], {}, modes.cli);
     const r = await d.exited;
     check(r.code === 0, `detach exited ${r.code}: ${d.stderr().trim()}`);
@@ -74,6 +84,7 @@ export async function storageFlow(detachFrom: "frontend" | "backend", modes: Mod
     check(await waitFor("the backend's disk to come back", () => diskOf(g.busid), 20_000), "no disk on the backend after detach");
     for (const t of traces) checkTrace(t);
   } finally {
+    undo?.();
     g.remove();
   }
   checkGadgetsGone();

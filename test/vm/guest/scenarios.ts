@@ -19,6 +19,7 @@ import { cycleScenario } from "./scenario-cycles.js";
 import { seedParityDetachAll, seedParityQubesDbReset } from "./scenario-seed-parity.js";
 import { isoScenarios } from "./scenario-iso.js";
 import { usbAudioScenarios } from "./scenario-usb-audio.js";
+import { portStallScenarios } from "./scenario-port-stall.js";
 
 export interface Scenario {
   name: string;
@@ -31,7 +32,7 @@ export interface Scenario {
   run(): Promise<void | string>;
 }
 
-export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, seedParityQubesDbReset, seedParityDetachAll, ...relayScenarios, ...superSpeedScenarios, policyDeniesStorage, hostileFrontend, hostileBackend, ...virtualScenarios, ...isoScenarios, ...usbAudioScenarios, ...tcpScenarios, ...userspaceScenarios, directUnlink, ...faultScenarios, packageScenario, rpmPackageScenario, ...lifecycleScenarios, cycleScenario, benchThroughput];
+export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, seedParityQubesDbReset, seedParityDetachAll, ...relayScenarios, ...portStallScenarios, ...superSpeedScenarios, policyDeniesStorage, hostileFrontend, hostileBackend, ...virtualScenarios, ...isoScenarios, ...usbAudioScenarios, ...tcpScenarios, ...userspaceScenarios, directUnlink, ...faultScenarios, packageScenario, rpmPackageScenario, ...lifecycleScenarios, cycleScenario, benchThroughput];
 
 /**
  * The core set (VM_SET=core): what CI runs on every kernel besides the one that gets the full
