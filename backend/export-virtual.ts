@@ -1,5 +1,5 @@
 /**
- * `export --virtual hid-keyboard[:TEXT]` / `mass-storage:FILE` / `uac-microphone`: a TypeScript device
+ * `export --virtual hid-keyboard[:TEXT]` / `mass-storage:FILE` / `uac-microphone` / `uvc-camera`: a device
  * model served over the qrexec link (device/urb-server.ts): the handshake line, then URBs. No
  * root, no kernel module; the frontend may be vhci-hcd (import, kernel or relay mode) or our
  * own userspace host (probe, demo).
@@ -8,6 +8,7 @@ import { statSync } from "node:fs";
 import { HidKeyboard } from "../device/hid-keyboard.js";
 import { MassStorageDevice } from "../device/mass-storage.js";
 import { UacMicrophone } from "../device/uac-microphone.js";
+import { UvcCamera } from "../device/uvc-camera.js";
 import type { UrbDevice } from "../device/urb-device.js";
 import { UsbipError, RuntimeCode, UsageError } from "../protocol/errors.js";
 import { terminationSignal } from "../qrexec/agent.js";
@@ -27,6 +28,10 @@ export async function openVirtual(spec: string, devid = VIRTUAL_DEVID, name?: st
     if (arg !== undefined) throw new UsageError("uac-microphone takes no argument: --virtual uac-microphone");
     return new UacMicrophone(devid, name);
   }
+  if (kind === "uvc-camera") {
+    if (arg !== undefined) throw new UsageError("uvc-camera takes no argument: --virtual uvc-camera");
+    return new UvcCamera(devid, name);
+  }
   if (kind === "mass-storage") {
     if (arg === undefined || arg === "") throw new UsageError("mass-storage needs an image file: --virtual mass-storage:FILE");
     let st;
@@ -45,7 +50,7 @@ export async function openVirtual(spec: string, devid = VIRTUAL_DEVID, name?: st
       throw e;
     }
   }
-  throw new UsageError(`unknown virtual device "${kind}" (hid-keyboard[:TEXT], mass-storage:FILE or uac-microphone)`);
+  throw new UsageError(`unknown virtual device "${kind}" (hid-keyboard[:TEXT], mass-storage:FILE, uac-microphone or uvc-camera)`);
 }
 
 export async function exportVirtual(spec: string, log: Logger, typeDelayMs?: number): Promise<number> {

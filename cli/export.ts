@@ -9,6 +9,7 @@ const help = `usage: usbip-qrexec export DEVICE [--mode kernel|relay|userspace]
        usbip-qrexec export --virtual hid-keyboard[:TEXT] [--type-delay MS]
        usbip-qrexec export --virtual mass-storage:FILE
        usbip-qrexec export --virtual uac-microphone
+       usbip-qrexec export --virtual uvc-camera
 
 Export a local USB device over the qrexec link on fd 0 (the qubes.USB service
 body). DEVICE is a busid (2-1, 1-1.4; not an interface like 2-1:1.0) or
@@ -44,7 +45,9 @@ TEXT (default "hello from usbip-qrexec\\n") 2 s (--type-delay) after the host
 starts polling it; mass-storage:FILE is a USB disk (bulk-only, SCSI) on the
 image FILE (a regular file or block device, read-write, 512-byte blocks);
 uac-microphone is a USB Audio Class 1 microphone (isochronous IN, 48 kHz,
-16-bit stereo) whose sample frame n carries n as a 32-bit counter.
+16-bit stereo) whose sample frame n carries n as a 32-bit counter;
+uvc-camera is a USB Video Class 1.0 camera (isochronous IN, high speed,
+160x120 YUY2 at 30 frames/s) whose frame f starts with f as a 32-bit number.
 Every CMD_* is validated as in relay mode; unlinks cancel the transfer.
 
 Options:

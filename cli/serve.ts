@@ -12,9 +12,9 @@ const help = `usage: usbip-qrexec serve --tcp [HOST:]PORT [DEVICE...] [--virtual
 A usbipd-compatible server: Linux's 'usbip list -r HOST' lists the devices
 and 'usbip attach -r HOST -b BUSID' imports one, as does 'usbip-qrexec
 connect' (or 'attach').
-  --virtual SPEC  a device model (hid-keyboard[:TEXT], mass-storage:FILE or
-                  uac-microphone, see 'export --help'); the Nth one is listed
-                  as virtual-N
+  --virtual SPEC  a device model (hid-keyboard[:TEXT], mass-storage:FILE,
+                  uac-microphone or uvc-camera, see 'export --help'); the Nth
+                  one is listed as virtual-N
   DEVICE          a local device (busid or 0xVVVV.0xPPPP), exported in kernel
                   mode: bound to usbip-host when imported, the TCP socket
                   handed to the kernel, given back to its driver when the

@@ -19,6 +19,7 @@ import { checkCmdSubmit, type DeviceView } from "../protocol/relay-rules.js";
 import { UrbServer } from "../device/urb-server.js";
 import { IsoInStream, type Clock } from "../device/iso-in-stream.js";
 import { MIC_CHANNELS, MIC_RATE, MIC_SAMPLES_PER_FRAME, rampFrame, UacMicrophone } from "../device/uac-microphone.js";
+import { cameraPacket, frameByte, frameStart, PROBE_LENGTH, UVC_DATA_PER_PACKET, UVC_FPS, UVC_FRAME_BYTES, UVC_HEADER, UVC_HEIGHT, UVC_MAX_PACKET, UVC_WIDTH, UvcCamera } from "../device/uvc-camera.js";
 import { UsbHost } from "../host/usb-host.js";
 import { UrbRelay } from "../relay/urb-relay.js";
 import { parseConfigDescriptor } from "../usb/descriptors.js";
@@ -133,7 +134,7 @@ async function untilQueued(mic: UacMicrophone, n: number): Promise<void> {
   if (mic.queued < n) throw new Error(`the microphone holds ${mic.queued} URBs, not ${n}`);
 }
 
-function wire(device: UacMicrophone, withRelay: boolean) {
+function wire(device: UacMicrophone | UvcCamera, withRelay: boolean) {
   const c2s = new PassThrough();
   const s2c = new PassThrough();
   const server = new UrbServer(device, c2s, s2c);
@@ -321,3 +322,93 @@ test("trace: an iso IN session through the relay is pcapng tshark decodes, iso d
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+// ---- the UVC camera ----------------------------------------------------------------------
+
+test("uvc-camera: byte i of frame f is (f + i) & 0xff after the frame number; any microframe's packet is a 2-byte header and the frame's bytes at its offset (property)", (t) => {
+  fc.assert(fc.property(fc.integer({ min: 0, max: 2 ** 22 }), (m) => {
+    const p = cameraPacket(m, UVC_MAX_PACKET);
+    if (p[0] !== 2 || (p[1]! & UVC_HEADER.EOH) === 0 || p.length > UVC_MAX_PACKET) return false;
+    // the frame that started last (frameStart(f) <= m < frameStart(f + 1)), its packet number k
+    const f = Math.floor((m * UVC_FPS) / 8000);
+    if (!(frameStart(f) <= m && m < frameStart(f + 1))) return false;
+    if ((p[1]! & UVC_HEADER.FID) !== (f & 1)) return false;
+    const from = (m - frameStart(f)) * UVC_DATA_PER_PACKET;
+    return p.subarray(2).every((b, i) => b === frameByte(f, from + i));
+  }));
+  // one whole frame, reassembled from its microframes, is the frame's bytes, EOF on the last data packet only
+  for (const f of [0, 1, 2, 29, 30, 12345]) {
+    const first = frameStart(f);
+    const next = frameStart(f + 1);
+    t.true(next - first === 266 || next - first === 267, "30 frames/s of 8000 microframes");
+    const packets = Array.from({ length: next - first }, (_, k) => cameraPacket(first + k, UVC_MAX_PACKET));
+    t.true(packets.every((p) => (p[1]! & UVC_HEADER.FID) === (f & 1)), `frame ${f}: one FID`);
+    const data = Buffer.concat(packets.map((p) => p.subarray(2)));
+    t.is(data.length, UVC_FRAME_BYTES);
+    t.is(data.readUInt32LE(0), f);
+    t.true(data.subarray(4).every((b, i) => b === ((f + i + 4) & 0xff)), `frame ${f}: pattern`);
+    const eofs = packets.map((p, k) => ((p[1]! & UVC_HEADER.EOF) !== 0 ? k : -1)).filter((k) => k >= 0);
+    t.deepEqual(eofs, [Math.ceil(UVC_FRAME_BYTES / UVC_DATA_PER_PACKET) - 1], `frame ${f}: EOF`);
+    t.true(packets.slice(eofs[0]! + 1).every((p) => p.length === 2), `frame ${f}: header-only packets until the next frame`);
+  }
+});
+
+for (const withRelay of [false, true]) {
+  test(`uvc-camera${withRelay ? " through the relay" : ""}: descriptors as uvcvideo reads them, probe/commit answered, SET_INTERFACE starts a paced stream of numbered frames`, async (t) => {
+    const clock = new ManualClock();
+    const cam = new UvcCamera(DEVID, "vcam", clock);
+    const { host } = wire(cam, withRelay);
+    const dev = await host.control({ bmRequestType: 0x80, bRequest: 6, wValue: 0x0100, wIndex: 0, wLength: 18 });
+    t.is(dev.data.readUInt16LE(2), 0x0200, "bcdUSB 2.00 (high speed)");
+    t.is(cam.speed, "480");
+    const cfg = await host.control({ bmRequestType: 0x80, bRequest: 6, wValue: 0x0200, wIndex: 0, wLength: 255 });
+    const p = parseConfigDescriptor(cfg.data);
+    t.deepEqual(p.interfaces.map((i) => [i.bInterfaceNumber, i.bAlternateSetting, i.bInterfaceClass, i.bInterfaceSubClass, i.endpoints.length]), [[0, 0, 14, 1, 0], [1, 0, 14, 2, 0], [1, 1, 14, 2, 1]]);
+    const ep = p.interfaces[2]!.endpoints[0]!;
+    t.deepEqual([ep.bEndpointAddress, ep.bmAttributes & 3, ep.wMaxPacketSize, ep.bInterval], [0x81, 1, UVC_MAX_PACKET, 1]);
+    // the class-specific descriptors: each one's bLength walks to the next, totals as declared
+    const walk = (b: Buffer) => {
+      const out: Buffer[] = [];
+      for (let o = 0; o < b.length; o += b[o]!) out.push(b.subarray(o, o + b[o]!));
+      return out;
+    };
+    const vc = walk(Buffer.concat(p.interfaces[0]!.others.map((o) => o.bytes)));
+    t.deepEqual(vc.map((d) => d[2]), [1, 2, 3], "VC header, camera terminal, streaming output terminal");
+    t.is(vc[0]!.readUInt16LE(5), vc.reduce((n, d) => n + d.length, 0), "VC wTotalLength");
+    const vs = walk(Buffer.concat(p.interfaces[1]!.others.map((o) => o.bytes)));
+    t.deepEqual(vs.map((d) => d[2]), [1, 4, 5], "VS input header, uncompressed format, frame");
+    t.is(vs[0]!.readUInt16LE(4), vs.reduce((n, d) => n + d.length, 0), "VS wTotalLength");
+    t.deepEqual([vs[2]!.readUInt16LE(5), vs[2]!.readUInt16LE(7), vs[2]!.readUInt32LE(17)], [UVC_WIDTH, UVC_HEIGHT, UVC_FRAME_BYTES]);
+    t.is((await host.control({ bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 })).status, 0);
+    // uvcvideo's probe: GET_DEF, SET_CUR, GET_CUR; then the commit
+    const def = await host.control({ bmRequestType: 0xa1, bRequest: 0x87, wValue: 0x0100, wIndex: 1, wLength: PROBE_LENGTH });
+    t.deepEqual([def.data[2], def.data[3], def.data.readUInt32LE(4), def.data.readUInt32LE(18), def.data.readUInt32LE(22)], [1, 1, 333333, UVC_FRAME_BYTES, UVC_MAX_PACKET]);
+    t.is((await host.control({ bmRequestType: 0x21, bRequest: 0x01, wValue: 0x0100, wIndex: 1, wLength: PROBE_LENGTH }, def.data)).status, 0);
+    t.true(cam.probe?.equals(def.data));
+    t.is((await host.control({ bmRequestType: 0x21, bRequest: 0x01, wValue: 0x0200, wIndex: 1, wLength: PROBE_LENGTH }, def.data)).status, 0);
+    t.true(cam.commit?.equals(def.data));
+    t.is((await host.control({ bmRequestType: 0xa1, bRequest: 0x85, wValue: 0x0100, wIndex: 1, wLength: 2 })).data.readUInt16LE(0), PROBE_LENGTH, "GET_LEN");
+    // an unknown control stalls
+    t.not((await host.control({ bmRequestType: 0xa1, bRequest: 0x81, wValue: 0x0500, wIndex: 1, wLength: 4 })).status, 0);
+    t.is((await host.control({ bmRequestType: 0x01, bRequest: 11, wValue: 1, wIndex: 1, wLength: 0 })).status, 0);
+    t.is(cam.starts, 1);
+    // 64 microframes of 1024 (what uvcvideo submits, 8 ms): frame 0's first 64 packets' data, paced
+    const urb = host.submit(1, Direction.IN, 0, { isoLengths: Array(64).fill(UVC_MAX_PACKET) });
+    for (let i = 0; i < 1000 && cam.queued < 1; i++) await new Promise((r) => setImmediate(r));
+    clock.advance(7.9);
+    t.false(await settledYet(urb), "not before its 64 microframes went by");
+    clock.advance(8);
+    const r = await urb;
+    t.is(r.status, 0);
+    t.is(r.numberOfPackets, 64);
+    const lens = r.isoPackets!.map((d) => d.actualLength);
+    const dataPackets = Math.ceil(UVC_FRAME_BYTES / UVC_DATA_PER_PACKET);
+    t.deepEqual(lens.slice(0, dataPackets - 1), Array(dataPackets - 1).fill(UVC_MAX_PACKET));
+    t.true(lens.slice(dataPackets).every((l) => l === 2), "header-only packets after the frame");
+    const frame = Buffer.concat(r.isoPackets!.map((d, k) => Buffer.concat(r.payload).subarray(r.isoPackets!.slice(0, k).reduce((n, x) => n + x.actualLength, 0) + 2, r.isoPackets!.slice(0, k).reduce((n, x) => n + x.actualLength, 0) + d.actualLength)));
+    t.is(frame.length, UVC_FRAME_BYTES);
+    t.is(frame.readUInt32LE(0), 0);
+    await cam.close();
+    host.close();
+  });
+}
