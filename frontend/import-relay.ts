@@ -100,7 +100,7 @@ async function importRelayTraced(opts: ImportRelayOptions, sysfs: Sysfs, log: Lo
       // the relay owns the link: it ends when either side closes, on a violation, or on a signal
       untilEnd: async () => {
         const r = await relay.done;
-        log.info(`relay ended (${r.reason}): ${JSON.stringify(r.stats)}`);
+        log.info(`relay ended (${r.reason}): ${JSON.stringify(r.stats)}, ${relay.outstanding} outstanding`);
         violation = relayError(r.violation?.error);
         return stoppedBy ? `signal ${stoppedBy}` : `link ${r.reason}`;
       },

@@ -38,7 +38,7 @@ function unavailable(why: string): never {
     console.log("1..1");
     process.exit(1);
   }
-  process.stderr.write(`\n${banner}\n!! VM SUITE SKIPPED (${tag}): ${why}\n!! The kernel-facing code (vhci-hcd, usbip-host, sysfs) was NOT tested against this kernel.\n!! Install: apt-get install qemu-system-x86 linux-image-amd64 busybox-static usbip python3 tshark alsa-utils\n${banner}\n\n`);
+  process.stderr.write(`\n${banner}\n!! VM SUITE SKIPPED (${tag}): ${why}\n!! The kernel-facing code (vhci-hcd, usbip-host, sysfs) was NOT tested against this kernel.\n!! Install: apt-get install qemu-system-x86 linux-image-amd64 busybox-static usbip python3 tshark alsa-utils v4l-utils\n${banner}\n\n`);
   console.log(`ok 1 - ${tag} VM suite # SKIP ${why}`);
   console.log("1..1");
   process.exit(0);

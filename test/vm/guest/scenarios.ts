@@ -20,6 +20,7 @@ import { seedParityDetachAll, seedParityQubesDbReset } from "./scenario-seed-par
 import { isoScenarios } from "./scenario-iso.js";
 import { usbAudioScenarios } from "./scenario-usb-audio.js";
 import { portStallScenarios } from "./scenario-port-stall.js";
+import { cameraScenarios } from "./scenario-camera.js";
 
 export interface Scenario {
   name: string;
@@ -32,7 +33,7 @@ export interface Scenario {
   run(): Promise<void | string>;
 }
 
-export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, seedParityQubesDbReset, seedParityDetachAll, ...relayScenarios, ...portStallScenarios, ...superSpeedScenarios, policyDeniesStorage, hostileFrontend, hostileBackend, ...virtualScenarios, ...isoScenarios, ...usbAudioScenarios, ...tcpScenarios, ...userspaceScenarios, directUnlink, ...faultScenarios, packageScenario, rpmPackageScenario, ...lifecycleScenarios, cycleScenario, benchThroughput];
+export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, seedParityQubesDbReset, seedParityDetachAll, ...relayScenarios, ...portStallScenarios, ...superSpeedScenarios, policyDeniesStorage, hostileFrontend, hostileBackend, ...virtualScenarios, ...isoScenarios, ...cameraScenarios, ...usbAudioScenarios, ...tcpScenarios, ...userspaceScenarios, directUnlink, ...faultScenarios, packageScenario, rpmPackageScenario, ...lifecycleScenarios, cycleScenario, benchThroughput];
 
 /**
  * The core set (VM_SET=core): what CI runs on every kernel besides the one that gets the full
