@@ -1,8 +1,8 @@
 /**
  * Isochronous IN at high speed against the real kernel: our UVC camera model (`export --virtual
- * uvc-camera`, 160x120 YUY2 at 30 frames/s) imported through vhci-hcd (kernel mode, and through
- * the frontend relay), bound by the guest's own uvcvideo, captured with v4l2-ctl (v4l-utils).
- * uvcvideo is loaded with nodrop=0, so only whole frames reach the capture: each must carry
+ * uvc-camera`, 160x120 YUY2 at 30 frames/s) imported through vhci-hcd (kernel mode, through
+ * the frontend relay, and from `serve --tcp` with Debian's `usbip attach`), bound by the
+ * guest's own uvcvideo, captured with v4l2-ctl (v4l-utils). uvcvideo is loaded with nodrop=0, so only whole frames reach the capture: each must carry
  * its number (first four bytes) and the pattern, numbers strictly increasing (frames the bus
  * lost are missing, never out of order). The TAP line reports whole frames per wall-clock
  * second against the nominal 30. The relay scenario then stops and restarts the stream ten
@@ -102,7 +102,38 @@ async function camera(importMode: "kernel" | "relay", restarts: number): Promise
   return notes.join("; ");
 }
 
+/** The camera over `serve --tcp`, imported by Debian's `usbip attach`, captured, detached with `usbip detach`. */
+async function cameraOverTcp(): Promise<string> {
+  sh("modprobe", ["-r", "uvcvideo"], { allowFail: true });
+  sh("modprobe", ["uvcvideo", "nodrop=0"]);
+  modprobe("vhci-hcd");
+  const PORT = 3299;
+  const srv = cli(["serve", "--tcp", `127.0.0.1:${PORT}`, "--virtual", "uvc-camera", "--verbose"]);
+  try {
+    await waitFor("serve listening", () => {
+      if (srv.child.exitCode !== null) throw new Error(`serve exited ${srv.child.exitCode}: ${srv.stderr().trim()}`);
+      return /listening on/.test(srv.stderr());
+    }, 30_000);
+    const list = sh("usbip", ["--tcp-port", String(PORT), "list", "-r", "127.0.0.1"]);
+    check(/virtual-1: .*1d6b:0108/.test(list) && /0e\/01\/00/.test(list), `usbip list -r: ${list}`);
+    sh("usbip", ["--tcp-port", String(PORT), "attach", "-r", "127.0.0.1", "-b", "virtual-1"]);
+    const { port, local } = await waitFor("the attached camera", () => {
+      const p = vhciPorts().find((x) => x.status === 6 && x.local !== "0-0" && existsSync(`/sys/bus/usb/devices/${x.local}`));
+      return p && { port: p.port, local: p.local };
+    }, 60_000);
+    const got = await capture(await videoOf(local), 30, "/run/tmp/cam-tcp.raw");
+    sh("usbip", ["detach", "-p", String(port)]);
+    await waitFor("the port to be free", () => vhciPorts().every((p) => p.status === 4), 30_000);
+    await waitFor("the session to end on the server", () => /virtual-1 session ended/.test(srv.stderr()), 30_000);
+    return `30 frames in ${got.wallS.toFixed(1)} s: ${rate(got)}`;
+  } finally {
+    srv.child.kill("SIGTERM");
+    await Promise.race([srv.exited, sleep(20_000)]);
+  }
+}
+
 export const cameraScenarios: Scenario[] = [
   { name: "iso IN: virtual UVC camera through vhci-hcd (kernel-mode import): uvcvideo binds it at high speed, v4l2-ctl captures whole numbered frames in order with the pattern, detach cleans up", run: () => camera("kernel", 0) },
   { name: "iso IN: virtual UVC camera through the frontend relay: whole numbered frames in order, 10 stream stops and restarts (every iso URB unlinked, each unlink answered once, nothing outstanding), detach cleans up", run: () => camera("relay", 10) },
+  { name: "iso IN over TCP: serve --tcp offers the virtual UVC camera, Debian's 'usbip attach' imports it, v4l2-ctl captures whole numbered frames in order, 'usbip detach' ends it", run: cameraOverTcp },
 ];

@@ -44,7 +44,8 @@ export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, 
  * USB audio, kernel mode and the frontend relay); the hostile iso backend, the microphone over
  * TCP, qemu's audio through the backend relay and both, and the iso trace in the full suite
  * (CI's time: measured, the core set with them is 883 s on 7.3); the relay's move off a vhci
- * port that never enumerates (22 s).
+ * port that never enumerates (22 s); the UVC camera in kernel mode and through the relay (10-17 s
+ * each).
  */
 const CORE = [
   /^kernel mode: gadget disk/,
@@ -64,6 +65,7 @@ const CORE = [
   /^iso IN: virtual UAC1 microphone/,
   /^iso OUT: qemu's USB audio (exported and imported in kernel mode|through the frontend relay)/,
   /^frontend relay: a vhci port that never enumerates/,
+  /^iso IN: virtual UVC camera/,
 ];
 for (const s of scenarios) if (CORE.some((re) => re.test(s.name))) s.core = true;
 
