@@ -12,11 +12,11 @@
  * microphone, so a capture shows gaps but never a value out of order, and tells how much was
  * lost exactly.
  */
-import type { CmdSubmit } from "../protocol/messages.js";
 import { Recipient, RequestType, recipient, requestType, type Setup } from "../usb/setup.js";
-import { IsoInStream, realClock, type Clock } from "./iso-in-stream.js";
-import type { UrbHandle, UrbResult } from "./urb-device.js";
-import { modelDescriptor, STALL, VirtualDevice } from "./virtual-device.js";
+import { IsoInDevice } from "./iso-in-device.js";
+import { realClock, type Clock } from "./iso-in-stream.js";
+import type { UrbResult } from "./urb-device.js";
+import { modelDescriptor, STALL } from "./virtual-device.js";
 
 export const MIC_RATE = 48_000;
 export const MIC_SAMPLES_PER_FRAME = MIC_RATE / 1000;
@@ -45,14 +45,10 @@ export function rampFrame(frame: number, room: number): Buffer {
   return b;
 }
 
-export class UacMicrophone extends VirtualDevice {
-  private stream: IsoInStream;
+export class UacMicrophone extends IsoInDevice {
   /** the sampling frequency the host last asked for (SET_CUR on the endpoint); the device keeps 48 kHz */
   requestedRate: number | undefined;
-  /** times the streaming interface went to alternate setting 1 (stream starts) */
-  starts = 0;
-
-  constructor(devid: number, name = "vmic", private readonly clock: Clock = realClock) {
+  constructor(devid: number, name = "vmic", clock: Clock = realClock) {
     const ac = Buffer.from([
       // AC header: bcdADC 1.00, wTotalLength of the class-specific AC descriptors (9 + 12 + 9), one streaming interface (1)
       9, CS_INTERFACE, AC.HEADER, ...u16(0x0100), ...u16(30), 1, 1,
@@ -75,29 +71,7 @@ export class UacMicrophone extends VirtualDevice {
         { bInterfaceNumber: 1, bAlternateSetting: 1, bInterfaceClass: 1, bInterfaceSubClass: 2, bInterfaceProtocol: 0, extra: asGeneral,
           // iso, asynchronous (bmAttributes 0x05), 1 ms
           endpoints: [{ bEndpointAddress: ENDPOINT, bmAttributes: 0x05, wMaxPacketSize: MAX_PACKET, bInterval: 1, audio: { bRefresh: 0, bSynchAddress: 0 }, extra: csEndpoint }] },
-      ] }]));
-    this.stream = new IsoInStream(1, rampFrame, clock);
-  }
-
-  get stats() {
-    return this.stream.stats;
-  }
-
-  /** iso URBs waiting for their frames */
-  get queued(): number {
-    return this.stream.queued;
-  }
-
-  override async close(): Promise<void> {
-    this.stream.stop();
-  }
-
-  protected override alternateSet(ifnum: number, alt: number): void {
-    if (ifnum !== 1) return;
-    if (alt === 1) this.starts++;
-    // a new stream starts its own frame count; URBs still queued when it stops end as on an HCD
-    this.stream.stop();
-    this.stream = new IsoInStream(1, rampFrame, this.clock);
+      ] }]), ENDPOINT, 1, rampFrame, clock);
   }
 
   protected override classRequest(s: Setup, out: Buffer): UrbResult | undefined {
@@ -120,8 +94,4 @@ export class UacMicrophone extends VirtualDevice {
     }
   }
 
-  protected transfer(address: number, cmd: CmdSubmit): UrbHandle {
-    if (address !== ENDPOINT || cmd.isoPackets === undefined) return { result: Promise.resolve(STALL), cancel() {} };
-    return this.stream.submit(cmd);
-  }
 }

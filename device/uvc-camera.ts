@@ -15,11 +15,11 @@
  * The content tells frame and offset apart: byte i of frame f is (f + i) & 0xff, except the
  * first four, which hold f as a 32-bit little-endian number.
  */
-import type { CmdSubmit } from "../protocol/messages.js";
 import { Recipient, RequestType, recipient, requestType, type Setup } from "../usb/setup.js";
-import { IsoInStream, realClock, type Clock } from "./iso-in-stream.js";
-import type { UrbHandle, UrbResult } from "./urb-device.js";
-import { modelDescriptor, STALL, VirtualDevice } from "./virtual-device.js";
+import { IsoInDevice } from "./iso-in-device.js";
+import { realClock, type Clock } from "./iso-in-stream.js";
+import type { UrbResult } from "./urb-device.js";
+import { modelDescriptor, STALL } from "./virtual-device.js";
 
 export const UVC_WIDTH = 160;
 export const UVC_HEIGHT = 120;
@@ -92,15 +92,12 @@ function probeValues(): Buffer {
   return b;
 }
 
-export class UvcCamera extends VirtualDevice {
-  private stream: IsoInStream;
-  /** times the streaming interface went to alternate setting 1 (stream starts) */
-  starts = 0;
+export class UvcCamera extends IsoInDevice {
   /** the last probe and commit the host sent (SET_CUR), for tests and the log */
   probe: Buffer | undefined;
   commit: Buffer | undefined;
 
-  constructor(devid: number, name = "vcam", private readonly clock: Clock = realClock) {
+  constructor(devid: number, name = "vcam", clock: Clock = realClock) {
     const vc = Buffer.from([
       // VC header: bcdUVC 1.00, wTotalLength (13 + 18 + 9), dwClockFrequency 48 MHz, one streaming interface (1)
       13, CS_INTERFACE, VC.HEADER, ...u16(0x0100), ...u16(40), ...u32(48_000_000), 1, 1,
@@ -131,29 +128,7 @@ export class UvcCamera extends VirtualDevice {
         // iso, asynchronous (bmAttributes 0x05), every microframe (bInterval 1), one transaction of 1024
         { bInterfaceNumber: 1, bAlternateSetting: 1, bInterfaceClass: CC_VIDEO, bInterfaceSubClass: SC.VIDEOSTREAMING, bInterfaceProtocol: 0,
           endpoints: [{ bEndpointAddress: ENDPOINT, bmAttributes: 0x05, wMaxPacketSize: UVC_MAX_PACKET, bInterval: 1 }] },
-      ] }]));
-    this.stream = new IsoInStream(MICROFRAME_MS, cameraPacket, clock);
-  }
-
-  get stats() {
-    return this.stream.stats;
-  }
-
-  /** iso URBs waiting for their microframes */
-  get queued(): number {
-    return this.stream.queued;
-  }
-
-  override async close(): Promise<void> {
-    this.stream.stop();
-  }
-
-  protected override alternateSet(ifnum: number, alt: number): void {
-    if (ifnum !== 1) return;
-    if (alt === 1) this.starts++;
-    // a new stream starts at frame 0; URBs still queued when it stops end as on an HCD
-    this.stream.stop();
-    this.stream = new IsoInStream(MICROFRAME_MS, cameraPacket, this.clock);
+      ] }]), ENDPOINT, MICROFRAME_MS, cameraPacket, clock);
   }
 
   protected override classRequest(s: Setup, out: Buffer): UrbResult | undefined {
@@ -182,8 +157,4 @@ export class UvcCamera extends VirtualDevice {
     }
   }
 
-  protected transfer(address: number, cmd: CmdSubmit): UrbHandle {
-    if (address !== ENDPOINT || cmd.isoPackets === undefined) return { result: Promise.resolve(STALL), cancel() {} };
-    return this.stream.submit(cmd);
-  }
 }

@@ -2,7 +2,7 @@
 import { existsSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { check, diskOf, processesMatching, sha256, start, tryRead, waitFor, type Spawned } from "./lib.js";
+import { check, diskOf, processesMatching, sh, sha256, sleep, start, tryRead, waitFor, type Spawned } from "./lib.js";
 import { driverOf, interfaceDriver } from "./gadget.js";
 
 export const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../..");
@@ -90,4 +90,34 @@ export async function checkGivenBackAfterKill(busid: string, image: string, mib:
   check(!existsSync(`/run/usbip-qrexec/export-${busid}.pid`), "export pid file left behind");
   const back = await waitFor("the backend's disk to come back", () => diskOf(busid), 30_000);
   check(sha256(back, mib << 20) === sha256(image), `after the kill the backend's disk ${back} does not read back the image`);
+}
+
+/**
+ * `serve --tcp` offering the device model `spec`, checked in `usbip list -r` (`listed`), imported
+ * with Debian's `usbip attach`, used by `use(local busid)`, detached with `usbip detach`: the
+ * port frees and the server's session ends. Returns what `use` returned.
+ */
+export async function virtualOverTcp(spec: string, tcpPort: number, listed: RegExp[], use: (local: string) => Promise<string>): Promise<string> {
+  const srv = cli(["serve", "--tcp", `127.0.0.1:${tcpPort}`, "--virtual", spec, "--verbose"]);
+  try {
+    await waitFor("serve listening", () => {
+      if (srv.child.exitCode !== null) throw new Error(`serve exited ${srv.child.exitCode}: ${srv.stderr().trim()}`);
+      return /listening on/.test(srv.stderr());
+    }, 30_000);
+    const list = sh("usbip", ["--tcp-port", String(tcpPort), "list", "-r", "127.0.0.1"]);
+    check(listed.every((re) => re.test(list)), `usbip list -r: ${list}`);
+    sh("usbip", ["--tcp-port", String(tcpPort), "attach", "-r", "127.0.0.1", "-b", "virtual-1"]);
+    const { port, local } = await waitFor(`the attached ${spec}`, () => {
+      const p = vhciPorts().find((x) => x.status === 6 && x.local !== "0-0" && existsSync(`/sys/bus/usb/devices/${x.local}`));
+      return p && { port: p.port, local: p.local };
+    }, 60_000);
+    const note = await use(local);
+    sh("usbip", ["detach", "-p", String(port)]);
+    await waitFor("the port to be free", () => vhciPorts().every((p) => p.status === 4), 30_000);
+    await waitFor("the session to end on the server", () => /virtual-1 session ended/.test(srv.stderr()), 30_000);
+    return note;
+  } finally {
+    srv.child.kill("SIGTERM");
+    await Promise.race([srv.exited, sleep(20_000)]);
+  }
 }

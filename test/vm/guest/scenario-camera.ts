@@ -13,7 +13,7 @@
 import { existsSync, readFileSync, readdirSync, realpathSync, rmSync } from "node:fs";
 import type { Scenario } from "./scenarios.js";
 import { check, modprobe, sh, sleep, start, tryRead, waitFor } from "./lib.js";
-import { cli, CLI, ourProcesses, vhciPorts, waitImported } from "./flows.js";
+import { cli, CLI, ourProcesses, vhciPorts, virtualOverTcp, waitImported } from "./flows.js";
 
 const FRAME = 160 * 120 * 2;
 const FPS = 30;
@@ -107,29 +107,10 @@ async function cameraOverTcp(): Promise<string> {
   sh("modprobe", ["-r", "uvcvideo"], { allowFail: true });
   sh("modprobe", ["uvcvideo", "nodrop=0"]);
   modprobe("vhci-hcd");
-  const PORT = 3299;
-  const srv = cli(["serve", "--tcp", `127.0.0.1:${PORT}`, "--virtual", "uvc-camera", "--verbose"]);
-  try {
-    await waitFor("serve listening", () => {
-      if (srv.child.exitCode !== null) throw new Error(`serve exited ${srv.child.exitCode}: ${srv.stderr().trim()}`);
-      return /listening on/.test(srv.stderr());
-    }, 30_000);
-    const list = sh("usbip", ["--tcp-port", String(PORT), "list", "-r", "127.0.0.1"]);
-    check(/virtual-1: .*1d6b:0108/.test(list) && /0e\/01\/00/.test(list), `usbip list -r: ${list}`);
-    sh("usbip", ["--tcp-port", String(PORT), "attach", "-r", "127.0.0.1", "-b", "virtual-1"]);
-    const { port, local } = await waitFor("the attached camera", () => {
-      const p = vhciPorts().find((x) => x.status === 6 && x.local !== "0-0" && existsSync(`/sys/bus/usb/devices/${x.local}`));
-      return p && { port: p.port, local: p.local };
-    }, 60_000);
+  return virtualOverTcp("uvc-camera", 3299, [/virtual-1: .*1d6b:0108/, /0e\/01\/00/], async (local) => {
     const got = await capture(await videoOf(local), 30, "/run/tmp/cam-tcp.raw");
-    sh("usbip", ["detach", "-p", String(port)]);
-    await waitFor("the port to be free", () => vhciPorts().every((p) => p.status === 4), 30_000);
-    await waitFor("the session to end on the server", () => /virtual-1 session ended/.test(srv.stderr()), 30_000);
     return `30 frames in ${got.wallS.toFixed(1)} s: ${rate(got)}`;
-  } finally {
-    srv.child.kill("SIGTERM");
-    await Promise.race([srv.exited, sleep(20_000)]);
-  }
+  });
 }
 
 export const cameraScenarios: Scenario[] = [

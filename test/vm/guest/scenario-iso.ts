@@ -14,7 +14,7 @@ import { existsSync, readFileSync, readdirSync, realpathSync, rmSync } from "nod
 import type { Scenario } from "./scenarios.js";
 import path from "node:path";
 import { check, dmesgLines, modprobe, sh, sleep, start, waitFor } from "./lib.js";
-import { cli, CLI, ourProcesses, repo, vhciPorts, waitImported } from "./flows.js";
+import { cli, CLI, ourProcesses, repo, vhciPorts, virtualOverTcp, waitImported } from "./flows.js";
 
 const RATE = 48_000;
 
@@ -124,30 +124,10 @@ function checkIsoTrace(file: string): string {
 /** The microphone over `serve --tcp`, imported by Debian's `usbip attach`, captured, detached with `usbip detach`. */
 async function microphoneOverTcp(): Promise<string> {
   modprobe("vhci-hcd", "snd-usb-audio");
-  const PORT = 3298;
-  const srv = cli(["serve", "--tcp", `127.0.0.1:${PORT}`, "--virtual", "uac-microphone", "--verbose"]);
-  try {
-    await waitFor("serve listening", () => {
-      if (srv.child.exitCode !== null) throw new Error(`serve exited ${srv.child.exitCode}: ${srv.stderr().trim()}`);
-      return /listening on/.test(srv.stderr());
-    }, 30_000);
-    const list = sh("usbip", ["--tcp-port", String(PORT), "list", "-r", "127.0.0.1"]);
-    check(/virtual-1: .*1d6b:0107/.test(list) && /01\/01\/00/.test(list), `usbip list -r: ${list}`);
-    sh("usbip", ["--tcp-port", String(PORT), "attach", "-r", "127.0.0.1", "-b", "virtual-1"]);
-    const { port, local } = await waitFor("the attached microphone", () => {
-      const p = vhciPorts().find((x) => x.status === 6 && x.local !== "0-0" && existsSync(`/sys/bus/usb/devices/${x.local}`));
-      return p && { port: p.port, local: p.local };
-    }, 60_000);
-    const card = await cardOf(local);
-    const got = await capture(card, 2, "/run/tmp/mic-tcp.raw");
-    sh("usbip", ["detach", "-p", String(port)]);
-    await waitFor("the port to be free", () => vhciPorts().every((p) => p.status === 4), 30_000);
-    await waitFor("the session to end on the server", () => /virtual-1 session ended/.test(srv.stderr()), 30_000);
+  return virtualOverTcp("uac-microphone", 3298, [/virtual-1: .*1d6b:0107/, /01\/01\/00/], async (local) => {
+    const got = await capture(await cardOf(local), 2, "/run/tmp/mic-tcp.raw");
     return `2 s of samples in ${got.wallS.toFixed(1)} s: ${rate(got)}`;
-  } finally {
-    srv.child.kill("SIGTERM");
-    await Promise.race([srv.exited, sleep(20_000)]);
-  }
+  });
 }
 
 const HOSTILE_ISO = path.join(repo, "dist/test/vm/guest/hostile-iso.js");
