@@ -7,7 +7,10 @@
  * except the requests usbip-host itself handles, which are done the same way here:
  * SET_CONFIGURATION, SET_INTERFACE, CLEAR_FEATURE(ENDPOINT_HALT) and the hub's
  * SET_FEATURE(PORT_RESET) (stub_rx.c tweak_special_requests). Isochronous endpoints: node-usb
- * 2.x cannot submit iso transfers, so iso URBs are refused with -EINVAL and a log line.
+ * 2.x cannot submit iso transfers, so the interfaces that have iso endpoints (in any alternate
+ * setting) are claimed on a usbfs fd of our own instead (kernel-glue/usbfs-iso.ts), and their
+ * SET_INTERFACE and iso URBs go through it. Where usbfs cannot be used (no koffi, a 32-bit
+ * ABI), iso URBs are refused with -EINVAL and a log line.
  * close() releases the interfaces, resets the device and reattaches the kernel drivers.
  */
 import { createRequire } from "node:module";
@@ -20,6 +23,9 @@ import type { SpeedString } from "../protocol/speed.js";
 import { parseSetup, Recipient, Request, RequestType, recipient, requestType, ENDPOINT_HALT } from "../usb/setup.js";
 import { settled, type UrbDevice, type UrbHandle, type UrbResult } from "../device/urb-device.js";
 import type { Logger } from "../shared/log.js";
+import { UsbfsIso, USBFS_MAX_ISO_PACKETS, type IsoCompletion } from "../kernel-glue/usbfs-iso.js";
+import { isoBytesPerInterval } from "../kernel-glue/endpoints.js";
+import { gatherIsoOut, scatterIsoIn } from "../usb/iso-layout.js";
 
 type Usb = typeof UsbModule.usb;
 type UsbDevice = UsbModule.usb.Device;
@@ -42,6 +48,12 @@ export class LibusbDevice implements UrbDevice {
   private readonly claimed = new Set<number>();
   private readonly alt = new Map<number, number>();
   private endpoints = new Map<number, EndpointType>();
+  /** iso endpoints of the current settings: usb_submit_urb's bytes per interval */
+  private isoLimits = new Map<number, number>();
+  /** interfaces with an iso endpoint in some alternate setting: claimed through `iso`, not libusb */
+  private isoInterfaces = new Set<number>();
+  private iso: UsbfsIso | undefined;
+  private isoUnavailable: string | undefined;
   private closed = false;
   private markGone!: () => void;
   private onDetach: ((d: UsbDevice) => void) | undefined;
@@ -71,6 +83,15 @@ export class LibusbDevice implements UrbDevice {
       throw new UsbipError(GlueCode.LIBUSB, `cannot open ${busid} with libusb: ${(e as Error).message} (root, or a udev rule granting access, is needed)`);
     }
     const d = new LibusbDevice(usb, dev, ((busnum << 16) | devnum) >>> 0, speed, busid, log);
+    d.findIsoInterfaces();
+    if (d.isoInterfaces.size > 0) {
+      try {
+        d.iso = UsbfsIso.open(busnum, devnum);
+      } catch (e) {
+        d.isoUnavailable = (e as Error).message;
+        log.warn(`${busid}: isochronous endpoints will be refused: ${d.isoUnavailable}`);
+      }
+    }
     d.claimAll();
     d.refreshEndpoints();
     // an idle device submits nothing that could fail: libusb's hotplug event tells us it left
@@ -81,7 +102,19 @@ export class LibusbDevice implements UrbDevice {
     return d;
   }
 
-  /** Detach kernel drivers from the current configuration's interfaces and claim them. */
+  /** The current configuration's interfaces that have an iso endpoint in any alternate setting. */
+  private findIsoInterfaces(): void {
+    this.isoInterfaces.clear();
+    try {
+      for (const settings of this.dev.configDescriptor?.interfaces ?? []) {
+        for (const s of settings) if (s.endpoints.some((e) => (e.bmAttributes & 3) === 1)) this.isoInterfaces.add(s.bInterfaceNumber);
+      }
+    } catch {
+      /* gone */
+    }
+  }
+
+  /** Detach kernel drivers from the current configuration's interfaces and claim them (iso ones through usbfs). */
   private claimAll(): void {
     for (const iface of this.dev.interfaces ?? []) {
       const n = iface.interfaceNumber;
@@ -89,6 +122,11 @@ export class LibusbDevice implements UrbDevice {
         if (iface.isKernelDriverActive()) {
           iface.detachKernelDriver();
           this.detached.add(n);
+        }
+        if (this.iso !== undefined && this.isoInterfaces.has(n)) {
+          const r = this.iso.claim(n);
+          if (r !== 0) throw new Error(`usbfs claim: errno ${-r}`);
+          continue;
         }
         iface.claim();
         this.claimed.add(n);
@@ -100,6 +138,7 @@ export class LibusbDevice implements UrbDevice {
 
   private async releaseAll(): Promise<void> {
     for (const iface of this.dev.interfaces ?? []) {
+      this.iso?.release(iface.interfaceNumber);
       if (!this.claimed.delete(iface.interfaceNumber)) continue;
       await new Promise<void>((r) => iface.release(() => r()));
     }
@@ -132,6 +171,10 @@ export class LibusbDevice implements UrbDevice {
     return this.endpoints.get(ep | (direction === Direction.IN ? 0x80 : 0));
   }
 
+  isoPacketLimit(ep: number, direction: Direction): number | undefined {
+    return this.isoLimits.get(ep | (direction === Direction.IN ? 0x80 : 0));
+  }
+
   /**
    * The endpoints of the current configuration and alternate settings, kept here (not read from
    * libusb on each URB): after an unplug libusb has no descriptors, and the URBs still in the
@@ -139,25 +182,28 @@ export class LibusbDevice implements UrbDevice {
    */
   private refreshEndpoints(): void {
     const map = new Map<number, EndpointType>();
+    const limits = new Map<number, number>();
+    const mbps = Number(this.speed);
     try {
       for (const iface of this.dev.configDescriptor?.interfaces ?? []) {
         const setting = iface.find((a) => a.bAlternateSetting === (this.alt.get(a.bInterfaceNumber) ?? 0)) ?? iface[0];
-        for (const e of setting?.endpoints ?? []) map.set(e.bEndpointAddress, (["control", "iso", "bulk", "interrupt"] as const)[e.bmAttributes & 3]!);
+        for (const e of setting?.endpoints ?? []) {
+          map.set(e.bEndpointAddress, (["control", "iso", "bulk", "interrupt"] as const)[e.bmAttributes & 3]!);
+          if ((e.bmAttributes & 3) === 1) limits.set(e.bEndpointAddress, isoBytesPerInterval(e.wMaxPacketSize, mbps));
+        }
       }
     } catch {
       return; // gone: keep what we knew
     }
     this.endpoints = map;
+    this.isoLimits = limits;
   }
 
   submit(cmd: CmdSubmit, out: Buffer): UrbHandle {
     if (this.closed) return settled({ status: Errno.ENODEV });
     if (cmd.ep === 0) return this.control(cmd, out);
     const type = this.endpoint(cmd.ep, cmd.direction);
-    if (type === "iso") {
-      this.log.warn(`${this.busid}: isochronous URB on ep ${cmd.ep} refused (-EINVAL): node-usb 2.x has no iso transfers; export this device with --mode kernel`);
-      return settled({ status: Errno.EINVAL });
-    }
+    if (type === "iso") return this.isoTransfer(cmd, out);
     const usb = this.usb;
     const address = cmd.ep | (cmd.direction === Direction.IN ? 0x80 : 0);
     // IN: only the actual_length bytes libusb filled are sent, so the buffer need not be zeroed
@@ -203,6 +249,35 @@ export class LibusbDevice implements UrbDevice {
     };
   }
 
+  /**
+   * An iso URB through usbfs. usbfs lays the packets out back to back; the frontend's
+   * descriptors name an offset each (back to back too for snd-usb-audio and uvcvideo, but not
+   * necessarily), so OUT data is gathered from the offsets and IN data put back at them.
+   */
+  private isoTransfer(cmd: CmdSubmit, out: Buffer): UrbHandle {
+    const packets = cmd.isoPackets ?? [];
+    if (this.iso === undefined) {
+      this.log.warn(`${this.busid}: isochronous URB on ep ${cmd.ep} refused (-EINVAL): ${this.isoUnavailable ?? "no usbfs fd"}; export this device with --mode kernel`);
+      return settled({ status: Errno.EINVAL });
+    }
+    if (packets.length > USBFS_MAX_ISO_PACKETS) {
+      this.log.warn(`${this.busid}: isochronous URB with ${packets.length} packets refused (-EINVAL): usbfs takes at most ${USBFS_MAX_ISO_PACKETS}`);
+      return settled({ status: Errno.EINVAL });
+    }
+    const isIn = cmd.direction === Direction.IN;
+    const lengths = packets.map((p) => p.length);
+    const buf = isIn ? Buffer.alloc(lengths.reduce((a, b) => a + b, 0)) : gatherIsoOut(packets, out);
+    const h = this.iso.submit(cmd.ep | (isIn ? 0x80 : 0), buf, lengths);
+    const result = h.result.then((c: IsoCompletion): UrbResult => {
+      const isoPackets = c.packets;
+      const status = c.cancelled ? Errno.ECONNRESET : c.status;
+      if (!isIn) return { status, cancelled: c.cancelled, actualLength: isoPackets.reduce((a, p) => a + p.actualLength, 0), isoPackets, startFrame: c.startFrame };
+      const data = scatterIsoIn(packets, c.buffer, isoPackets.map((p) => p.actualLength), cmd.transferBufferLength);
+      return { status, cancelled: c.cancelled, data, isoPackets, startFrame: c.startFrame };
+    });
+    return { result, cancel: () => h.cancel() };
+  }
+
   private control(cmd: CmdSubmit, out: Buffer): UrbHandle {
     const s = parseSetup(cmd.setup);
     const usb = this.usb;
@@ -230,12 +305,21 @@ export class LibusbDevice implements UrbDevice {
     await this.releaseAll();
     const err = await new Promise<Error | undefined>((r) => this.dev.setConfiguration(value, (e) => r(e ?? undefined)));
     this.alt.clear();
+    this.findIsoInterfaces();
     this.claimAll();
     this.refreshEndpoints();
     return { status: err ? Errno.EPIPE : 0 };
   }
 
   private async setInterface(n: number, alt: number): Promise<UrbResult> {
+    if (this.iso?.owns(n)) {
+      const r = this.iso.setInterface(n, alt);
+      if (r === 0) {
+        this.alt.set(n, alt);
+        this.refreshEndpoints();
+      } else this.log.warn(`${this.busid}: SET_INTERFACE ${n} alt ${alt} through usbfs failed: errno ${-r}`);
+      return { status: r === 0 ? 0 : Errno.EPIPE };
+    }
     const iface = (this.dev.interfaces ?? []).find((i) => i.interfaceNumber === n);
     if (iface === undefined) return { status: Errno.EPIPE };
     const err = await new Promise<Error | undefined>((r) => iface.setAltSetting(alt, (e) => r(e ?? undefined)));
@@ -251,6 +335,7 @@ export class LibusbDevice implements UrbDevice {
     this.closed = true;
     if (this.onDetach) this.usb.removeListener("detach", this.onDetach);
     await this.releaseAll();
+    await this.iso?.close();
     // A session may end mid-transfer (the frontend killed during a READ): the device is then
     // mid-protocol (a bulk-only disk waiting to send the rest of the data), and a driver bound
     // now would hang in its first command until a timeout and its own reset (20 s for
@@ -263,6 +348,9 @@ export class LibusbDevice implements UrbDevice {
     for (const iface of this.dev.interfaces ?? []) {
       if (!this.detached.delete(iface.interfaceNumber) || this.isGone) continue; // an unplugged device has no driver to return to
       try {
+        // a class driver bound to an earlier interface may have claimed this one already
+        // (snd-usb-audio takes its streaming interfaces from the control interface's probe)
+        if (iface.isKernelDriverActive()) continue;
         iface.attachKernelDriver();
       } catch (e) {
         this.log.warn(`${this.busid}: cannot reattach the kernel driver of interface ${iface.interfaceNumber}: ${(e as Error).message}`);

@@ -20,7 +20,8 @@ const help = `usage: usbip-qrexec list [-l] [--json]
 devices imported through vhci-hcd are left out): busid, vendor:product, speed,
 driver, the usbip-host state (available, exported, error), interface classes,
 manufacturer / product (serial). Devices with isochronous endpoints (webcams,
-audio) are marked "iso: kernel mode only": --mode userspace cannot serve them.
+audio) are marked "[iso]": kernel mode carries them, and --mode userspace does
+through usbfs (at most 128 packets per URB).
 
 -r, --remote HOST: ask the usbipd on HOST (Linux's, or 'usbip-qrexec serve')
 for the devices it exports, as 'usbip list -r HOST' does, and print them in its
@@ -64,7 +65,7 @@ export const listCommand: Command = {
     const lines = devs.map((d) => {
       const name = [d.manufacturer, d.product].filter(Boolean).join(" ") || "-";
       const classes = d.interfaces.map((i) => hex(i.bInterfaceClass, 2)).join(",") || "-";
-      return `${d.busid.padEnd(8)} ${hex(d.idVendor, 4)}:${hex(d.idProduct, 4)}  ${d.speed.padStart(5)}  ${(d.driver ?? "-").padEnd(11)} ${state(d).padEnd(9)} if ${classes.padEnd(8)} ${name}${d.serial ? ` (${d.serial})` : ""}${d.isochronous ? "  [iso: kernel mode only]" : ""}`;
+      return `${d.busid.padEnd(8)} ${hex(d.idVendor, 4)}:${hex(d.idProduct, 4)}  ${d.speed.padStart(5)}  ${(d.driver ?? "-").padEnd(11)} ${state(d).padEnd(9)} if ${classes.padEnd(8)} ${name}${d.serial ? ` (${d.serial})` : ""}${d.isochronous ? "  [iso]" : ""}`;
     });
     await writeOut(lines.length === 0 ? "no exportable USB devices\n" : `${"busid".padEnd(8)} ${"id".padEnd(9)}  speed  ${"driver".padEnd(11)} ${"usbip".padEnd(9)} ${"interfaces".padEnd(11)} name\n` + lines.join("\n") + "\n");
     return ExitCode.OK;

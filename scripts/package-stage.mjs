@@ -6,6 +6,7 @@
 //   /usr/lib/usbip-qrexec/kernel-glue/helpers/  the python3 helpers (ioctl, poll, fd handover)
 //   /usr/lib/usbip-qrexec/node_modules/usb      node-usb 2.x with this architecture's glibc
 //                                               prebuilt libusb addon only (+ node-gyp-build)
+//   /usr/lib/usbip-qrexec/node_modules/koffi    koffi (ioctl, poll: usbfs iso) with this architecture's addon only
 //   /usr/lib/usbip-qrexec/package.json          version, "type": "module"
 //   /etc/qubes-rpc/qubes.USB{,Attach,Detach}, qubes.USB.config (conffile)
 //   /etc/qubes/suspend-pre.d/usb-detach-all.sh, UDEV/80-qubes-usb-reset.rules
@@ -59,7 +60,7 @@ export async function stageFiles(stage, { udevDir, docDir, copyright }) {
 
   // the CLI: one ESM bundle; node-usb stays outside (a native addon, loaded on first use)
   const { build } = await import("esbuild");
-  await build({ entryPoints: [path.join(root, "cli/main.ts")], bundle: true, platform: "node", format: "esm", target: "node20", external: ["usb"], banner: { js: "import { createRequire as __usbipQrexecCreateRequire } from \"node:module\"; const require = __usbipQrexecCreateRequire(import.meta.url);" }, logLevel: "warning", outfile: path.join(lib, "dist/cli/main.js") });
+  await build({ entryPoints: [path.join(root, "cli/main.ts")], bundle: true, platform: "node", format: "esm", target: "node20", external: ["usb", "koffi"], banner: { js: "import { createRequire as __usbipQrexecCreateRequire } from \"node:module\"; const require = __usbipQrexecCreateRequire(import.meta.url);" }, logLevel: "warning", outfile: path.join(lib, "dist/cli/main.js") });
   put("bin/usbip-qrexec.js", path.join(lib, "bin/usbip-qrexec.js"), 0o755);
   write(path.join(lib, "package.json"), JSON.stringify({ name: pkg.name, version: pkg.version, type: "module", private: true }, null, 2) + "\n");
   for (const f of ["usbfs.py", "handover.py"]) if (existsSync(path.join(root, "kernel-glue/helpers", f))) put(`kernel-glue/helpers/${f}`, path.join(lib, "kernel-glue/helpers", f), 0o755);
@@ -70,6 +71,10 @@ export async function stageFiles(stage, { udevDir, docDir, copyright }) {
   put("node_modules/usb/package.json", path.join(usbDir, "package.json"));
   put("node_modules/usb/LICENSE", path.join(usbDir, "LICENSE"));
   for (const f of ["package.json", "LICENSE", "index.js", "node-gyp-build.js"]) put(`node_modules/node-gyp-build/${f}`, path.join(lib, "node_modules/node-gyp-build", f));
+  // koffi (ioctl/poll for the userspace backend's iso transfers): its loader and this target's prebuilt addon only
+  const koffiArch = { x64: "linux_x64", arm64: "linux_arm64", ia32: "linux_ia32" }[process.arch];
+  for (const f of ["package.json", "LICENSE.txt", "index.js"]) put(`node_modules/koffi/${f}`, path.join(lib, "node_modules/koffi", f));
+  put(`node_modules/koffi/build/koffi/${koffiArch}/koffi.node`, path.join(lib, "node_modules/koffi/build/koffi", koffiArch, "koffi.node"));
 
   mkdirSync(path.join(stage, "usr/bin"), { recursive: true });
   symlinkSync("../lib/usbip-qrexec/bin/usbip-qrexec.js", path.join(stage, "usr/bin/usbip-qrexec"));
@@ -104,6 +109,10 @@ Comment: the prebuilt addon links libusb statically (LGPL-2.1-or-later), see bel
 Files: usr/lib/usbip-qrexec/node_modules/usb/prebuilds/*
 Copyright: libusb contributors; node-usb contributors
 License: LGPL-2.1-or-later
+
+Files: usr/lib/usbip-qrexec/node_modules/koffi/*
+Copyright: Niels Martignène
+License: MIT
 
 Files: usr/lib/usbip-qrexec/node_modules/node-gyp-build/*
 Copyright: Mathias Buus

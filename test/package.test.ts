@@ -68,6 +68,13 @@ function checkUnpacked(t: import("ava").ExecutionContext, dir: string): void {
   t.is(usb.status, 0, usb.stderr);
   t.true(usb.stdout.startsWith(path.join(dir, "usr/lib/usbip-qrexec/node_modules/usb/")), usb.stdout);
   t.regex(usb.stdout, /^true$/m, "node-usb's addon did not load from the package");
+  // koffi (usbfs iso transfers): its one addon, loaded from the package
+  const koffiAddons = files(path.join(dir, "usr/lib/usbip-qrexec/node_modules/koffi")).filter((f) => f.endsWith(".node"));
+  t.is(koffiAddons.length, 1, `koffi addons: ${koffiAddons.join(", ")}`);
+  const ffi = spawnSync(process.execPath, ["--input-type=module", "-e", `import { createRequire } from "node:module"; const r = createRequire(${JSON.stringify(path.join(dir, "usr/lib/usbip-qrexec/dist/cli/main.js"))}); const k = r("koffi"); console.log(r.resolve("koffi")); console.log(typeof k.load("libc.so.6").func("int getpid(void)")());`], { encoding: "utf8", env, cwd: dir });
+  t.is(ffi.status, 0, ffi.stderr);
+  t.true(ffi.stdout.startsWith(path.join(dir, "usr/lib/usbip-qrexec/node_modules/koffi/")), ffi.stdout);
+  t.regex(ffi.stdout, /^number$/m, "koffi's addon did not load from the package");
 }
 
 let deb: string;

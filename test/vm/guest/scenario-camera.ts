@@ -11,6 +11,7 @@
  * RET_UNLINK, nothing is outstanding at the end, and detach leaves nothing behind.
  */
 import { existsSync, readFileSync, readdirSync, realpathSync, rmSync } from "node:fs";
+import { recordRate } from "./iso-rates.js";
 import type { Scenario } from "./scenarios.js";
 import { check, modprobe, sh, sleep, start, tryRead, waitFor } from "./lib.js";
 import { cli, CLI, ourProcesses, vhciPorts, virtualOverTcp, waitImported } from "./flows.js";
@@ -76,6 +77,7 @@ async function camera(importMode: "kernel" | "relay", restarts: number): Promise
   check(tryRead(`/sys/bus/usb/devices/${local}/speed`) === "480", `the camera is not high speed on the frontend: ${tryRead(`/sys/bus/usb/devices/${local}/speed`)}`);
   const dev = await videoOf(local);
   const first = await capture(dev, 30, "/run/tmp/cam.raw");
+  recordRate(`camera.${importMode}`, first.frames / first.wallS);
   const notes = [`30 frames in ${first.wallS.toFixed(1)} s: ${rate(first)}`];
   for (let i = 0; i < restarts; i++) {
     const c = await capture(dev, 3, "/run/tmp/cam-restart.raw");
@@ -109,6 +111,7 @@ async function cameraOverTcp(): Promise<string> {
   modprobe("vhci-hcd");
   return virtualOverTcp("uvc-camera", 3299, [/virtual-1: .*1d6b:0108/, /0e\/01\/00/], async (local) => {
     const got = await capture(await videoOf(local), 30, "/run/tmp/cam-tcp.raw");
+    recordRate("camera.tcp", got.frames / got.wallS);
     return `30 frames in ${got.wallS.toFixed(1)} s: ${rate(got)}`;
   });
 }

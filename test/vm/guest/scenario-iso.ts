@@ -11,6 +11,7 @@
  * restarts the stream ten times (snd-usb-audio unlinks every queued iso URB on each stop).
  */
 import { existsSync, readFileSync, readdirSync, realpathSync, rmSync } from "node:fs";
+import { recordRate } from "./iso-rates.js";
 import type { Scenario } from "./scenarios.js";
 import path from "node:path";
 import { check, dmesgLines, modprobe, sh, sleep, start, waitFor } from "./lib.js";
@@ -98,6 +99,7 @@ async function microphone(importMode: "kernel" | "relay", restarts: number, with
   const { local } = await waitImported(statefile, flow);
   const card = await cardOf(local);
   const first = await capture(card, 3, "/run/tmp/mic.raw");
+  if (!withTrace) recordRate(`microphone.${importMode}`, first.samples / first.wallS);
   const notes = [`3 s of samples in ${first.wallS.toFixed(1)} s: ${rate(first)}`];
   // stop and restart: each stop unlinks every queued iso URB; the stream must come back each time
   for (let i = 0; i < restarts; i++) {
@@ -126,6 +128,7 @@ async function microphoneOverTcp(): Promise<string> {
   modprobe("vhci-hcd", "snd-usb-audio");
   return virtualOverTcp("uac-microphone", 3298, [/virtual-1: .*1d6b:0107/, /01\/01\/00/], async (local) => {
     const got = await capture(await cardOf(local), 2, "/run/tmp/mic-tcp.raw");
+    recordRate("microphone.tcp", got.samples / got.wallS);
     return `2 s of samples in ${got.wallS.toFixed(1)} s: ${rate(got)}`;
   });
 }

@@ -13,12 +13,14 @@
  * of the ramp that arrived and the discontinuities, beside the kernel path's in the same boot.
  */
 import { existsSync, openSync, readSync, closeSync, readdirSync, realpathSync, statSync, writeFileSync } from "node:fs";
+import { recordRate } from "./iso-rates.js";
 import type { Scenario } from "./scenarios.js";
 import { check, sh, sleep, start, tryRead, waitFor } from "./lib.js";
 import { checkCleanedUp, cli, kernelFlow, waitImported } from "./flows.js";
 import { interfaceDriver } from "./gadget.js";
 
 const WAV = "/run/results/usb-audio.wav";
+type ExportMode = "kernel" | "relay" | "userspace";
 const LOW = -32000;
 const HIGH = 32000;
 /** the ramp's values: LOW..HIGH step 1 in the left channel, 48 kHz (64001 frames, 1.33 s) */
@@ -26,7 +28,7 @@ const RAMP_LEN = HIGH - LOW + 1;
 /** share of the ramp the kernel path delivered in this boot, for the relay lines */
 let kernelShare: number | undefined;
 /** the right channel's value per path */
-const TAGS: Record<string, number> = { "kernel-kernel": 1000, "kernel-relay": 3000, "relay-kernel": 9000, "relay-relay": 27000 };
+const TAGS: Record<string, number> = { "kernel-kernel": 1000, "kernel-relay": 3000, "relay-kernel": 9000, "relay-relay": 27000, "userspace-kernel": 16000, "userspace-relay": 1700 };
 /** qemu's mixer scales both channels (its default volume: ×0.94 measured), so a tag is matched within a window that no other tag's falls in */
 const isTag = (v: number, tag: number) => v >= tag * 0.6 && v <= tag + 1;
 
@@ -111,10 +113,10 @@ export function checkArrival(rec: Buffer, tag: number): RampArrival {
   return { samples: left.length, share: Math.max(0, span - gap) / RAMP_LEN, discontinuities };
 }
 
-async function playThrough(exportMode: "kernel" | "relay", importMode: "kernel" | "relay"): Promise<string> {
+async function playThrough(exportMode: ExportMode, importMode: "kernel" | "relay"): Promise<string> {
   const busid = await qemuAudio();
   const statefile = `/run/tmp/state-usb-audio-${exportMode}-${importMode}`;
-  const flow = kernelFlow(busid, statefile, { exportArgs: ["--mode", exportMode], importArgs: ["--mode", importMode] });
+  const flow = kernelFlow(busid, statefile, { exportArgs: ["--mode", exportMode, ...(exportMode === "userspace" ? ["--verbose"] : [])], importArgs: ["--mode", importMode] });
   try {
     return await playAndCheck(busid, statefile, flow, exportMode, importMode);
   } catch (e) {
@@ -126,7 +128,7 @@ async function playThrough(exportMode: "kernel" | "relay", importMode: "kernel" 
   }
 }
 
-async function playAndCheck(busid: string, statefile: string, flow: ReturnType<typeof kernelFlow>, exportMode: "kernel" | "relay", importMode: "kernel" | "relay"): Promise<string> {
+async function playAndCheck(busid: string, statefile: string, flow: ReturnType<typeof kernelFlow>, exportMode: ExportMode, importMode: "kernel" | "relay"): Promise<string> {
   const { port, local } = await waitImported(statefile, flow);
   const card = await playbackCard(local);
   // what qemu writes from here on (past the 44-byte RIFF header, which it may not have flushed yet)
@@ -149,6 +151,8 @@ async function playAndCheck(busid: string, statefile: string, flow: ReturnType<t
   const det = cli(["detach", "--statefile", statefile]);
   check((await det.exited).code === 0, `detach failed: ${det.stderr().trim()}`);
   await checkCleanedUp({ port, statefile, busid, interfaceDriver: "snd-usb-audio", flow });
+  if (exportMode === "userspace") checkServedFromUserspace(flow.stderr(), got.share);
+  recordRate(`audioOut.${exportMode}-${importMode}`, got.share);
   const share = `${(100 * got.share).toFixed(1)}% of the ramp in order, ${got.discontinuities} discontinuities`;
   if (exportMode === "kernel" && importMode === "kernel") {
     kernelShare = got.share;
@@ -169,9 +173,26 @@ async function playAndCheck(busid: string, statefile: string, flow: ReturnType<t
   return `${share}; kernel path in this boot: ${kernelShare === undefined ? "not run" : `${(100 * kernelShare).toFixed(1)}%`}`;
 }
 
+/**
+ * The userspace backend carried the stream itself: its log names libusb, refused no iso URB,
+ * and its session's OUT bytes cover what qemu recorded (with no usbip-host in the path, nothing
+ * else could have carried it).
+ */
+function checkServedFromUserspace(log: string, share: number): void {
+  check(log.includes("from userspace (libusb)"), `the export did not serve from userspace: ${log.trim().split("\n").slice(-5).join(" | ")}`);
+  check(!/isochronous .*refused|iso.*will be refused/.test(log), `the userspace backend refused iso: ${log.match(/.*refused.*/)?.[0]}`);
+  const stats = /session ended \([a-z]+\): (\{.*\})/.exec(log);
+  check(stats !== null, "the export logged no session statistics");
+  const outBytes = (JSON.parse(stats[1]!) as { outBytes: number }).outBytes;
+  const recorded = Math.floor(share * RAMP_LEN * 4);
+  check(outBytes >= recorded / 2, `the userspace backend sent ${outBytes} OUT bytes, but qemu recorded about ${recorded}`);
+}
+
 export const usbAudioScenarios: Scenario[] = [
   { name: "iso OUT: qemu's USB audio exported and imported in kernel mode: aplay's ramp arrives in order in qemu's recording, detach gives the device back to snd-usb-audio", run: () => playThrough("kernel", "kernel") },
   { name: "iso OUT: qemu's USB audio through the frontend relay: the ramp arrives in order, detach gives it back", run: () => playThrough("kernel", "relay") },
   { name: "iso OUT: qemu's USB audio through the backend relay: the ramp arrives in order, detach gives it back", run: () => playThrough("relay", "kernel") },
   { name: "iso OUT: qemu's USB audio through both relays: the ramp arrives in order, detach gives it back", run: () => playThrough("relay", "relay") },
+  { name: "iso OUT: qemu's USB audio exported in userspace mode (usbfs iso URBs): the ramp arrives in order, detach gives it back to snd-usb-audio", run: () => playThrough("userspace", "kernel") },
+  { name: "iso OUT: qemu's USB audio exported in userspace mode and imported through the frontend relay: the ramp arrives in order, detach gives it back", run: () => playThrough("userspace", "relay") },
 ];

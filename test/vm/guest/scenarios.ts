@@ -20,6 +20,7 @@ import { seedParityDetachAll, seedParityQubesDbReset } from "./scenario-seed-par
 import { isoScenarios } from "./scenario-iso.js";
 import { usbAudioScenarios } from "./scenario-usb-audio.js";
 import { portStallScenarios } from "./scenario-port-stall.js";
+import { benchIso } from "./bench-iso.js";
 import { cameraScenarios } from "./scenario-camera.js";
 
 export interface Scenario {
@@ -33,7 +34,7 @@ export interface Scenario {
   run(): Promise<void | string>;
 }
 
-export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, seedParityQubesDbReset, seedParityDetachAll, ...relayScenarios, ...portStallScenarios, ...superSpeedScenarios, policyDeniesStorage, hostileFrontend, hostileBackend, ...virtualScenarios, ...isoScenarios, ...cameraScenarios, ...usbAudioScenarios, ...tcpScenarios, ...userspaceScenarios, directUnlink, ...faultScenarios, packageScenario, rpmPackageScenario, ...lifecycleScenarios, cycleScenario, benchThroughput];
+export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, seedParityQubesDbReset, seedParityDetachAll, ...relayScenarios, ...portStallScenarios, ...superSpeedScenarios, policyDeniesStorage, hostileFrontend, hostileBackend, ...virtualScenarios, ...isoScenarios, ...cameraScenarios, ...usbAudioScenarios, ...tcpScenarios, ...userspaceScenarios, directUnlink, ...faultScenarios, packageScenario, rpmPackageScenario, ...lifecycleScenarios, cycleScenario, benchThroughput, benchIso];
 
 /**
  * The core set (VM_SET=core): what CI runs on every kernel besides the one that gets the full
@@ -64,6 +65,7 @@ const CORE = [
   /^SuperSpeed/,
   /^iso IN: virtual UAC1 microphone/,
   /^iso OUT: qemu's USB audio (exported and imported in kernel mode|through the frontend relay)/,
+  /^iso OUT: qemu.s USB audio exported in userspace mode \(usbfs iso URBs\)/,
   /^frontend relay: a vhci port that never enumerates/,
   /^iso IN: virtual UVC camera/,
 ];

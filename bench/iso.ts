@@ -1,0 +1,56 @@
+/**
+ * Iso bench (npm run bench:iso, part of npm run bench): boots the real-kernel VM once and runs
+ * the optional guest scenario "bench: iso rates" (test/vm/guest/bench-iso.ts): the UVC camera's
+ * whole frames/s and the UAC1 microphone's sample frames/s through a kernel-mode import, the
+ * frontend relay and `serve --tcp` + Debian's `usbip attach`, and the share of qemu's audio ramp
+ * (iso OUT) arriving through kernel mode, each relay, both and the userspace backend — every
+ * capture checked for content by its scenario. Prints JSON: each rate, its share of the
+ * nominal rate, and its ratio to the kernel path measured in the same boot. Exit 1 if the
+ * scenario failed or a rate is missing or implausible. Without qemu the VM is skipped loudly.
+ * VM_KERNEL picks the kernel, as for the VM suite.
+ */
+import { spawnSync } from "node:child_process";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const run = spawnSync(process.execPath, [path.join(here, "../test/vm/run.js"), "bench: iso rates"], { encoding: "utf8", env: { ...process.env, CI: "" }, maxBuffer: 64 << 20, timeout: 40 * 60_000 });
+const out = run.stdout ?? "";
+const skip = /# SKIP (.*)/.exec(out);
+if (skip) {
+  process.stderr.write(`bench/iso: VM NOT RUN: ${skip[1]}\n`);
+  process.stdout.write(JSON.stringify({ bench: "vm-iso", skipped: skip[1] }, null, 2) + "\n");
+  process.exit(0);
+}
+const checks: string[] = [];
+if (!/^ok \d+ - vm\S*: bench: iso rates/m.test(out)) checks.push("the VM scenario did not pass");
+const line = out.split("\n").find((l) => l.startsWith("# bench-json "));
+if (line === undefined) checks.push("no bench-json line in the VM output");
+const kernel = /# vm\[([^\]]+)\] VM suite: Linux (\S+)/.exec(out);
+let result: Record<string, unknown> = {};
+if (line !== undefined) {
+  const rates = (JSON.parse(line.slice("# bench-json ".length)) as { rates: Record<string, number> }).rates;
+  const NOMINAL: Record<string, number> = { camera: 30, microphone: 48_000, audioOut: 1 };
+  const WANT: Record<string, string[]> = { camera: ["kernel", "relay", "tcp"], microphone: ["kernel", "relay", "tcp"], audioOut: ["kernel-kernel", "kernel-relay", "relay-kernel", "relay-relay", "userspace-kernel", "userspace-relay"] };
+  const KERNEL: Record<string, string> = { camera: "kernel", microphone: "kernel", audioOut: "kernel-kernel" };
+  const round = (x: number) => Math.round(x * 1000) / 1000;
+  for (const [device, paths] of Object.entries(WANT)) {
+    const nominal = NOMINAL[device]!;
+    const base = rates[`${device}.${KERNEL[device]}`];
+    const entry: Record<string, { rate: number; ofNominal: number; vsKernel: number | null }> = {};
+    for (const p of paths) {
+      const v = rates[`${device}.${p}`];
+      if (v === undefined) {
+        checks.push(`${device} through ${p}: not measured`);
+        continue;
+      }
+      // a rate above nominal (beyond the first frames' start-up slack) is a clock bug, 0 a dead stream
+      if (!(v > 0 && v <= nominal * 1.1)) checks.push(`${device} through ${p}: implausible ${v} (nominal ${nominal})`);
+      entry[p] = { rate: v, ofNominal: round(v / nominal), vsKernel: base ? round(v / base) : null };
+    }
+    result[device] = { unit: device === "camera" ? "whole frames/s" : device === "microphone" ? "sample frames/s" : "share of the ramp arriving in order", nominal, paths: entry };
+  }
+}
+if (checks.length > 0) process.stderr.write(out.split("\n").filter((l) => l.startsWith("not ok") || l.startsWith("#")).slice(-40).join("\n") + "\n");
+process.stdout.write(JSON.stringify({ bench: "vm-iso", node: process.version, kernel: kernel?.[2] ?? null, ...result, checks: checks.length === 0 ? "ok" : checks }, null, 2) + "\n");
+process.exitCode = checks.length === 0 ? 0 : 1;
