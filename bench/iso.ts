@@ -23,10 +23,10 @@ if (skip) {
   process.exit(0);
 }
 const checks: string[] = [];
-if (!/^ok \d+ - vm\S*: bench: iso rates/m.test(out)) checks.push("the VM scenario did not pass");
+if (!/^ok \d+ - vm(\[[^\]]+\])?:? bench: iso rates/m.test(out)) checks.push("the VM scenario did not pass");
 const line = out.split("\n").find((l) => l.startsWith("# bench-json "));
 if (line === undefined) checks.push("no bench-json line in the VM output");
-const kernel = /# vm\[([^\]]+)\] VM suite: Linux (\S+)/.exec(out);
+const kernel = /# vm\[([^\]]+)\] VM suite: Linux ([^\s,]+)/.exec(out);
 let result: Record<string, unknown> = {};
 if (line !== undefined) {
   const rates = (JSON.parse(line.slice("# bench-json ".length)) as { rates: Record<string, number> }).rates;
