@@ -42,7 +42,7 @@ export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, 
  * through each relay and both, the hostile peers, userspace disk and usbtest, the virtual disk
  * and keyboard, Debian's usbip both ways, kill -9 of each party, SuperSpeed and its gate, and
  * isochronous IN (the virtual microphone, kernel mode and the frontend relay) and OUT (qemu's
- * USB audio, kernel mode and the frontend relay); the hostile iso backend, the microphone over
+ * USB audio, kernel mode, the frontend relay and exported in userspace mode); the hostile iso backend, the microphone over
  * TCP, qemu's audio through the backend relay and both, and the iso trace in the full suite
  * (CI's time: measured, the core set with them is 883 s on 7.3); the relay's move off a vhci
  * port that never enumerates (22 s); the UVC camera in kernel mode and through the relay (10-17 s
