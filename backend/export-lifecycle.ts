@@ -59,11 +59,11 @@ export interface PreparedExport {
  * device, check it can be exported and is nobody else's, arm the orphan guard (a kill -9 still
  * gives the device back), take the termination signals. Nothing of the device is touched yet.
  */
-export function prepareExport(o: { device: string; sysfs?: Sysfs; precheck?: () => void; signal?: TerminationSignal }): PreparedExport {
+export function prepareExport(o: { device: string; sysfs?: Sysfs; precheck?: () => void; signal?: TerminationSignal; userspace?: boolean }): PreparedExport {
   const sysfs = o.sysfs ?? new Sysfs();
   const busid = resolveDevice(sysfs, o.device);
   const info = describeDevice(sysfs, busid);
-  checkExportable(info);
+  checkExportable(info, { userspace: o.userspace });
   const speed = info.speed;
   if (!isSpeedString(speed)) throw new GlueError(GlueErrorCode.BAD_DEVICE, `${busid}: unsupported speed "${speed}"`);
   o.precheck?.();

@@ -13,7 +13,7 @@ import { serveOnLink } from "./serve-link.js";
 import { prepareExport } from "./export-lifecycle.js";
 
 export async function exportUserspace(o: { device: string; log: Logger; sysfs?: Sysfs }): Promise<number> {
-  const prep = prepareExport(o);
+  const prep = prepareExport({ ...o, userspace: true });
   try {
     const { busid, info } = prep;
     const device = LibusbDevice.open(info.busnum, info.devnum, busid, info.speed, o.log);
@@ -34,7 +34,7 @@ export async function exportUserspace(o: { device: string; log: Logger; sysfs?: 
  * served by `serve` (the URB server on the socket); an unplug closes the connection.
  */
 export async function serveUserspaceSession(o: { busid: string; sysfs: Sysfs; log: Logger; signal: TerminationSignal; sock: { destroy(): void }; serve: (device: LibusbDevice) => Promise<void> }): Promise<void> {
-  const prep = prepareExport({ device: o.busid, sysfs: o.sysfs, signal: o.signal });
+  const prep = prepareExport({ device: o.busid, sysfs: o.sysfs, signal: o.signal, userspace: true });
   try {
     const { busid, info } = prep;
     const device = LibusbDevice.open(info.busnum, info.devnum, busid, info.speed, o.log);

@@ -20,7 +20,7 @@ import type { EndpointType } from "../protocol/client-decoder.js";
 import type { CmdSubmit, DeviceRecord, InterfaceRecord } from "../protocol/messages.js";
 import { UsbipError, GlueCode } from "../protocol/errors.js";
 import type { SpeedString } from "../protocol/speed.js";
-import { parseSetup, Recipient, Request, RequestType, recipient, requestType, ENDPOINT_HALT } from "../usb/setup.js";
+import { parseSetup, Recipient, Request, RequestType, recipient, requestType, ENDPOINT_HALT, type Setup } from "../usb/setup.js";
 import { settled, type UrbDevice, type UrbHandle, type UrbResult } from "../device/urb-device.js";
 import type { Logger } from "../shared/log.js";
 import { UsbfsIso, USBFS_MAX_ISO_PACKETS, type IsoCompletion } from "../kernel-glue/usbfs-iso.js";
@@ -52,6 +52,8 @@ export class LibusbDevice implements UrbDevice {
   private isoLimits = new Map<number, number>();
   /** interfaces with an iso endpoint in some alternate setting: claimed through `iso`, not libusb */
   private isoInterfaces = new Set<number>();
+  /** the endpoints of those interfaces (every alternate setting) → their interface */
+  private isoInterfaceOf = new Map<number, number>();
   private iso: UsbfsIso | undefined;
   private isoUnavailable: string | undefined;
   private closed = false;
@@ -105,13 +107,30 @@ export class LibusbDevice implements UrbDevice {
   /** The current configuration's interfaces that have an iso endpoint in any alternate setting. */
   private findIsoInterfaces(): void {
     this.isoInterfaces.clear();
+    this.isoInterfaceOf.clear();
     try {
-      for (const settings of this.dev.configDescriptor?.interfaces ?? []) {
-        for (const s of settings) if (s.endpoints.some((e) => (e.bmAttributes & 3) === 1)) this.isoInterfaces.add(s.bInterfaceNumber);
-      }
+      const settings = (this.dev.configDescriptor?.interfaces ?? []).flat();
+      for (const s of settings) if (s.endpoints.some((e) => (e.bmAttributes & 3) === 1)) this.isoInterfaces.add(s.bInterfaceNumber);
+      for (const s of settings) if (this.isoInterfaces.has(s.bInterfaceNumber)) for (const e of s.endpoints) this.isoInterfaceOf.set(e.bEndpointAddress, s.bInterfaceNumber);
     } catch {
       /* gone */
     }
+  }
+
+  /**
+   * A standard or class control request whose recipient is an interface claimed on the usbfs
+   * iso fd, or an endpoint of one (usbfs checks the recipient against the submitting fd's claims;
+   * vendor requests are not checked).
+   */
+  private forIsoFd(s: Setup): boolean {
+    if (this.iso === undefined || requestType(s) === RequestType.VENDOR) return false;
+    const r = recipient(s);
+    if (r === Recipient.INTERFACE) return this.iso.owns(s.wIndex & 0xff);
+    if (r === Recipient.ENDPOINT) {
+      const n = this.isoInterfaceOf.get(s.wIndex & 0xff);
+      return n !== undefined && this.iso.owns(n);
+    }
+    return false;
   }
 
   /** Detach kernel drivers from the current configuration's interfaces and claim them (iso ones through usbfs). */
@@ -284,7 +303,7 @@ export class LibusbDevice implements UrbDevice {
     const std = requestType(s) === RequestType.STANDARD;
     if (std && recipient(s) === Recipient.DEVICE && s.bRequest === Request.SET_CONFIGURATION) return { result: this.setConfiguration(s.wValue & 0xff), cancel() {} };
     if (std && recipient(s) === Recipient.INTERFACE && s.bRequest === Request.SET_INTERFACE) return { result: this.setInterface(s.wIndex & 0xff, s.wValue & 0xff), cancel() {} };
-    if (std && recipient(s) === Recipient.ENDPOINT && s.bRequest === Request.CLEAR_FEATURE && s.wValue === ENDPOINT_HALT) {
+    if (std && recipient(s) === Recipient.ENDPOINT && s.bRequest === Request.CLEAR_FEATURE && s.wValue === ENDPOINT_HALT && !this.forIsoFd(s)) {
       const addr = s.wIndex & 0xff;
       return { result: new Promise((resolve) => this.dev.__clearHalt(addr, (e) => resolve({ status: e ? Errno.EPIPE : 0 }))), cancel() {} };
     }
@@ -298,6 +317,14 @@ export class LibusbDevice implements UrbDevice {
     cmd.setup.copy(buf, 0);
     if (!isIn) out.copy(buf, 8);
     buf.writeUInt16LE(isIn ? s.wLength : out.length, 6);
+    if (this.iso !== undefined && this.forIsoFd(s)) {
+      const h = this.iso.submitControl(buf);
+      const result = h.result.then((c): UrbResult => {
+        const status = c.cancelled ? Errno.ECONNRESET : c.status;
+        return isIn ? { status, cancelled: c.cancelled, data: c.buffer.subarray(8, 8 + c.actualLength) } : { status, cancelled: c.cancelled, actualLength: c.actualLength };
+      });
+      return { result, cancel: () => h.cancel() };
+    }
     return this.transfer(0, usb.LIBUSB_TRANSFER_TYPE_CONTROL, buf, isIn, 8);
   }
 

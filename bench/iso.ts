@@ -2,7 +2,8 @@
  * Iso bench (npm run bench:iso, part of npm run bench): boots the real-kernel VM once and runs
  * the optional guest scenario "bench: iso rates" (test/vm/guest/bench-iso.ts): the UVC camera's
  * whole frames/s and the UAC1 microphone's sample frames/s through a kernel-mode import, the
- * frontend relay and `serve --tcp` + Debian's `usbip attach`, and the share of qemu's audio ramp
+ * frontend relay and `serve --tcp` + Debian's `usbip attach` (the microphone also through the
+ * userspace backend, imported in kernel mode and through the relay), and the share of qemu's audio ramp
  * (iso OUT) arriving through kernel mode, each relay, both and the userspace backend — every
  * capture checked for content by its scenario. Prints JSON: each rate, its share of the
  * nominal rate, and its ratio to the kernel path measured in the same boot. Exit 1 if the
@@ -31,7 +32,7 @@ let result: Record<string, unknown> = {};
 if (line !== undefined) {
   const rates = (JSON.parse(line.slice("# bench-json ".length)) as { rates: Record<string, number> }).rates;
   const NOMINAL: Record<string, number> = { camera: 30, microphone: 48_000, audioOut: 1 };
-  const WANT: Record<string, string[]> = { camera: ["kernel", "relay", "tcp"], microphone: ["kernel", "relay", "tcp"], audioOut: ["kernel-kernel", "kernel-relay", "relay-kernel", "relay-relay", "userspace-kernel", "userspace-relay"] };
+  const WANT: Record<string, string[]> = { camera: ["kernel", "relay", "tcp"], microphone: ["kernel", "relay", "tcp", "userspace", "userspace-relay"], audioOut: ["kernel-kernel", "kernel-relay", "relay-kernel", "relay-relay", "userspace-kernel", "userspace-relay"] };
   const KERNEL: Record<string, string> = { camera: "kernel", microphone: "kernel", audioOut: "kernel-kernel" };
   const round = (x: number) => Math.round(x * 1000) / 1000;
   for (const [device, paths] of Object.entries(WANT)) {

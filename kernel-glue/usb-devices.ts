@@ -128,8 +128,12 @@ export function exportableDevices(sysfs: Sysfs): UsbDeviceInfo[] {
     .filter((d) => d.bDeviceClass !== 0x09 && !d.onVhci);
 }
 
-/** Refuse what usbip-host refuses (hubs, devices on vhci) with a clear message. */
-export function checkExportable(info: UsbDeviceInfo): void {
+/**
+ * Refuse what usbip-host refuses (hubs; devices on vhci-hcd: stub_probe skips them) with a clear
+ * message. The userspace backend serves a device through usbfs, not usbip-host, so it may pass an
+ * imported device on (a chain of qubes); `userspace` says the export is that one.
+ */
+export function checkExportable(info: UsbDeviceInfo, o: { userspace?: boolean } = {}): void {
   if (info.bDeviceClass === 0x09) throw new GlueError(GlueErrorCode.BAD_DEVICE, `${info.busid} is a hub; hubs cannot be exported`);
-  if (info.onVhci) throw new GlueError(GlueErrorCode.BAD_DEVICE, `${info.busid} is itself imported through vhci-hcd; exporting it again would loop`);
+  if (info.onVhci && o.userspace !== true) throw new GlueError(GlueErrorCode.BAD_DEVICE, `${info.busid} is itself imported through vhci-hcd, which usbip-host refuses; pass it on with --mode userspace`);
 }

@@ -1,7 +1,8 @@
 /**
  * Isochronous transfers through usbfs (/dev/bus/usb/BBB/DDD), for the userspace backend: libusb
  * has an iso API but node-usb 2.x does not expose it, so the interfaces with iso endpoints are
- * claimed on a second usbfs fd of the device and their URBs submitted with USBDEVFS_SUBMITURB
+ * claimed on a second usbfs fd of the device (and the control requests addressed to them sent
+ * on it too) and their URBs submitted with USBDEVFS_SUBMITURB
  * (type ISO, ISO_ASAP), reaped with USBDEVFS_REAPURBNDELAY when poll() says some completed
  * (usbfs signals POLLOUT for a completed URB, POLLHUP/POLLERR once the device is gone), and
  * cancelled with USBDEVFS_DISCARDURB. Wire facts (include/uapi/linux/usbdevice_fs.h, 64-bit):
@@ -29,6 +30,7 @@ const DESC_SIZE = 12;
 /** devio.c: number_of_packets must be 1..128 */
 export const USBFS_MAX_ISO_PACKETS = 128;
 const URB_TYPE_ISO = 0;
+const URB_TYPE_CONTROL = 2;
 const URB_ISO_ASAP = 0x02;
 const EAGAIN = 11;
 const ENODEV = 19;
@@ -51,6 +53,8 @@ export const USBFS_URB_LAYOUT = { size: URB_SIZE, type: 0, endpoint: 1, status: 
 export interface IsoCompletion {
   /** the URB's status: 0, or a negative errno (-ECONNRESET after a discard, -ENODEV, …) */
   status: number;
+  /** the URB's actual_length (a control URB's data stage; iso: the packets' sum) */
+  actualLength: number;
   /** the transfer buffer, packets back to back (IN: what the device sent, at those offsets) */
   buffer: Buffer;
   packets: { actualLength: number; status: number }[];
@@ -139,11 +143,26 @@ export class UsbfsIso {
    * in `buffer` (OUT: the data; IN: room for it). A refusal settles at once with its errno.
    */
   submit(address: number, buffer: Buffer, lengths: readonly number[]): IsoHandle {
+    return this.submitUrb(URB_TYPE_ISO, address, URB_ISO_ASAP, buffer, lengths);
+  }
+
+  /**
+   * A control transfer on this fd: a URB of type CONTROL on endpoint 0 whose buffer is the 8-byte
+   * setup packet followed by the data stage (IN: room for wLength bytes). For requests addressed
+   * to an interface claimed here or to one of its endpoints (a UAC1 SET_CUR sampling frequency to
+   * the iso endpoint, GET_INTERFACE): usbfs checks a standard or class request's recipient against
+   * the interfaces the submitting fd claimed, and libusb's fd did not claim these.
+   */
+  submitControl(buffer: Buffer): IsoHandle {
+    return this.submitUrb(URB_TYPE_CONTROL, 0, 0, buffer, []);
+  }
+
+  private submitUrb(type: number, address: number, flags: number, buffer: Buffer, lengths: readonly number[]): IsoHandle {
     const count = lengths.length;
     const urb = Buffer.alloc(URB_SIZE + DESC_SIZE * count);
-    urb.writeUInt8(URB_TYPE_ISO, 0);
+    urb.writeUInt8(type, 0);
     urb.writeUInt8(address, 1);
-    urb.writeUInt32LE(URB_ISO_ASAP, 8);
+    urb.writeUInt32LE(flags, 8);
     urb.writeBigUInt64LE(buffer.length > 0 ? this.c.address(buffer) : 0n, 16);
     urb.writeInt32LE(buffer.length, 24);
     urb.writeInt32LE(count, 36);
@@ -154,7 +173,7 @@ export class UsbfsIso {
     const result = new Promise<IsoCompletion>((resolve) => (entry = { urb, buffer, count, discarded: false, resolve }));
     const r = this.gone ? -ENODEV : this.call(SUBMITURB, urb);
     if (r !== 0) {
-      entry.resolve({ status: r, buffer, packets: lengths.map(() => ({ actualLength: 0, status: r })), startFrame: 0, cancelled: false });
+      entry.resolve({ status: r, actualLength: 0, buffer, packets: lengths.map(() => ({ actualLength: 0, status: r })), startFrame: 0, cancelled: false });
       return { result, cancel() {} };
     }
     this.pending.set(key, entry);
@@ -209,7 +228,7 @@ export class UsbfsIso {
       const packets: IsoCompletion["packets"] = [];
       for (let i = 0; i < e.count; i++) packets.push({ actualLength: u.readUInt32LE(URB_SIZE + DESC_SIZE * i + 4), status: u.readInt32LE(URB_SIZE + DESC_SIZE * i + 8) });
       const status = u.readInt32LE(4);
-      e.resolve({ status, buffer: e.buffer, packets, startFrame: u.readInt32LE(32), cancelled: e.discarded && status !== 0 });
+      e.resolve({ status, actualLength: u.readInt32LE(28), buffer: e.buffer, packets, startFrame: u.readInt32LE(32), cancelled: e.discarded && status !== 0 });
     }
   }
 
@@ -218,7 +237,7 @@ export class UsbfsIso {
     this.gone = true;
     for (const [k, e] of this.pending) {
       this.pending.delete(k);
-      e.resolve({ status, buffer: e.buffer, packets: Array.from({ length: e.count }, () => ({ actualLength: 0, status })), startFrame: 0, cancelled: false });
+      e.resolve({ status, actualLength: 0, buffer: e.buffer, packets: Array.from({ length: e.count }, () => ({ actualLength: 0, status })), startFrame: 0, cancelled: false });
     }
   }
 

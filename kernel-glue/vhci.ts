@@ -10,6 +10,7 @@
 import { UsbSpeed } from "../protocol/constants.js";
 import { GlueError, GlueErrorCode } from "./errors.js";
 import { Sysfs, SysfsWriteError } from "./sysfs.js";
+import { runningExports } from "../shared/rundir.js";
 
 /** enum usbip_device_status, vhci side (include/uapi/linux/usbip.h). */
 export const VdevStatus = { NULL: 4, NOTASSIGNED: 5, USED: 6, ERROR: 7 } as const;
@@ -76,8 +77,13 @@ export class Vhci {
       .map((f) => `${d}/${f}`);
   }
 
+  /** The ports of each controller (one status file each), in controller order. */
+  controllers(): VhciPort[][] {
+    return this.statusFiles().map((f) => parseVhciStatus(this.sysfs.read(f), this.sysfs.path(f)));
+  }
+
   ports(): VhciPort[] {
-    return this.statusFiles().flatMap((f) => parseVhciStatus(this.sysfs.read(f), this.sysfs.path(f)));
+    return this.controllers().flat();
   }
 
   nports(): number {
@@ -92,14 +98,25 @@ export class Vhci {
    * Free ports on the hub that fits the speed, in port order — rotated to start after `after`
    * when given: a port released a moment ago may still be retried by the root hub, and a device
    * attached there right away may never enumerate, so recently used ports go last.
+   *
+   * Ports of a controller that carries one of the busids in `exported` (devices this machine
+   * exports, e.g. an imported device passed on in userspace mode) come after all others: a
+   * SET_CONFIGURATION or SET_INTERFACE holds its controller's bandwidth_mutex until the device
+   * answers, and if the device that answers sits behind the same controller, the usbfs call that
+   * serves the request waits on that same mutex (a deadlock seen on 6.1 when a device was
+   * imported back into the machine that exported it).
    */
-  freePorts(speed: number, after?: number): number[] {
+  freePorts(speed: number, after?: number, exported: ReadonlySet<string> = new Set()): number[] {
     const hub = hubForSpeed(speed);
-    const free = this.ports()
-      .filter((p) => p.hub === hub && p.status === VdevStatus.NULL)
-      .map((p) => p.port);
-    if (after === undefined) return free;
-    return [...free.filter((p) => p > after), ...free.filter((p) => p <= after)];
+    const rotate = (free: number[]) => (after === undefined ? free : [...free.filter((p) => p > after), ...free.filter((p) => p <= after)]);
+    const carries = (p: VhciPort) => p.status !== VdevStatus.NULL && [...exported].some((b) => b === p.localBusid || b.startsWith(`${p.localBusid}.`));
+    const clear: number[] = [];
+    const shared: number[] = [];
+    for (const ports of this.controllers()) {
+      const free = ports.filter((p) => p.hub === hub && p.status === VdevStatus.NULL).map((p) => p.port);
+      (ports.some(carries) ? shared : clear).push(...free);
+    }
+    return [...rotate(clear), ...rotate(shared)];
   }
 
   /** Attach on `port`: the fd is resolved in this process's fd table. */
@@ -115,7 +132,7 @@ export class Vhci {
   async attachOnFreePort<T>(speed: number, after: number | undefined, attach: (port: number) => T | Promise<T>): Promise<T> {
     const tried = new Set<number>();
     for (;;) {
-      const port = this.freePorts(speed, after).find((p) => !tried.has(p));
+      const port = this.freePorts(speed, after, new Set(runningExports().keys())).find((p) => !tried.has(p));
       if (port === undefined) throw new GlueError(GlueErrorCode.NO_FREE_PORT, `no free vhci-hcd port on the ${hubForSpeed(speed) === "ss" ? "SuperSpeed" : "high-speed"} hub`);
       tried.add(port);
       try {

@@ -2,7 +2,7 @@
 import test from "ava";
 import { GlueErrorCode } from "../kernel-glue/errors.js";
 import { UsbipHost } from "../kernel-glue/usbip-host.js";
-import { describeDevice, exportableDevices, resolveDevice } from "../kernel-glue/usb-devices.js";
+import { checkExportable, describeDevice, exportableDevices, resolveDevice } from "../kernel-glue/usb-devices.js";
 import { addDevice, fakeRoot, put, RecordingSysfs } from "./helpers/fake-sysfs.js";
 
 function hostTree(): string {
@@ -110,6 +110,16 @@ test("describe and list: ids, devid, interfaces with drivers; hubs and vhci devi
   t.deepEqual(d.interfaces.map((i) => [i.name, i.bInterfaceClass, i.driver]), [["2-1:1.0", 8, "usb-storage"]]);
   t.true(describeDevice(fs, "3-1").onVhci);
   t.deepEqual(exportableDevices(fs).map((x) => x.busid), ["1-1.4", "2-1"]);
+});
+
+test("checkExportable: a device on vhci-hcd is refused for usbip-host and passed on in userspace mode; a hub never", (t) => {
+  const fs = new RecordingSysfs(hostTree());
+  const onVhci = describeDevice(fs, "3-1");
+  const e = t.throws(() => checkExportable(onVhci));
+  t.regex(e!.message, /3-1 is itself imported through vhci-hcd, which usbip-host refuses; pass it on with --mode userspace/);
+  t.notThrows(() => checkExportable(onVhci, { userspace: true }));
+  t.throws(() => checkExportable(describeDevice(fs, "1-1"), { userspace: true }), { message: /is a hub/ });
+  t.notThrows(() => checkExportable(describeDevice(fs, "2-1")));
 });
 
 test("waitSettled: waits while usbip_status is USED, returns once the stub set it back; times out otherwise", async (t) => {

@@ -1,5 +1,8 @@
 /** kernel-glue/vhci.ts on fake trees: status formats, several controllers, full hubs, EBUSY races. */
 import test from "ava";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { GlueErrorCode } from "../kernel-glue/errors.js";
 import { parseVhciStatus, Vhci, VdevStatus } from "../kernel-glue/vhci.js";
 import { fakeRoot, put, RecordingSysfs } from "./helpers/fake-sysfs.js";
@@ -123,4 +126,34 @@ test("port rotation: the search starts after the port used last, wrapping around
   t.deepEqual(v.freePorts(3, 7), [0, 1, 3, 4, 5, 6, 7]);
   const fs = new RecordingSysfs(tree(1));
   t.is(await new Vhci(fs).attachFd(0, 1, 3, 4), 5);
+});
+
+test("ports of a controller that carries a device this machine exports come last (its bandwidth_mutex would deadlock an import of it)", (t) => {
+  const v = new Vhci(new RecordingSysfs(tree(3, { 0: "3-1", 16: "5-1" })));
+  const plain = v.freePorts(3);
+  t.deepEqual(plain.slice(0, 2), [1, 2], "nothing exported: controller 0 first");
+  const avoid = v.freePorts(3, undefined, new Set(["3-1"]));
+  t.deepEqual(avoid.slice(0, 3), [17, 18, 19], "controller 0 carries 3-1: controller 1 first");
+  t.deepEqual(avoid.slice(-7), [1, 2, 3, 4, 5, 6, 7], "controller 0's free ports still offered, last");
+  t.is(avoid.length, plain.length, "no port lost");
+  t.deepEqual(v.freePorts(3, undefined, new Set(["3-1.4"])).slice(0, 1), [17], "a device behind an imported hub counts");
+  t.deepEqual(v.freePorts(3, undefined, new Set(["3-10"])).slice(0, 2), [1, 2], "3-10 is not behind 3-1");
+  t.deepEqual(v.freePorts(3, 17, new Set(["3-1", "5-1"])).slice(0, 3), [32, 33, 34], "rotation applies within each group");
+});
+
+test("attachFd reads the exports from the run directory and avoids their controller", async (t) => {
+  const run = mkdtempSync(path.join(tmpdir(), "uq-run-"));
+  writeFileSync(path.join(run, "export-3-1.pid"), `${process.pid}\n`);
+  const before = process.env.USBIP_QREXEC_RUNDIR;
+  process.env.USBIP_QREXEC_RUNDIR = run;
+  try {
+    const fs = new RecordingSysfs(tree(2, { 0: "3-1" }));
+    t.is(await new Vhci(fs).attachFd(0, 0x10002, 3), 16);
+    rmSync(path.join(run, "export-3-1.pid"));
+    t.is(await new Vhci(new RecordingSysfs(tree(2, { 0: "3-1" }))).attachFd(0, 0x10002, 3), 1, "export ended: controller 0 again");
+  } finally {
+    if (before === undefined) delete process.env.USBIP_QREXEC_RUNDIR;
+    else process.env.USBIP_QREXEC_RUNDIR = before;
+    rmSync(run, { recursive: true, force: true });
+  }
 });

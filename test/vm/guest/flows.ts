@@ -121,3 +121,17 @@ export async function virtualOverTcp(spec: string, tcpPort: number, listed: RegE
     await Promise.race([srv.exited, sleep(20_000)]);
   }
 }
+
+/**
+ * The frontend relay's end line after `stops` stream stops: unlinks were seen, every CMD_UNLINK
+ * got exactly one answer, and no URB was left outstanding. Returns a note for the TAP line.
+ */
+export function checkUnlinksAnswered(relayLog: string, stops: number): string {
+  const m = /relay ended \([^)]*\): (\{[^}]*\}), (\d+) outstanding/.exec(relayLog);
+  check(m !== null, `no relay statistics in the log: ${relayLog.trim()}`);
+  const stats = JSON.parse(m[1]!) as { cmdUnlink: number; retUnlink: number; unlinksAnswered: number };
+  check(stats.cmdUnlink > 0, `no unlinks seen after ${stops} stops: ${m[1]}`);
+  check(stats.retUnlink + stats.unlinksAnswered === stats.cmdUnlink, `unlinks not answered once each: ${m[1]}`);
+  check(m[2] === "0", `${m[2]} URBs outstanding at the end`);
+  return `${stats.cmdUnlink} unlinks, each answered once, 0 outstanding`;
+}

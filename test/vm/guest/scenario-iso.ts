@@ -15,7 +15,7 @@ import { recordRate } from "./iso-rates.js";
 import type { Scenario } from "./scenarios.js";
 import path from "node:path";
 import { check, dmesgLines, modprobe, sh, sleep, start, waitFor } from "./lib.js";
-import { cli, CLI, ourProcesses, repo, vhciPorts, virtualOverTcp, waitImported } from "./flows.js";
+import { checkUnlinksAnswered, cli, CLI, kernelFlow, ourProcesses, repo, vhciPorts, virtualOverTcp, waitImported } from "./flows.js";
 
 const RATE = 48_000;
 
@@ -133,6 +133,54 @@ async function microphoneOverTcp(): Promise<string> {
   });
 }
 
+/**
+ * Iso IN through the userspace backend. qemu emulates no iso IN device and dummy_hcd has no iso,
+ * so the device with a real iso IN endpoint on a real host controller is the microphone model
+ * imported through vhci-hcd (the inner import); `export --mode userspace` passes that device on
+ * (usbfs iso URBs: SUBMITURB, REAPURBNDELAY, DISCARDURB on each unlink) and it is imported again
+ * (the outer import, kernel mode or the frontend relay), where snd-usb-audio binds it and arecord
+ * captures the counter sample by sample. The outer import must land on another vhci controller
+ * than the inner device (frontend/vhci port order: a controller carrying an exported device
+ * goes last), or both SET_CONFIGURATIONs wait on one bandwidth_mutex.
+ */
+async function microphoneThroughUserspace(importMode: "kernel" | "relay", restarts: number): Promise<string> {
+  modprobe("vhci-hcd", "snd-usb-audio");
+  const innerState = "/run/tmp/state-mic-inner";
+  const inner = cli(["qrexec-sim", "--", process.execPath, CLI, "import", innerState, "--", process.execPath, CLI, "export", "--virtual", "uac-microphone"]);
+  const { port: innerPort, local: innerLocal } = await waitImported(innerState, inner);
+  await cardOf(innerLocal); // snd-usb-audio has it: the userspace export must take it from its driver
+  const statefile = `/run/tmp/state-mic-userspace-${importMode}`;
+  const flow = kernelFlow(innerLocal, statefile, { exportArgs: ["--mode", "userspace", "--verbose"], importArgs: ["--mode", importMode, "--verbose"] });
+  const { port, local } = await waitImported(statefile, flow);
+  // global port numbers run controller by controller: nports / (status files) each
+  const statusFiles = readdirSync("/sys/devices/platform/vhci_hcd.0").filter((n) => /^status(\.\d+)?$/.test(n)).length;
+  const perController = Number(readFileSync("/sys/devices/platform/vhci_hcd.0/nports", "utf8")) / statusFiles;
+  check(Math.floor(port / perController) !== Math.floor(innerPort / perController), `the outer import took port ${port}, on the inner device's controller (port ${innerPort})`);
+  const card = await cardOf(local);
+  const first = await capture(card, 3, "/run/tmp/mic-userspace.raw");
+  recordRate(importMode === "kernel" ? "microphone.userspace" : "microphone.userspace-relay", first.samples / first.wallS);
+  const notes = [`outer port ${port}, inner ${innerPort}; 3 s of samples in ${first.wallS.toFixed(1)} s: ${rate(first)}`];
+  for (let i = 0; i < restarts; i++) {
+    const c = await capture(card, 1, "/run/tmp/mic-userspace-restart.raw");
+    check(flow.child.exitCode === null, `the flow ended after restart ${i + 1}: ${flow.stderr().trim()}`);
+    if (i === restarts - 1) notes.push(`${restarts} restarts, the last: ${rate(c)}`);
+  }
+  const log = flow.stderr();
+  check(log.includes("from userspace (libusb)"), `the export did not serve from userspace: ${log.trim().split("\n").slice(-5).join(" | ")}`);
+  check(!/isochronous .*refused|iso.*will be refused/.test(log), `the userspace backend refused iso: ${log.match(/.*refused.*/)?.[0]}`);
+  const d = cli(["detach", "--statefile", statefile]);
+  check((await d.exited).code === 0, `detach failed: ${d.stderr().trim()}`);
+  const r = await Promise.race([flow.exited, sleep(30_000).then(() => undefined)]);
+  check(r !== undefined && r.code === 0, `the outer flow did not end cleanly after detach (${r?.code}): ${flow.stderr().trim()}`);
+  if (importMode === "relay") notes.push(checkUnlinksAnswered(flow.stderr(), restarts));
+  // the userspace export gave the inner device back: snd-usb-audio has it again
+  await cardOf(innerLocal);
+  await endsCleanly(innerState, inner, ["detach", "--statefile", innerState]);
+  const dmesg = sh("dmesg");
+  check(!/BUG:|Oops|general protection|usbip.*(error|invalid)|isoc.*invalid/i.test(dmesg.split("\n").slice(-200).join("\n")), `kernel log: ${dmesg.split("\n").slice(-8).join(" | ")}`);
+  return notes.join("; ");
+}
+
 const HOSTILE_ISO = path.join(repo, "dist/test/vm/guest/hostile-iso.js");
 // what vhci-hcd prints when a bad iso PDU reaches it (usbip_recv_iso and friends)
 const VHCI_ISO_ERRORS = /recv iso|invalid num packets|recv xbuf|malicious|iso frame|number_of_packets/i;
@@ -179,5 +227,7 @@ export const isoScenarios: Scenario[] = [
   // tshark dissecting ~10^4 iso events costs about a minute under TCG: in the full suite only
   { name: "iso trace: the frontend relay's --trace of a microphone stream decodes in tshark with the iso descriptors, nothing malformed", run: () => microphone("relay", 0, true) },
   { name: "hostile iso: a malicious backend breaks a live microphone stream with each iso violation in turn; the frontend relay refuses each before vhci-hcd sees it (exit 2, rule, seqnum and offset named), the port frees, the kernel logs nothing", run: hostileIsoBackend },
+  { name: "iso IN through the userspace backend: the imported microphone exported in userspace mode (usbfs iso URBs) and imported again in kernel mode, the ramp in order, both given back", run: () => microphoneThroughUserspace("kernel", 0) },
+  { name: "iso IN through the userspace backend and the frontend relay: the ramp in order, 10 stream stops and restarts (every iso URB discarded in usbfs each time), both given back", run: () => microphoneThroughUserspace("relay", 10) },
   { name: "iso IN over TCP: serve --tcp offers the virtual microphone, Debian's 'usbip attach' imports it, arecord captures the ramp in order, 'usbip detach' ends it", run: microphoneOverTcp },
 ];
