@@ -135,3 +135,12 @@ export function checkUnlinksAnswered(relayLog: string, stops: number): string {
   check(m[2] === "0", `${m[2]} URBs outstanding at the end`);
   return `${stats.cmdUnlink} unlinks, each answered once, 0 outstanding`;
 }
+
+/** The relay's trace of an iso stream, read by tshark: iso completions with their descriptors, nothing malformed. */
+export function checkIsoTrace(file: string): string {
+  const iso = sh("tshark", ["-r", file, "-Y", "usb.transfer_type == 0 && usb.urb_type == 'C' && usb.iso.numdesc > 0", "-T", "fields", "-e", "usb.iso.numdesc"], { timeoutMs: 180_000 }).trim().split("\n").filter(Boolean);
+  check(iso.length > 100, `the trace has ${iso.length} iso completions with descriptors`);
+  const bad = sh("tshark", ["-r", file, "-Y", "_ws.malformed || _ws.expert.severity == error"], { timeoutMs: 180_000 }).trim();
+  check(bad === "", `malformed events in the trace: ${bad.split("\n").slice(0, 3).join(" | ")}`);
+  return `trace: ${iso.length} iso completions decoded, none malformed`;
+}

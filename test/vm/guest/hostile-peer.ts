@@ -4,6 +4,9 @@
  *                                     (descriptors, SET_CONFIGURATION) and answers with the
  *                                     CVE-class RET named by CASE
  *   hostile-peer.js frontend CASE  — reads the handshake, then sends the CMD named by CASE
+ *   hostile-peer.js frontend iso-CASE IF:ALT:EP:MAXP — configures the device, selects the iso
+ *                                     OUT endpoint's alternate setting, then sends the iso CMD
+ *                                     named by CASE
  * Stays until the other side closes the link.
  */
 import { ClientStreamDecoder } from "../../../protocol/client-decoder.js";
@@ -83,6 +86,52 @@ if (role === "backend") {
           process.stderr.write(`unknown case ${which}\n`);
           process.exit(64);
       }
+    }
+  });
+} else if (which.startsWith("iso-")) {
+  // iso cases: "IF:ALT:EP:MAXP" names the device's iso OUT endpoint. The peer configures the
+  // device (usbip-host's bind left it unconfigured: the generic driver's disconnect does that)
+  // and selects the endpoint's alternate setting with honest requests, each answered by a 48-byte
+  // RET_SUBMIT, then sends (seqnum 3) the iso CMD_SUBMIT that usb_submit_urb would refuse
+  const [intf, alt, ep, maxp] = (process.argv[4] ?? "").split(":").map(Number) as [number, number, number, number];
+  const dec = new ServerStreamDecoder({ phase: "handshake" });
+  let devid: number | undefined;
+  let answered = 0;
+  const control = (seqnum: number, setup: number[]): Buffer[] => encode({ kind: "CMD_SUBMIT", seqnum, devid: devid!, direction: 0, ep: 0, transferFlags: 0, transferBufferLength: 0, startFrame: 0, numberOfPackets: 0, interval: 0, setup: Buffer.from(setup), payload: [] });
+  link.input.on("data", (chunk: Buffer) => {
+    if (devid === undefined) {
+      dec.push(chunk);
+      for (let m = dec.next(); m !== null; m = dec.next()) {
+        if (m.kind !== "HANDSHAKE") continue;
+        devid = m.devid;
+        send(control(1, [0x00, 9, 1, 0, 0, 0, 0, 0])); // SET_CONFIGURATION 1
+        return;
+      }
+      return;
+    }
+    const before = answered;
+    answered += chunk.length;
+    if (before < 48 && answered >= 48) send(control(2, [0x01, 11, alt, 0, intf, 0, 0, 0])); // SET_INTERFACE
+    if (before >= 96 || answered < 96) return;
+    const base: CmdSubmit = { kind: "CMD_SUBMIT", seqnum: 3, devid, direction: 0, ep, transferFlags: 0, transferBufferLength: 0, startFrame: 0, numberOfPackets: 0, interval: 1, setup: Buffer.alloc(8), payload: [] };
+    const packet = (offset: number, length: number) => ({ offset, length, actualLength: 0, status: 0 });
+    const iso = (tbl: number, packets: ReturnType<typeof packet>[]): CmdSubmit => ({ ...base, transferBufferLength: tbl, numberOfPackets: packets.length, isoPackets: packets, payload: tbl > 0 ? [Buffer.alloc(tbl, 0x11)] : [] });
+    switch (which) {
+      case "iso-zero-packets": // usb_submit_urb: -EINVAL
+        send(encode({ ...base, transferBufferLength: maxp, payload: [Buffer.alloc(maxp, 0x11)] }));
+        break;
+      case "iso-too-many": // above USBIP_MAX_ISO_PACKETS
+        send(encode(iso(1025, Array.from({ length: 1025 }, (_, i) => packet(i, 1)))));
+        break;
+      case "iso-packet-length": // above the endpoint's bytes per interval: -EMSGSIZE
+        send(encode(iso(maxp + 1, [packet(0, maxp + 1)])));
+        break;
+      case "iso-sum": // each packet inside the buffer, together above it
+        send(encode(iso(maxp, [packet(0, maxp), packet(0, maxp)])));
+        break;
+      default:
+        process.stderr.write(`unknown case ${which}\n`);
+        process.exit(64);
     }
   });
 } else {

@@ -15,7 +15,7 @@ import { recordRate } from "./iso-rates.js";
 import type { Scenario } from "./scenarios.js";
 import path from "node:path";
 import { check, dmesgLines, modprobe, sh, sleep, start, waitFor } from "./lib.js";
-import { checkUnlinksAnswered, cli, CLI, kernelFlow, ourProcesses, repo, vhciPorts, virtualOverTcp, waitImported } from "./flows.js";
+import { checkIsoTrace, checkUnlinksAnswered, cli, CLI, kernelFlow, ourProcesses, repo, vhciPorts, virtualOverTcp, waitImported } from "./flows.js";
 
 const RATE = 48_000;
 
@@ -112,15 +112,6 @@ async function microphone(importMode: "kernel" | "relay", restarts: number, with
   const dmesg = sh("dmesg");
   check(!/BUG:|Oops|general protection|usbip.*(error|invalid)|isoc.*invalid/i.test(dmesg.split("\n").slice(-200).join("\n")), `kernel log: ${dmesg.split("\n").slice(-8).join(" | ")}`);
   return notes.join("; ");
-}
-
-/** The relay's trace of an iso stream, read by tshark: iso completions with their descriptors, nothing malformed. */
-function checkIsoTrace(file: string): string {
-  const iso = sh("tshark", ["-r", file, "-Y", "usb.transfer_type == 0 && usb.urb_type == 'C' && usb.iso.numdesc > 0", "-T", "fields", "-e", "usb.iso.numdesc"], { timeoutMs: 180_000 }).trim().split("\n").filter(Boolean);
-  check(iso.length > 100, `the trace has ${iso.length} iso completions with descriptors`);
-  const bad = sh("tshark", ["-r", file, "-Y", "_ws.malformed || _ws.expert.severity == error"], { timeoutMs: 180_000 }).trim();
-  check(bad === "", `malformed events in the trace: ${bad.split("\n").slice(0, 3).join(" | ")}`);
-  return `trace: ${iso.length} iso completions decoded, none malformed`;
 }
 
 /** The microphone over `serve --tcp`, imported by Debian's `usbip attach`, captured, detached with `usbip detach`. */

@@ -12,11 +12,15 @@
  * (outside the first and last few, interpolated against silence); the TAP line reports the share
  * of the ramp that arrived and the discontinuities, beside the kernel path's in the same boot.
  */
-import { existsSync, openSync, readSync, closeSync, readdirSync, realpathSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, openSync, readFileSync, readSync, closeSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { endpointType, parseConfigDescriptor } from "../../../usb/descriptors.js";
 import { recordRate } from "./iso-rates.js";
 import type { Scenario } from "./scenarios.js";
-import { check, sh, sleep, start, tryRead, waitFor } from "./lib.js";
-import { checkCleanedUp, cli, kernelFlow, waitImported } from "./flows.js";
+import { check, dmesgLines, sh, sleep, start, tryRead, waitFor } from "./lib.js";
+import { checkCleanedUp, checkIsoTrace, cli, CLI, kernelFlow, repo, waitImported } from "./flows.js";
+
+const PEER = path.join(repo, "dist/test/vm/guest/hostile-peer.js");
 import { interfaceDriver } from "./gadget.js";
 
 const WAV = "/run/results/usb-audio.wav";
@@ -113,12 +117,14 @@ export function checkArrival(rec: Buffer, tag: number): RampArrival {
   return { samples: left.length, share: Math.max(0, span - gap) / RAMP_LEN, discontinuities };
 }
 
-async function playThrough(exportMode: ExportMode, importMode: "kernel" | "relay"): Promise<string> {
+async function playThrough(exportMode: ExportMode, importMode: "kernel" | "relay", trace?: string): Promise<string> {
   const busid = await qemuAudio();
   const statefile = `/run/tmp/state-usb-audio-${exportMode}-${importMode}`;
-  const flow = kernelFlow(busid, statefile, { exportArgs: ["--mode", exportMode, ...(exportMode === "userspace" ? ["--verbose"] : [])], importArgs: ["--mode", importMode] });
+  if (trace) rmSync(trace, { force: true });
+  const flow = kernelFlow(busid, statefile, { exportArgs: ["--mode", exportMode, ...(exportMode === "userspace" ? ["--verbose"] : [])], importArgs: ["--mode", importMode, ...(trace ? ["--trace", trace] : [])] });
   try {
-    return await playAndCheck(busid, statefile, flow, exportMode, importMode);
+    const note = await playAndCheck(busid, statefile, flow, exportMode, importMode, trace === undefined);
+    return trace ? `${note}; ${checkIsoTrace(trace)}` : note;
   } catch (e) {
     // leave nothing attached for the next scenario
     await cli(["detach", "--statefile", statefile]).exited;
@@ -128,7 +134,7 @@ async function playThrough(exportMode: ExportMode, importMode: "kernel" | "relay
   }
 }
 
-async function playAndCheck(busid: string, statefile: string, flow: ReturnType<typeof kernelFlow>, exportMode: ExportMode, importMode: "kernel" | "relay"): Promise<string> {
+async function playAndCheck(busid: string, statefile: string, flow: ReturnType<typeof kernelFlow>, exportMode: ExportMode, importMode: "kernel" | "relay", record: boolean): Promise<string> {
   const { port, local } = await waitImported(statefile, flow);
   const card = await playbackCard(local);
   // what qemu writes from here on (past the 44-byte RIFF header, which it may not have flushed yet)
@@ -152,7 +158,7 @@ async function playAndCheck(busid: string, statefile: string, flow: ReturnType<t
   check((await det.exited).code === 0, `detach failed: ${det.stderr().trim()}`);
   await checkCleanedUp({ port, statefile, busid, interfaceDriver: "snd-usb-audio", flow });
   if (exportMode === "userspace") checkServedFromUserspace(flow.stderr(), got.share);
-  recordRate(`audioOut.${exportMode}-${importMode}`, got.share);
+  if (record) recordRate(`audioOut.${exportMode}-${importMode}`, got.share);
   const share = `${(100 * got.share).toFixed(1)}% of the ramp in order, ${got.discontinuities} discontinuities`;
   if (exportMode === "kernel" && importMode === "kernel") {
     kernelShare = got.share;
@@ -188,11 +194,61 @@ function checkServedFromUserspace(log: string, share: number): void {
   check(outBytes >= recorded / 2, `the userspace backend sent ${outBytes} OUT bytes, but qemu recorded about ${recorded}`);
 }
 
+/** The device's iso OUT endpoint from its sysfs descriptors: "IF:ALT:EP:MAXP" for hostile-peer.js. */
+function isoOutEndpoint(busid: string): string {
+  const raw = readFileSync(`/sys/bus/usb/devices/${busid}/descriptors`);
+  const cfg = parseConfigDescriptor(raw.subarray(18));
+  for (const i of cfg.interfaces) {
+    for (const e of i.endpoints) if (endpointType(e) === "iso" && (e.bEndpointAddress & 0x80) === 0) return `${i.bInterfaceNumber}:${i.bAlternateSetting}:${e.bEndpointAddress & 0x0f}:${e.wMaxPacketSize & 0x7ff}`;
+  }
+  throw new Error(`${busid} has no iso OUT endpoint`);
+}
+
+const HOSTILE_ISO_CMDS: Array<[string, RegExp]> = [
+  ["iso-zero-packets", /USBIP_ERR_PACKET_COUNT/],
+  ["iso-too-many", /USBIP_ERR_PACKET_COUNT/],
+  ["iso-packet-length", /USBIP_ERR_ISO_PACKET_LENGTH/],
+  ["iso-sum", /USBIP_ERR_ISO_DESCRIPTOR/],
+];
+/** what usbip-host prints when an iso submit it cannot take reaches it (stub_rx.c, usb_submit_urb's refusals) */
+const STUB_ERRORS = /submit_urb|recv_cmd_submit|invalid|malicious|stub_rx|usbip.*error/i;
+
+/**
+ * A malicious frontend against the backend relay exporting a real iso device (qemu's audio):
+ * it selects the streaming interface's alternate setting honestly (usbip-host does it), then
+ * sends each iso CMD_SUBMIT usb_submit_urb would refuse (usbip-host answers a refused submit by
+ * resetting the connection); the relay refuses each before usbip-host sees it (exit 2, the rule
+ * named with seqnum and offset), usbip-host logs nothing, the device goes back to snd-usb-audio.
+ */
+async function hostileIsoFrontend(): Promise<string> {
+  const busid = await qemuAudio();
+  const ep = isoOutEndpoint(busid);
+  const seen: string[] = [];
+  for (const [what, rule] of HOSTILE_ISO_CMDS) {
+    const since = dmesgLines().length;
+    const flow = cli(["qrexec-sim", "--", process.execPath, PEER, "frontend", what, ep, "--", process.execPath, CLI, "export", "--mode", "relay", busid]);
+    const r = await Promise.race([flow.exited, sleep(60_000).then(() => undefined)]);
+    if (r === undefined) flow.child.kill("SIGTERM");
+    check(r !== undefined, `${what}: export did not end; stderr: ${flow.stderr().trim()}`);
+    check(r.code === 2, `${what}: exit ${r.code}, expected 2; stderr: ${flow.stderr().trim()}`);
+    const line = flow.stderr().split("\n").find((l) => rule.test(l)) ?? "";
+    check(/at byte \d+/.test(line) && /seqnum 3\b/.test(line), `${what}: rule, seqnum and offset not named: ${flow.stderr().trim()}`);
+    await waitFor(`${what}: ${busid} back on snd-usb-audio`, () => interfaceDriver(busid) === "snd-usb-audio", 20_000);
+    const bad = dmesgLines().slice(since).filter((l) => STUB_ERRORS.test(l) || /BUG:|Oops|general protection|WARNING:/.test(l));
+    check(bad.length === 0, `${what}: usbip-host saw it: ${bad.join(" | ")}`);
+    seen.push(`${what}: ${/USBIP_ERR_\w+/.exec(line)?.[0]}`);
+  }
+  return `endpoint ${ep}; ${seen.join(", ")}`;
+}
+
 export const usbAudioScenarios: Scenario[] = [
   { name: "iso OUT: qemu's USB audio exported and imported in kernel mode: aplay's ramp arrives in order in qemu's recording, detach gives the device back to snd-usb-audio", run: () => playThrough("kernel", "kernel") },
   { name: "iso OUT: qemu's USB audio through the frontend relay: the ramp arrives in order, detach gives it back", run: () => playThrough("kernel", "relay") },
+  // tshark dissecting the stream's iso events costs about a minute under TCG: in the full suite only
+  { name: "iso OUT trace: the frontend relay's --trace of qemu's audio stream decodes in tshark with the iso descriptors, nothing malformed", run: () => playThrough("kernel", "relay", "/run/tmp/audio-out.pcapng") },
   { name: "iso OUT: qemu's USB audio through the backend relay: the ramp arrives in order, detach gives it back", run: () => playThrough("relay", "kernel") },
   { name: "iso OUT: qemu's USB audio through both relays: the ramp arrives in order, detach gives it back", run: () => playThrough("relay", "relay") },
   { name: "iso OUT: qemu's USB audio exported in userspace mode (usbfs iso URBs): the ramp arrives in order, detach gives it back to snd-usb-audio", run: () => playThrough("userspace", "kernel") },
+  { name: "hostile iso: a malicious frontend sends iso CMD_SUBMITs usb_submit_urb would refuse (0 packets, 1025, a packet above the endpoint's size, lengths above the buffer) to qemu's audio behind the backend relay; each refused before usbip-host sees it, the device given back", run: hostileIsoFrontend },
   { name: "iso OUT: qemu's USB audio exported in userspace mode and imported through the frontend relay: the ramp arrives in order, detach gives it back", run: () => playThrough("userspace", "relay") },
 ];

@@ -46,7 +46,8 @@ export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, 
  * TCP, qemu's audio through the backend relay and both, and the iso trace in the full suite
  * (CI's time: measured, the core set with them is 883 s on 7.3); the relay's move off a vhci
  * port that never enumerates (22 s); the UVC camera in kernel mode and through the relay (10-17 s
- * each).
+ * each); iso IN through the userspace backend imported in kernel mode (15 s) and the backend
+ * relay refusing a hostile frontend's iso submits to qemu's audio (17 s).
  */
 const CORE = [
   /^kernel mode: gadget disk/,
@@ -68,6 +69,8 @@ const CORE = [
   /^iso OUT: qemu.s USB audio exported in userspace mode \(usbfs iso URBs\)/,
   /^frontend relay: a vhci port that never enumerates/,
   /^iso IN: virtual UVC camera/,
+  /^iso IN through the userspace backend: /,
+  /^hostile iso: a malicious frontend/,
 ];
 for (const s of scenarios) if (CORE.some((re) => re.test(s.name))) s.core = true;
 
