@@ -11,7 +11,8 @@
  * Commands run through an injectable runner so unit tests can record them.
  */
 import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
+import { accessSync, constants, existsSync } from "node:fs";
+import path from "node:path";
 
 export interface RunResult {
   code: number;
@@ -20,10 +21,26 @@ export interface RunResult {
 /** Runs a program; undefined when it is not installed. */
 export type Runner = (cmd: string, args: string[]) => Promise<RunResult | undefined>;
 
+/** Is `cmd` an executable in one of PATH's directories? (A spawn that fails costs a fork.) */
+function onPath(cmd: string, pathVar = ""): boolean {
+  if (cmd.includes("/")) return isExecutable(cmd);
+  return pathVar.split(":").some((d) => d !== "" && isExecutable(path.join(d, cmd)));
+}
+
+function isExecutable(f: string): boolean {
+  try {
+    accessSync(f, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** A runner with its own environment (PATH decides which programs are found). */
 export function runnerWithEnv(env: NodeJS.ProcessEnv): Runner {
   return (cmd, args) =>
     new Promise((resolve) => {
+      if (!onPath(cmd, env.PATH)) return resolve(undefined);
       execFile(cmd, args, { timeout: 10_000, env }, (err, stdout) => {
         if (err && (err as NodeJS.ErrnoException).code === "ENOENT") return resolve(undefined);
         const code = err ? (typeof err.code === "number" ? err.code : 1) : 0;
@@ -32,14 +49,7 @@ export function runnerWithEnv(env: NodeJS.ProcessEnv): Runner {
     });
 }
 
-export const defaultRunner: Runner = (cmd, args) =>
-  new Promise((resolve) => {
-    execFile(cmd, args, { timeout: 10_000 }, (err, stdout) => {
-      if (err && (err as NodeJS.ErrnoException).code === "ENOENT") return resolve(undefined);
-      const code = err ? (typeof err.code === "number" ? err.code : 1) : 0;
-      resolve({ code, stdout: String(stdout) });
-    });
-  });
+export const defaultRunner: Runner = (cmd, args) => runnerWithEnv(process.env)(cmd, args);
 
 export function qubesDbKey(busid: string): string {
   return `/qubes-usb-devices/${busid.replace(/[:.]/g, "_")}`;
@@ -62,9 +72,13 @@ export async function unpublishExport(busid: string, run: Runner = defaultRunner
   await run("qubesdb-write", ["/qubes-usb-devices", ""]);
 }
 
-/** True if the device must be reset after binding to usbip-host. */
-export async function wantsResetOnAttach(devpath: string, run: Runner = defaultRunner, serviceFlag = "/run/qubes-service/usb-reset-on-attach"): Promise<boolean> {
+/**
+ * True if the device must be reset after binding to usbip-host. Without a udev database
+ * (`udevDb`: udev is not running) no device has the property, and udevadm is not asked.
+ */
+export async function wantsResetOnAttach(devpath: string, run: Runner = defaultRunner, serviceFlag = "/run/qubes-service/usb-reset-on-attach", udevDb = "/run/udev/data"): Promise<boolean> {
   if (existsSync(serviceFlag)) return true;
+  if (!existsSync(udevDb)) return false;
   const r = await run("udevadm", ["info", "--query=property", "--value", "--property=QUBES_USB_RESET", `--path=${devpath}`]);
   return r !== undefined && r.code === 0 && r.stdout.trim() !== "" && r.stdout.trim() !== "0";
 }

@@ -10,27 +10,13 @@
  * scenario failed or a rate is missing or implausible. Without qemu the VM is skipped loudly.
  * VM_KERNEL picks the kernel, as for the VM suite.
  */
-import { spawnSync } from "node:child_process";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { reportVmBench, runVmBench } from "./vm-scenario.js";
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const run = spawnSync(process.execPath, [path.join(here, "../test/vm/run.js"), "bench: iso rates"], { encoding: "utf8", env: { ...process.env, CI: "" }, maxBuffer: 64 << 20, timeout: 40 * 60_000 });
-const out = run.stdout ?? "";
-const skip = /# SKIP (.*)/.exec(out);
-if (skip) {
-  process.stderr.write(`bench/iso: VM NOT RUN: ${skip[1]}\n`);
-  process.stdout.write(JSON.stringify({ bench: "vm-iso", skipped: skip[1] }, null, 2) + "\n");
-  process.exit(0);
-}
-const checks: string[] = [];
-if (!/^ok \d+ - vm(\[[^\]]+\])?:? bench: iso rates/m.test(out)) checks.push("the VM scenario did not pass");
-const line = out.split("\n").find((l) => l.startsWith("# bench-json "));
-if (line === undefined) checks.push("no bench-json line in the VM output");
-const kernel = /# vm\[([^\]]+)\] VM suite: Linux ([^\s,]+)/.exec(out);
+const run = runVmBench("vm-iso", "bench: iso rates");
+const checks = [...run.checks];
 let result: Record<string, unknown> = {};
-if (line !== undefined) {
-  const rates = (JSON.parse(line.slice("# bench-json ".length)) as { rates: Record<string, number> }).rates;
+if (run.json !== undefined) {
+  const rates = (run.json as { rates: Record<string, number> }).rates;
   const NOMINAL: Record<string, number> = { camera: 30, microphone: 48_000, audioOut: 1 };
   const WANT: Record<string, string[]> = { camera: ["kernel", "relay", "tcp"], microphone: ["kernel", "relay", "tcp", "userspace", "userspace-relay"], audioOut: ["kernel-kernel", "kernel-relay", "relay-kernel", "relay-relay", "userspace-kernel", "userspace-relay"] };
   const KERNEL: Record<string, string> = { camera: "kernel", microphone: "kernel", audioOut: "kernel-kernel" };
@@ -52,6 +38,4 @@ if (line !== undefined) {
     result[device] = { unit: device === "camera" ? "whole frames/s" : device === "microphone" ? "sample frames/s" : "share of the ramp arriving in order", nominal, paths: entry };
   }
 }
-if (checks.length > 0) process.stderr.write(out.split("\n").filter((l) => l.startsWith("not ok") || l.startsWith("#")).slice(-40).join("\n") + "\n");
-process.stdout.write(JSON.stringify({ bench: "vm-iso", node: process.version, kernel: kernel?.[2] ?? null, ...result, checks: checks.length === 0 ? "ok" : checks }, null, 2) + "\n");
-process.exitCode = checks.length === 0 ? 0 : 1;
+reportVmBench("vm-iso", run, result, checks);

@@ -36,7 +36,7 @@ Options:
   --verbose        log each step on stderr
   -h, --help       this text
 
-Needs root (vhci-hcd's sysfs) and python3.`;
+Needs root (vhci-hcd's sysfs).`;
 
 export const connectCommand: Command = {
   name: "connect",

@@ -60,7 +60,7 @@ Options:
   --verbose        log each step on stderr (also USBIP_QREXEC_VERBOSE=1)
   -h, --help       this text
 
-Needs root (sysfs writes) and python3 (kernel-glue/helpers/usbfs.py).`;
+Needs root (sysfs writes).`;
 
 export const exportCommand: Command = {
   name: "export",

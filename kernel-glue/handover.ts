@@ -1,37 +1,42 @@
 /**
  * Handing a socket to the kernel (relay modes: one end of a fresh socketpair; TCP: the
  * connection). The sysfs write that hands an fd over (vhci attach, usbip_sockfd) is resolved in
- * the writing process's fd table, so a helper child does it with the socket as its fd 3. The
- * kernel takes its own reference; the helper exits.
+ * the writing process's fd table, so we write it ourselves with the fd number of our socket;
+ * the kernel takes its own reference to the socket.
  */
-import { spawn } from "node:child_process";
-import { socketPair } from "../shared/socketpair.js";
-import type net from "node:net";
-import { python } from "../shared/python.js";
-import { GlueError, GlueErrorCode } from "./errors.js";
-import { USBFS_HELPER } from "./system.js";
-import { type Sysfs, SysfsWriteError } from "./sysfs.js";
+import { closeSync } from "node:fs";
+import net from "node:net";
+import { giveUpReading } from "../shared/stop-reading.js";
+import { libc } from "./libc.js";
+import type { Sysfs } from "./sysfs.js";
 import type { Vhci } from "./vhci.js";
 
+/** The descriptor behind a connected net.Socket (Node exposes it only on the handle). */
+export function socketFd(sock: net.Socket): number {
+  const fd = (sock as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  if (typeof fd !== "number" || fd < 0) throw new Error("the socket has no file descriptor");
+  return fd;
+}
+
 /**
- * Write text(3) to `rel` from a helper whose fd 3 is one end of a new socketpair; returns our
- * end of it, paused, with whatever the kernel already sent kept in its buffer. (Not a 'pipe'
- * stdio of the helper: Node resumes a child's unread stdio streams once it exits, which threw
- * away a CMD_SUBMIT vhci-hcd sent right after the attach, before the relay listened.)
+ * Write text(fd) to `rel`, fd being one end of a new socketpair (socketpair(2) through koffi,
+ * both ends in this process); returns our end of it as a paused net.Socket, with whatever the
+ * kernel already sent (vhci-hcd's first CMD_SUBMIT comes within microseconds of the attach)
+ * waiting in its buffer. The other end is closed once the kernel holds it.
  */
 export async function handOverSocket(sysfs: Sysfs, rel: string, text: (fd: number) => string): Promise<net.Socket> {
-  const [mine, theirs] = await socketPair();
-  mine.pause();
-  theirs.pause();
+  const [mine, theirs] = libc().socketpair();
   try {
-    await handOverExisting(sysfs, rel, theirs, text);
+    sysfs.write(rel, text(theirs));
   } catch (e) {
-    mine.destroy();
+    closeSync(mine);
     throw e;
   } finally {
-    theirs.destroy(); // the kernel holds its own reference now
+    closeSync(theirs);
   }
-  return mine;
+  const sock = new net.Socket({ fd: mine, readable: true, writable: true, allowHalfOpen: true });
+  sock.pause();
+  return sock;
 }
 
 /** vhci-hcd attach through a handed-over socket, on the first free port of the right hub (EBUSY: next). */
@@ -48,16 +53,12 @@ export function attachExisting(vhci: Vhci, sock: net.Socket, devid: number, spee
 }
 
 /**
- * Hand an existing socket (e.g. an accepted TCP connection) to the kernel: the helper gets it
- * as its fd 3 and writes text(3) to `rel`. Our handle stays open; the kernel has its own reference.
+ * Hand an existing socket (e.g. an accepted TCP connection) to the kernel: text(its fd) written
+ * to `rel` from this process, after Node has stopped reading it for good (giveUpReading). Our
+ * handle stays open, for writes made before the kernel's (OP_REP_IMPORT) and for the hang-up
+ * watch; the kernel has its own reference.
  */
-export function handOverExisting(sysfs: Sysfs, rel: string, sock: net.Socket, text: (fd: number) => string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const data = text(3);
-    const child = spawn(python(), [USBFS_HELPER, "write", sysfs.path(rel), data], { stdio: ["ignore", "ignore", "pipe", sock] });
-    let err = "";
-    child.stderr!.on("data", (b: Buffer) => (err += b.toString()));
-    child.on("error", (e) => reject(new GlueError(GlueErrorCode.SYSFS, `cannot run the handover helper: ${e.message}`)));
-    child.on("exit", (code) => (code === 0 ? resolve() : reject(new SysfsWriteError(sysfs.path(rel), err.trim() || `exit ${code}`, data))));
-  });
+export async function handOverExisting(sysfs: Sysfs, rel: string, sock: net.Socket, text: (fd: number) => string): Promise<void> {
+  giveUpReading(sock);
+  sysfs.write(rel, text(socketFd(sock)));
 }

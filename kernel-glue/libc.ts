@@ -1,8 +1,10 @@
 /**
- * The few libc calls Node does not offer — ioctl() and poll() on a raw fd — through koffi (a
- * maintained FFI whose npm package carries prebuilt binaries: nothing is compiled at install).
- * Loaded on first use, so a mode that never needs them does not depend on the native addon.
- * poll() runs on koffi's worker threads (`pollAsync`): the event loop never blocks in it.
+ * The few libc calls Node does not offer — socketpair(), poll(), ioctl(), recv(MSG_PEEK),
+ * fcntl(F_DUPFD_CLOEXEC), eventfd() — through koffi (a maintained FFI whose npm package carries
+ * prebuilt binaries: nothing is compiled at install). Loaded on first use.
+ * poll() and the blocking ioctls run on koffi's worker threads (libuv's pool: `pollAsync`,
+ * `ioctlAsync`), so the event loop never blocks in them; a long wait should share one poll
+ * (kernel-glue/hangup-watcher.ts) rather than hold a pool thread each.
  */
 import { createRequire } from "node:module";
 import { GlueError, GlueErrorCode } from "./errors.js";
@@ -12,17 +14,45 @@ export const POLLIN = 0x001;
 export const POLLOUT = 0x004;
 export const POLLERR = 0x008;
 export const POLLHUP = 0x010;
+export const POLLNVAL = 0x020;
+export const POLLRDHUP = 0x2000;
+/** recv(2) flags */
+export const MSG_PEEK = 0x02;
+export const MSG_DONTWAIT = 0x40;
+const AF_UNIX = 1;
+const SOCK_STREAM = 1;
+const SOCK_CLOEXEC = 0o2000000;
+const F_DUPFD_CLOEXEC = 1030;
+const EFD_CLOEXEC = 0o2000000;
+const EFD_NONBLOCK = 0o4000;
 
 interface KoffiFunction {
   (...args: unknown[]): number;
   async(...args: unknown[]): void;
 }
 
+export interface PollFd {
+  fd: number;
+  events: number;
+}
+
 export interface Libc {
   /** ioctl(fd, request, arg): arg is a Buffer (its memory is passed) or null; -1 and errno() on failure */
   ioctl(fd: number, request: number, arg: Buffer | null): number;
+  /** the same on a worker thread (a USBDEVFS_RESET takes a while); resolves with its return value */
+  ioctlAsync(fd: number, request: number, arg: Buffer | null): Promise<number>;
   /** poll() on one fd on a worker thread; resolves with revents (0 on timeout), or rejects with the errno */
   pollAsync(fd: number, events: number, timeoutMs: number): Promise<number>;
+  /** poll() on several fds on a worker thread; resolves with each fd's revents, in order */
+  pollManyAsync(fds: readonly PollFd[], timeoutMs: number): Promise<number[]>;
+  /** socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC): two connected fds of this process */
+  socketpair(): [number, number];
+  /** recv(fd, buf, buf.length, flags): bytes received, or -1 and errno() */
+  recv(fd: number, buf: Buffer, flags: number): number;
+  /** fcntl(fd, F_DUPFD_CLOEXEC, 0): a new fd for the same open file, or -1 and errno() */
+  dup(fd: number): number;
+  /** eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), or -1 and errno() */
+  eventfd(): number;
   /** the calling thread's errno after the last failed call made through this module */
   errno(): number;
   /** the address of a Buffer's memory, as the kernel will see it in a struct */
@@ -41,28 +71,49 @@ export function libc(): Libc {
   try {
     koffi = createRequire(import.meta.url)("koffi") as typeof koffi;
   } catch (e) {
-    throw new GlueError(GlueErrorCode.LIBUSB, `this needs koffi (the FFI package) for ioctl() and poll(): ${(e as Error).message.split("\n")[0]}`);
+    throw new GlueError(GlueErrorCode.LIBUSB, `this needs koffi (the FFI package) for ioctl(), poll() and socketpair(): ${(e as Error).message.split("\n")[0]}`);
   }
   const c = koffi.load("libc.so.6");
-  // ioctl is variadic in C; on the Linux ABIs we run on, a third pointer argument is passed as a
-  // fixed one is, and koffi cannot run variadic functions on a worker thread anyway
+  // ioctl and fcntl are variadic in C; on the Linux ABIs we run on, a third pointer or int
+  // argument is passed as a fixed one is, and koffi cannot run variadic functions on a worker
+  // thread anyway
   const ioctl = c.func("int ioctl(int fd, unsigned long request, void *arg)");
+  const fcntl = c.func("int fcntl(int fd, int cmd, int arg)");
   const poll = c.func("int poll(void *fds, unsigned long nfds, int timeout)");
+  const socketpair = c.func("int socketpair(int domain, int type, int protocol, void *sv)");
+  const recv = c.func("long recv(int fd, void *buf, unsigned long len, int flags)");
+  const eventfd = c.func("int eventfd(unsigned int initval, int flags)");
   const errno = () => koffi.errno();
+  const pollMany = (fds: readonly PollFd[], timeoutMs: number) =>
+    new Promise<number[]>((resolve, reject) => {
+      // struct pollfd { int fd; short events; short revents; }
+      const pfd = Buffer.alloc(8 * fds.length);
+      fds.forEach((f, i) => {
+        pfd.writeInt32LE(f.fd, 8 * i);
+        pfd.writeInt16LE(f.events, 8 * i + 4);
+      });
+      poll.async(pfd, fds.length, timeoutMs, (err: unknown, r: number) => {
+        if (err) return reject(err instanceof Error ? err : new Error(String(err)));
+        if (r < 0) return reject(Object.assign(new Error("poll failed"), { errno: errno() }));
+        resolve(fds.map((_, i) => (r === 0 ? 0 : pfd.readInt16LE(8 * i + 6))));
+      });
+    });
   loaded = {
     ioctl: (fd, request, arg) => ioctl(fd, request, arg),
-    pollAsync: (fd, events, timeoutMs) =>
+    ioctlAsync: (fd, request, arg) =>
       new Promise((resolve, reject) => {
-        // struct pollfd { int fd; short events; short revents; }
-        const pfd = Buffer.alloc(8);
-        pfd.writeInt32LE(fd, 0);
-        pfd.writeInt16LE(events, 4);
-        poll.async(pfd, 1, timeoutMs, (err: unknown, r: number) => {
-          if (err) return reject(err instanceof Error ? err : new Error(String(err)));
-          if (r < 0) return reject(Object.assign(new Error("poll failed"), { errno: errno() }));
-          resolve(r === 0 ? 0 : pfd.readInt16LE(6));
-        });
+        ioctl.async(fd, request, arg, (err: unknown, r: number) => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve(r)));
       }),
+    pollAsync: (fd, events, timeoutMs) => pollMany([{ fd, events }], timeoutMs).then((r) => r[0]!),
+    pollManyAsync: pollMany,
+    socketpair: () => {
+      const sv = Buffer.alloc(8);
+      if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) throw new GlueError(GlueErrorCode.SYSFS, `socketpair failed: errno ${errno()}`);
+      return [sv.readInt32LE(0), sv.readInt32LE(4)];
+    },
+    recv: (fd, buf, flags) => Number(recv(fd, buf, buf.length, flags)),
+    dup: (fd) => fcntl(fd, F_DUPFD_CLOEXEC, 0),
+    eventfd: () => eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK),
     errno,
     address: (b) => koffi.address(b),
   };

@@ -1,19 +1,23 @@
 /**
  * The few system actions the glue needs besides sysfs: loading modules, resetting a device
- * (USBDEVFS_RESET), and waiting for a socket's hang-up without reading it — the last two
- * through kernel-glue/helpers/usbfs.py, because Node has no ioctl() or poll() on a raw fd.
+ * (USBDEVFS_RESET), reading the handshake line without a byte more, and waiting for a socket's
+ * hang-up without reading it — the ioctl, recv(MSG_PEEK) and poll() through koffi
+ * (kernel-glue/libc.ts), since Node has none of them for a raw fd.
  */
-import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { fstatSync } from "node:fs";
-import type { Socket } from "node:net";
-import { fileURLToPath } from "node:url";
+import { execFile } from "node:child_process";
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { promisify } from "node:util";
-import { python } from "../shared/python.js";
 import { GlueError, GlueErrorCode } from "./errors.js";
+import { libc, MSG_DONTWAIT, MSG_PEEK, POLLIN, POLLNVAL } from "./libc.js";
 import type { Sysfs } from "./sysfs.js";
 
-/** Resolved from dist/kernel-glue/ (compiled) back to the source tree's helpers. */
-export const USBFS_HELPER = fileURLToPath(new URL("../../kernel-glue/helpers/usbfs.py", import.meta.url));
+export { watchHangup, type HangupWatch } from "./hangup-watcher.js";
+
+/** _IO('U', 20) */
+const USBDEVFS_RESET = (0x55 << 8) | 20;
+const EINTR = 4;
+const EAGAIN = 11;
+const ENOTSOCK = 88;
 
 /** modprobe a module unless /sys/module shows it loaded already. */
 export async function ensureModule(sysfs: Sysfs, name: string): Promise<void> {
@@ -26,14 +30,26 @@ export async function ensureModule(sysfs: Sysfs, name: string): Promise<void> {
   }
 }
 
-/** USBDEVFS_RESET on /dev/bus/usb/BBB/DDD. */
+/** The usbfs node of a device; USBIP_QREXEC_DEV moves /dev (unit tests). */
+export function usbfsNode(busnum: number, devnum: number): string {
+  return `${process.env.USBIP_QREXEC_DEV ?? "/dev"}/bus/usb/${String(busnum).padStart(3, "0")}/${String(devnum).padStart(3, "0")}`;
+}
+
+/** USBDEVFS_RESET on /dev/bus/usb/BBB/DDD (on a worker thread: a reset takes a while). */
 export async function resetDevice(busnum: number, devnum: number): Promise<void> {
-  const node = `/dev/bus/usb/${String(busnum).padStart(3, "0")}/${String(devnum).padStart(3, "0")}`;
+  const node = usbfsNode(busnum, devnum);
+  let fd: number;
   try {
-    await promisify(execFile)(python(), [USBFS_HELPER, "reset", node]);
+    fd = openSync(node, "w");
   } catch (e) {
-    const msg = (e as { stderr?: string }).stderr?.trim() || (e as Error).message;
-    throw new GlueError(GlueErrorCode.SYSFS, `reset of ${node} failed: ${msg.split("\n")[0]}`);
+    throw new GlueError(GlueErrorCode.SYSFS, `reset of ${node} failed: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  try {
+    const r = await libc().ioctlAsync(fd, USBDEVFS_RESET, null);
+    // errno lives on the worker thread that ran the call: the failure is named, not numbered
+    if (r < 0) throw new GlueError(GlueErrorCode.SYSFS, `reset of ${node} failed: USBDEVFS_RESET refused`);
+  } finally {
+    closeSync(fd);
   }
 }
 
@@ -43,39 +59,6 @@ export function isSocket(fd: number): boolean {
   } catch {
     return false;
   }
-}
-
-export interface HangupWatch {
-  /** resolves when the socket has hung up (or the watcher could not run) */
-  done: Promise<void>;
-  stop(): void;
-}
-
-/**
- * Resolve when socket `fd` of this process hangs up: the peer closed, or the kernel shut it
- * down (usbip-host / vhci-hcd teardown does SHUT_RDWR). Nothing is read from the socket.
- */
-export function watchHangup(fd: number | Socket): HangupWatch {
-  // the helper polls its own fd 0, a dup of ours made at spawn (a socket handed to the kernel
-  // may be closed here right after)
-  const stdio: [number | Socket, "ignore", "inherit"] = [fd, "ignore", "inherit"];
-  let child: ChildProcess | undefined = spawn(python(), [USBFS_HELPER, "wait-hup", "0"], { stdio });
-  const done = new Promise<void>((resolve) => {
-    child!.on("exit", () => {
-      child = undefined;
-      resolve();
-    });
-    child!.on("error", () => {
-      child = undefined;
-      resolve();
-    });
-  });
-  return {
-    done,
-    stop() {
-      child?.kill("SIGTERM");
-    },
-  };
 }
 
 export interface LineRead {
@@ -88,31 +71,61 @@ export interface LineRead {
 
 /**
  * Read one line from this process's fd 0 without reading a byte past the newline (the rest
- * of the stream belongs to the kernel once the fd is handed over). Bounded in size and time;
- * `interrupt` (a termination signal) ends the wait at once, the helper killed quietly.
+ * of the stream belongs to the kernel once the fd is handed over): poll() for data, recv() with
+ * MSG_PEEK to see how far the line goes, then recv() exactly that (a pipe, which cannot peek,
+ * is read a byte at a time). Bounded in size and time; `interrupt` (a termination signal) ends
+ * the wait within one poll interval (100 ms).
  */
-export function readLineFromFd0(max: number, timeoutMs: number, interrupt?: Promise<NodeJS.Signals>): Promise<LineRead> {
-  return new Promise((resolve) => {
-    const child = spawn(python(), [USBFS_HELPER, "read-line", String(max)], { stdio: [0, "pipe", "inherit"] });
-    const out: Buffer[] = [];
-    let stopped: { end: "timeout" | "interrupted"; signal?: NodeJS.Signals } | undefined;
-    const stop = (why: { end: "timeout" | "interrupted"; signal?: NodeJS.Signals }) => {
-      if (stopped) return;
-      stopped = why;
-      child.kill("SIGKILL");
-    };
-    const timer = setTimeout(() => stop({ end: "timeout" }), timeoutMs);
-    interrupt?.then((signal) => stop({ end: "interrupted", signal }), () => {});
-    child.stdout!.on("data", (b: Buffer) => out.push(b));
-    child.on("error", () => {
-      clearTimeout(timer);
-      resolve({ bytes: Buffer.alloc(0), end: "eof" });
-    });
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      const bytes = Buffer.concat(out);
-      if (stopped) resolve({ bytes, ...stopped });
-      else resolve({ bytes, end: code === 0 ? "line" : code === 4 ? "long" : "eof" });
-    });
-  });
+export async function readLineFromFd0(max: number, timeoutMs: number, interrupt?: Promise<NodeJS.Signals>): Promise<LineRead> {
+  const c = libc();
+  const deadline = Date.now() + timeoutMs;
+  let stopped: { end: "interrupted"; signal: NodeJS.Signals } | undefined;
+  interrupt?.then((signal) => (stopped ??= { end: "interrupted", signal }), () => {});
+  const got = Buffer.alloc(max);
+  let n = 0;
+  let socket = true;
+  const result = (end: LineRead["end"]): LineRead => ({ bytes: Buffer.from(got.subarray(0, n)), end });
+  for (;;) {
+    if (stopped) return { ...result("interrupted"), signal: stopped.signal };
+    const left = deadline - Date.now();
+    if (left <= 0) return result("timeout");
+    let revents: number;
+    try {
+      revents = await c.pollAsync(0, POLLIN, Math.min(left, 100));
+    } catch {
+      return result("eof");
+    }
+    if (stopped) continue;
+    if (revents === 0) continue;
+    if ((revents & POLLNVAL) !== 0) return result("eof");
+    const room = got.subarray(n);
+    if (socket) {
+      const k = c.recv(0, room, MSG_PEEK | MSG_DONTWAIT);
+      if (k < 0) {
+        const e = c.errno();
+        if (e === ENOTSOCK) socket = false;
+        else if (e !== EAGAIN && e !== EINTR) return result("eof");
+        continue;
+      }
+      if (k === 0) return result("eof");
+      const nl = room.subarray(0, k).indexOf(0x0a);
+      const take = nl >= 0 ? nl + 1 : k;
+      const r = c.recv(0, room.subarray(0, take), MSG_DONTWAIT);
+      if (r <= 0) return result("eof");
+      n += r;
+      if (nl >= 0 && r === take) return result("line");
+    } else {
+      let r: number;
+      try {
+        r = readSync(0, room, 0, 1, null);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === "EAGAIN") continue;
+        return result("eof");
+      }
+      if (r === 0) return result("eof");
+      n += 1;
+      if (got[n - 1] === 0x0a) return result("line");
+    }
+    if (n >= max) return result("long");
+  }
 }

@@ -96,8 +96,11 @@ export class Vhci {
 
   /**
    * Free ports on the hub that fits the speed, in port order — rotated to start after `after`
-   * when given: a port released a moment ago may still be retried by the root hub, and a device
-   * attached there right away may never enumerate, so recently used ports go last.
+   * when given, by controller: a port released a moment ago may still be retried by its root
+   * hub, and the hub enumerates one port at a time (hub_event holds the hub while a port's
+   * GET_DESCRIPTORs time out, tens of seconds when the device left mid-enumeration), so a device
+   * attached on any port of that hub right away may not enumerate for as long. The controllers
+   * after the one of `after` come first, that one last (its ports after `after` first).
    *
    * Ports of a controller that carries one of the busids in `exported` (devices this machine
    * exports, e.g. an imported device passed on in userspace mode) come after all others: a
@@ -108,15 +111,18 @@ export class Vhci {
    */
   freePorts(speed: number, after?: number, exported: ReadonlySet<string> = new Set()): number[] {
     const hub = hubForSpeed(speed);
-    const rotate = (free: number[]) => (after === undefined ? free : [...free.filter((p) => p > after), ...free.filter((p) => p <= after)]);
     const carries = (p: VhciPort) => p.status !== VdevStatus.NULL && [...exported].some((b) => b === p.localBusid || b.startsWith(`${p.localBusid}.`));
+    const controllers = this.controllers();
+    const last = after === undefined ? -1 : controllers.findIndex((ports) => ports.some((p) => p.port === after));
+    const order = controllers.map((_, i) => controllers[(last + 1 + i) % controllers.length]!);
     const clear: number[] = [];
     const shared: number[] = [];
-    for (const ports of this.controllers()) {
-      const free = ports.filter((p) => p.hub === hub && p.status === VdevStatus.NULL).map((p) => p.port);
+    for (const ports of order) {
+      let free = ports.filter((p) => p.hub === hub && p.status === VdevStatus.NULL).map((p) => p.port);
+      if (after !== undefined && ports.some((p) => p.port === after)) free = [...free.filter((p) => p > after), ...free.filter((p) => p <= after)];
       (ports.some(carries) ? shared : clear).push(...free);
     }
-    return [...rotate(clear), ...rotate(shared)];
+    return [...clear, ...shared];
   }
 
   /** Attach on `port`: the fd is resolved in this process's fd table. */

@@ -23,7 +23,6 @@ import { closeSync, createReadStream, createWriteStream } from "node:fs";
 import { makePipe } from "./pipe.js";
 import { socketPair } from "../shared/socketpair.js";
 import type { Logger } from "../shared/log.js";
-import { python } from "../shared/python.js";
 
 export type LinkMode = "socket" | "pipes" | "direct";
 
@@ -43,16 +42,19 @@ interface Side {
   closed: boolean;
 }
 
-// The agent stub, in python3 (-S: no site import) because it starts in a fraction of Node's
-// time, and a simulated flow starts two. Writes "r" once its handler is installed, then "1" per
-// SIGUSR1. Ends on SIGTERM or when its stdin (a pipe from us) reaches EOF: a simulator killed with
-// SIGKILL leaves no agent behind. (os.read is restarted after a signal handler runs: PEP 475.)
-const AGENT_SRC = [
-  "import os, signal",
-  "signal.signal(signal.SIGUSR1, lambda *a: os.write(1, b'1'))",
-  "signal.signal(signal.SIGTERM, lambda *a: os._exit(0))",
-  "os.write(1, b'r')",
-  "while os.read(0, 4096): pass",
+// The agent stub, a /bin/sh script (it starts in a fraction of Node's time, and a simulated
+// flow starts two). Writes "r" once its traps are set, then "1" per SIGUSR1. Ends on SIGTERM or
+// when its stdin (a pipe from us) reaches EOF: a simulator killed with SIGKILL leaves no agent
+// behind. The shell waits in `wait`, which a trapped signal interrupts (POSIX), for a `cat`
+// draining the saved stdin (an asynchronous command's own stdin is /dev/null). $0 names it in ps.
+const AGENT_SH = [
+  "exec 3<&0",
+  "cat <&3 >/dev/null &",
+  "c=$!",
+  "trap 'printf 1' USR1",
+  "trap 'kill $c 2>/dev/null; exit 0' TERM",
+  "printf r",
+  "while :; do wait $c; [ $? -gt 128 ] || exit 0; done",
 ].join("\n");
 
 export async function runQrexecSim(local: string[], service: string[], link: LinkMode, log: Logger): Promise<number> {
@@ -79,7 +81,7 @@ export async function runQrexecSim(local: string[], service: string[], link: Lin
 }
 
 async function startAgent(): Promise<ChildProcess> {
-  const agent = spawn(python(), ["-S", "-c", AGENT_SRC], { stdio: ["pipe", "pipe", "inherit"] });
+  const agent = spawn("/bin/sh", ["-c", AGENT_SH, "usbip-qrexec-agent"], { stdio: ["pipe", "pipe", "inherit"] });
   await new Promise<void>((resolve, reject) => {
     agent.stdout!.once("data", () => resolve());
     agent.once("error", reject);

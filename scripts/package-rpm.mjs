@@ -30,11 +30,10 @@ try {
     `License: GPL-2.0-or-later`,
     `Packager: ${maintainer()}`,
     `BuildArch: ${rpmArch}`,
-    // what the package runs: Node 20+, python3 for the helpers, and what node-usb's prebuilt
+    // what the package runs: Node 20+, and what node-usb's and koffi's prebuilt
     // addon links (libusb is inside it); nothing generated from the bundled files
     `AutoReqProv: no`,
     `Requires: nodejs >= 20`,
-    `Requires: python3`,
     `Requires: libudev.so.1()${lib64}`,
     `Requires: libstdc++.so.6()${lib64}`,
     `Recommends: usbip`,

@@ -3,17 +3,16 @@
 //   /usr/bin/usbip-qrexec                  -> ../lib/usbip-qrexec/bin/usbip-qrexec.js
 //   /usr/lib/usbip-qrexec/bin/usbip-qrexec.js   the launcher (imports dist/cli/main.js)
 //   /usr/lib/usbip-qrexec/dist/cli/main.js      the whole CLI bundled by esbuild into one script
-//   /usr/lib/usbip-qrexec/kernel-glue/helpers/  the python3 helpers (ioctl, poll, fd handover)
 //   /usr/lib/usbip-qrexec/node_modules/usb      node-usb 2.x with this architecture's glibc
 //                                               prebuilt libusb addon only (+ node-gyp-build)
-//   /usr/lib/usbip-qrexec/node_modules/koffi    koffi (ioctl, poll: usbfs iso) with this architecture's addon only
+//   /usr/lib/usbip-qrexec/node_modules/koffi    koffi (socketpair, poll, ioctl, recv) with this architecture's addon only
 //   /usr/lib/usbip-qrexec/package.json          version, "type": "module"
 //   /etc/qubes-rpc/qubes.USB{,Attach,Detach}, qubes.USB.config (conffile)
 //   /etc/qubes/suspend-pre.d/usb-detach-all.sh, UDEV/80-qubes-usb-reset.rules
 //   /usr/share/man/man8/usbip-qrexec.8.gz       from the same text as --help (scripts/manpage.mjs)
 //   DOC/README.md, DOC/copyright (Debian) or LICENSE: COPYING (RPM)
 // The relative paths inside /usr/lib/usbip-qrexec are the source tree's, so the bundle finds
-// package.json, the helpers and node-usb exactly as the unbundled CLI does.
+// package.json, node-usb and koffi exactly as the unbundled CLI does.
 import { execFileSync } from "node:child_process";
 import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
@@ -63,7 +62,6 @@ export async function stageFiles(stage, { udevDir, docDir, copyright }) {
   await build({ entryPoints: [path.join(root, "cli/main.ts")], bundle: true, platform: "node", format: "esm", target: "node20", external: ["usb", "koffi"], banner: { js: "import { createRequire as __usbipQrexecCreateRequire } from \"node:module\"; const require = __usbipQrexecCreateRequire(import.meta.url);" }, logLevel: "warning", outfile: path.join(lib, "dist/cli/main.js") });
   put("bin/usbip-qrexec.js", path.join(lib, "bin/usbip-qrexec.js"), 0o755);
   write(path.join(lib, "package.json"), JSON.stringify({ name: pkg.name, version: pkg.version, type: "module", private: true }, null, 2) + "\n");
-  for (const f of ["usbfs.py", "handover.py"]) if (existsSync(path.join(root, "kernel-glue/helpers", f))) put(`kernel-glue/helpers/${f}`, path.join(lib, "kernel-glue/helpers", f), 0o755);
   // node-usb: its JS, package.json and the one prebuilt addon this target loads; its loader
   const usbDir = path.join(lib, "node_modules/usb");
   cpSync(path.join(root, "node_modules/usb/dist"), path.join(usbDir, "dist"), { recursive: true, filter: (f) => !f.endsWith(".map") && !f.endsWith(".d.ts") });

@@ -21,7 +21,7 @@ try {
     `Maintainer: ${maintainer()}`,
     `Installed-Size: ${sizeKiB}`,
     // libudev1 and libstdc++6: what node-usb's prebuilt addon links (libusb is inside it)
-    `Depends: nodejs (>= 20), python3, libudev1, libstdc++6`,
+    `Depends: nodejs (>= 20), libudev1, libstdc++6`,
     `Recommends: usbip`,
     `Suggests: tshark`,
     `Conflicts: ${REPLACES}`,

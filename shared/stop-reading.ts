@@ -13,3 +13,15 @@ export function stopReading(sock: net.Socket): void {
     h.reading = false; // so net.Socket's _read() calls readStart again on resume()
   }
 }
+
+/**
+ * Stop reading for good: the socket now belongs to a kernel (usbip-host, vhci-hcd) and Node must
+ * never take a byte of it again. stopReading() alone is not enough: the stream machinery calls
+ * _read() again on its own (maybeReadMore after the last chunk, a read(0)), which restarts the
+ * handle's reads, and a byte read then is a URB lost for the kernel. So _read becomes a no-op
+ * as well (what Node itself does to a socket it passes to a child's stdio).
+ */
+export function giveUpReading(sock: net.Socket): void {
+  stopReading(sock);
+  (sock as unknown as { _read: () => void })._read = () => {};
+}

@@ -138,7 +138,16 @@ test("ports of a controller that carries a device this machine exports come last
   t.is(avoid.length, plain.length, "no port lost");
   t.deepEqual(v.freePorts(3, undefined, new Set(["3-1.4"])).slice(0, 1), [17], "a device behind an imported hub counts");
   t.deepEqual(v.freePorts(3, undefined, new Set(["3-10"])).slice(0, 2), [1, 2], "3-10 is not behind 3-1");
-  t.deepEqual(v.freePorts(3, 17, new Set(["3-1", "5-1"])).slice(0, 3), [32, 33, 34], "rotation applies within each group");
+  t.deepEqual(v.freePorts(3, 17, new Set(["3-1", "5-1"])).slice(0, 3), [32, 33, 34], "the controller after the last port's first, then the rest, carriers last");
+});
+
+test("port rotation across controllers: after a port of controller k, controller k+1's ports first and k's last (its root hub may still be retrying the old port)", (t) => {
+  const v = new Vhci(new RecordingSysfs(tree(3)));
+  const hs = (c: number) => [0, 1, 2, 3, 4, 5, 6, 7].map((i) => c * 16 + i);
+  t.deepEqual(v.freePorts(3, 2), [...hs(1), ...hs(2), 3, 4, 5, 6, 7, 0, 1, 2]);
+  t.deepEqual(v.freePorts(3, 33), [...hs(0), ...hs(1), 34, 35, 36, 37, 38, 39, 32, 33], "from the last controller, around to the first");
+  const ss = [8, 9, 10, 11, 12, 13, 14, 15].map((i) => 16 + i);
+  t.deepEqual(v.freePorts(5, 9).slice(0, 8), ss, "a SuperSpeed port of controller 0: controller 1's SuperSpeed ports next");
 });
 
 test("attachFd reads the exports from the run directory and avoids their controller", async (t) => {

@@ -52,18 +52,29 @@ test("QubesDB: without qubesdb-write (not a Qubes VM) nothing runs and nothing f
 });
 
 test("reset on attach: udev's QUBES_USB_RESET through udevadm, or the qube-wide service flag", async (t) => {
+  const db = mkdtempSync(path.join(tmpdir(), "udev-data-"));
   const yes = fakeBin({ udevadm: { stdout: "1\n" } });
-  t.true(await wantsResetOnAttach("/devices/pci0000:00/usb1/1-1", runnerWithEnv(yes.env), "/nonexistent"));
+  t.true(await wantsResetOnAttach("/devices/pci0000:00/usb1/1-1", runnerWithEnv(yes.env), "/nonexistent", db));
   t.deepEqual(calls(yes.log), ["udevadm|info|--query=property|--value|--property=QUBES_USB_RESET|--path=/devices/pci0000:00/usb1/1-1"]);
   const no = fakeBin({ udevadm: { stdout: "" } });
-  t.false(await wantsResetOnAttach("/devices/x", runnerWithEnv(no.env), "/nonexistent"));
+  t.false(await wantsResetOnAttach("/devices/x", runnerWithEnv(no.env), "/nonexistent", db));
   const failing = fakeBin({ udevadm: { stdout: "1", code: 2 } });
-  t.false(await wantsResetOnAttach("/devices/x", runnerWithEnv(failing.env), "/nonexistent"));
+  t.false(await wantsResetOnAttach("/devices/x", runnerWithEnv(failing.env), "/nonexistent", db));
   const none = fakeBin({});
-  t.false(await wantsResetOnAttach("/devices/x", runnerWithEnv(none.env), "/nonexistent"));
+  t.false(await wantsResetOnAttach("/devices/x", runnerWithEnv(none.env), "/nonexistent", db));
   const flag = path.join(mkdtempSync(path.join(tmpdir(), "flag-")), "usb-reset-on-attach");
   writeFileSync(flag, "");
   t.true(await wantsResetOnAttach("/devices/x", runnerWithEnv(none.env), flag));
+  // udev not running (no database): udevadm is not even asked
+  const asked = fakeBin({ udevadm: { stdout: "1\n" } });
+  t.false(await wantsResetOnAttach("/devices/x", runnerWithEnv(asked.env), "/nonexistent", path.join(db, "absent")));
+  t.deepEqual(calls(asked.log), []);
+});
+
+test("a program that is not on PATH is not spawned: the runner answers undefined", async (t) => {
+  const { env } = fakeBin({});
+  t.is(await runnerWithEnv({ ...env, PATH: env.PATH!.split(":")[0] })("sh", ["-c", "exit 0"]), undefined);
+  t.deepEqual(await runnerWithEnv(env)("sh", ["-c", "printf hi; exit 3"]), { code: 3, stdout: "hi" });
 });
 
 test("usbguard: allow-device by port; a failing usbguard is ignored", async (t) => {

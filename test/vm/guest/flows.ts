@@ -20,9 +20,9 @@ export function kernelFlow(busid: string, statefile: string, extra: { importArgs
   return cli(["qrexec-sim", "--link", extra.link ?? "socket", "--", node, c, "import", statefile, ...(extra.importArgs ?? []), "--", ...(extra.exportWrap ?? []), node, c, "export", busid, ...(extra.exportArgs ?? [])], extra.env, c);
 }
 
-/** Our processes (CLI from the tree or a package, the python helpers and guards, qrexec agents). */
+/** Our processes (CLI from the tree or a package, the orphan guards and qrexec-sim's agents: $0 usbip-qrexec-guard / -agent). */
 export function ourProcesses(): string[] {
-  return [...processesMatching("usbip-qrexec"), ...processesMatching("SIGUSR1")];
+  return processesMatching("usbip-qrexec");
 }
 
 export interface VhciPortLine {

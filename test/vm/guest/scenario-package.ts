@@ -2,8 +2,8 @@
  * The packages are complete: `npm run package`'s .deb and `npm run package:rpm`'s RPM (build/,
  * made by scripts/run-tests.mjs before the VM suite) are unpacked into a throwaway directory
  * (dpkg-deb -x; rpm2cpio | cpio, as on a Fedora template without installing), and the storage
- * scenario runs with the unpacked files only — export, import, qrexec-sim, detach, the python
- * helpers and the orphan guards all come from the package, not from the source tree.
+ * scenario runs with the unpacked files only — export, import, qrexec-sim, detach, koffi, and
+ * the orphan guards' cleanup commands all come from the package, not from the source tree.
  */
 import { readdirSync, rmSync, mkdirSync } from "node:fs";
 import path from "node:path";
@@ -36,9 +36,9 @@ async function packagedStorage(unpack: (dir: string) => void): Promise<void> {
       exportMode: "kernel",
       cli,
       whileImported() {
-        // the running flow is the package's: its guards run its own helper, nothing runs from the tree
+        // the running flow is the package's: its guards would run its own CLI, nothing runs from the tree
         const ours = ourProcesses();
-        check(ours.some((p) => p.includes(`${unpacked}/usr/lib/usbip-qrexec/kernel-glue/helpers/usbfs.py guard`)), `no orphan guard from the package: ${ours.join(" | ")}`);
+        check(ours.some((p) => p.includes("usbip-qrexec-guard") && p.includes(`${unpacked}/usr/`)), `no orphan guard from the package: ${ours.join(" | ")}`);
         const fromTree = ours.filter((p) => p.includes(`${repo}/`));
         check(fromTree.length === 0, `processes from the source tree: ${fromTree.join(" | ")}`);
         // the package's own `port` sees the import it made

@@ -4,8 +4,9 @@
  * attach published its speed ("vhci_device speed not set"), and the new device never shows up.
  * Not reproducible on demand that way (nor by powering the port off through its `disable`
  * attribute: the hub powers it back on and enumerates, measured on 6.12), so made certain here
- * by unbinding the hub driver from vhci-hcd's high-speed root hub: the ports still take
- * attaches, and nothing enumerates on them — the stall, on demand.
+ * by unbinding the hub driver from vhci-hcd's high-speed root hubs (every controller's: an
+ * import starts on the controller after the one used last, and moves to the next): the ports
+ * still take attaches, and nothing enumerates on them — the stall, on demand.
  *
  * Relay mode owns the link: it sees vhci-hcd silent with nothing outstanding, gives the port
  * up and attaches on another one, the backend none the wiser. The scenario binds the hub driver
@@ -21,29 +22,35 @@ import { check, diskOf, ended, modprobe, tryRead, waitFor, write, type Spawned }
 import { checkGivenBackAfterKill, kernelFlow, vhciPorts } from "./flows.js";
 import { checkGadgetsGone, makeImage, massStorage } from "./gadget.js";
 
-const VHCI = "/sys/devices/platform/vhci_hcd.0";
+const PLATFORM = "/sys/devices/platform";
 
-/** vhci-hcd's high-speed root hub's interface (usbN-0:1.0 is "N-0:1.0"), where the hub driver binds. */
-function highSpeedHubInterface(): string {
-  const bus = readdirSync(VHCI).filter((d) => /^usb\d+$/.test(d)).find((d) => tryRead(`${VHCI}/${d}/speed`) === "480");
-  check(bus !== undefined, "no high-speed root hub under vhci_hcd.0");
-  const intf = `${bus.slice(3)}-0:1.0`;
-  check(existsSync(`${VHCI}/${bus}/${intf}`), `no ${intf} under ${bus}`);
-  return intf;
+/** Every vhci-hcd controller's high-speed root hub interface (usbN-0:1.0 is "N-0:1.0"), where the hub driver binds. */
+function highSpeedHubInterfaces(): string[] {
+  const out: string[] = [];
+  for (const c of readdirSync(PLATFORM).filter((d) => /^vhci_hcd\.\d+$/.test(d))) {
+    const dir = `${PLATFORM}/${c}`;
+    const bus = readdirSync(dir).filter((d) => /^usb\d+$/.test(d)).find((d) => tryRead(`${dir}/${d}/speed`) === "480");
+    check(bus !== undefined, `no high-speed root hub under ${c}`);
+    const intf = `${bus.slice(3)}-0:1.0`;
+    check(existsSync(`${dir}/${bus}/${intf}`), `no ${intf} under ${bus}`);
+    out.push(intf);
+  }
+  check(out.length > 0, "no vhci_hcd controller");
+  return out;
 }
 
-/** Unbind the hub driver from the high-speed root hub: nothing attached there enumerates until rebind(). */
+/** Unbind the hub driver from the high-speed root hubs: nothing attached there enumerates until rebind(). */
 function stallHighSpeedHub(): { rebind: () => void } {
-  modprobe("vhci-hcd"); // the import would load it; its hub is needed before
+  modprobe("vhci-hcd"); // the import would load it; its hubs are needed before
   check(vhciPorts().every((p) => p.status === 4), `vhci ports in use before the scenario: ${JSON.stringify(vhciPorts().filter((p) => p.status !== 4))}`);
-  const intf = highSpeedHubInterface();
-  write("/sys/bus/usb/drivers/hub/unbind", intf);
+  const intfs = highSpeedHubInterfaces();
+  for (const i of intfs) write("/sys/bus/usb/drivers/hub/unbind", i);
   let bound = false;
   return {
     rebind: () => {
       if (bound) return;
       bound = true;
-      write("/sys/bus/usb/drivers/hub/bind", intf);
+      for (const i of intfs) write("/sys/bus/usb/drivers/hub/bind", i);
     },
   };
 }

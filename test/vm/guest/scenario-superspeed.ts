@@ -44,16 +44,20 @@ async function gate(speed: "10000" | "20000", mode: "kernel" | "relay"): Promise
       const t = tryRead(statefile);
       return t === undefined || t === "" ? undefined : Number(t);
     }, 60_000);
-    // vhci-hcd shows a port's speed once it is USED (the root hub's SET_ADDRESS), not while NOTASSIGNED
-    const p = await waitFor(`vhci port ${port} in use`, () => {
-      const x = portSpeed(port);
-      return x !== undefined && x.status === 6 ? x : undefined;
-    }, 30_000);
+    // vhci-hcd shows a port's speed once it is USED (the root hub's SET_ADDRESS), not while
+    // NOTASSIGNED; the statefile is read again each time (a relay import may move to another port)
+    const { p, now } = await waitFor(`vhci port ${port} (or the port the statefile names next) in use`, () => {
+      const now = Number(tryRead(statefile) ?? port);
+      const x = portSpeed(now);
+      return x !== undefined && x.status === 6 ? { p: x, now } : undefined;
+    }, 30_000).catch((e: Error) => {
+      throw new Error(`${e.message}; import stderr: ${flow.stderr().trim()}`);
+    });
     const want = superPlus() ? 6 : 5;
     check(p.hub === "ss", `port ${port} is not on the SuperSpeed hub: ${JSON.stringify(p)}`);
     check(p.speed === want, `a ${speed} backend attached with speed ${p.speed} on ${release()}, expected ${want} (${want === 6 ? "SUPER_PLUS" : "SUPER"})`);
     check(new RegExp(`speed ${speed} \\(enum ${want}\\)`).test(flow.stderr()), `the import did not log the gate: ${flow.stderr().trim()}`);
-    return `${speed} ${mode}: port ${port} spd ${p.speed}`;
+    return `${speed} ${mode}: port ${now} spd ${p.speed}`;
   } finally {
     flow.child.kill("SIGTERM");
     await ended(flow, 30_000, "the import after SIGTERM");
