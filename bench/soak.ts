@@ -12,6 +12,7 @@
  *    warm-up and the end, and the RSS stays under RSS_MAX_MIB (the bounds we state).
  * Usage: node dist/bench/soak.js [--seconds N] [--seed N]
  */
+import { mulberry32 } from "../protocol/prng.js";
 import { PassThrough } from "node:stream";
 import { pathToFileURL } from "node:url";
 import { setFlagsFromString } from "node:v8";
@@ -41,17 +42,8 @@ export interface SoakResult {
   checks: "ok" | string[];
 }
 
-/** A small deterministic PRNG (mulberry32) so a failing run can be repeated with its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A small deterministic PRNG so a failing run can be repeated with its seed. */
+const prng = mulberry32;
 
 function gcFunction(): () => void {
   setFlagsFromString("--expose-gc");
