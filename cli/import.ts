@@ -3,13 +3,14 @@ import { reportToAttachService } from "../frontend/attach-report.js";
 import { UsbipError, RelayViolationError, RuntimeCode } from "../protocol/errors.js";
 import { parsePolicy, PolicyParseError, type Policy } from "../protocol/policy.js";
 import { readFileSync } from "node:fs";
-import { makeLogger } from "../shared/log.js";
+import { makeLogger, type Logger } from "../shared/log.js";
+import type { FuzzSpec, Mutator } from "../relay/mutator.js";
 import { guardImport } from "../kernel-glue/orphan-guard.js";
 import { type Command, parse, printHelp } from "./command.js";
 import { ExitCode, UsageError } from "./errors.js";
 
 const help = `usage: usbip-qrexec import STATEFILE [--mode kernel|relay] [--trace FILE.pcapng]
-                            [--policy FILE] [--verbose]
+                            [--policy FILE] [--fuzz SPEC [--no-validate]] [--verbose]
 
 Import the device the remote qubes.USB service exports, over the qrexec link
 on fd 0. Reads the handshake line "<devid> <speed>" (never a byte more; a
@@ -48,6 +49,18 @@ Options:
                  allow|deny NAME   (hid, hid-keyboard, hid-mouse,
                    mass-storage, audio, video, printer, smart-card, cdc,
                    cdc-data, hub, wireless, vendor-specific)
+  --fuzz SPEC  (relay mode; for testing kernels, never for use) mutate the
+               backend's RET_* on their way to vhci-hcd, then validate them:
+               the relay must stop every mutation that breaks a rule. SPEC is
+               SEED[,rate=R][,fields=F+F...]: R the share of messages mutated
+               (0..1, default 0.05); fields among status, actual_length,
+               number_of_packets, iso, start_frame, error_count, seqnum, ep,
+               direction, transfer_flags, truncate, payload, duplicate, drop,
+               descriptor (default all). Each mutation is logged: "fuzz:
+               message N (seqnum S) FIELD: OLD -> NEW"; the same SEED and
+               device behaviour give the same mutations
+  --no-validate  (with --fuzz) send the mutated RET_* to vhci-hcd unchecked:
+               nothing protects the kernel (no --policy, --trace or port move)
   --verbose    log each step on stderr (also USBIP_QREXEC_VERBOSE=1)
   -h, --help   this text`;
 
@@ -56,7 +69,7 @@ export const importCommand: Command = {
   help,
   exitWhenDone: true,
   async run(argv) {
-    const { values, positionals } = parse("import", argv, { mode: { type: "string", default: "kernel" }, verbose: { type: "boolean", default: false }, trace: { type: "string" }, policy: { type: "string" } }, true);
+    const { values, positionals } = parse("import", argv, { mode: { type: "string", default: "kernel" }, verbose: { type: "boolean", default: false }, trace: { type: "string" }, policy: { type: "string" }, fuzz: { type: "string" }, "no-validate": { type: "boolean", default: false } }, true);
     if (values.help) {
       await printHelp(help);
       return ExitCode.OK;
@@ -66,10 +79,17 @@ export const importCommand: Command = {
     if (values.trace !== undefined && values.mode !== "relay") throw new UsageError("import: --trace needs --mode relay (in kernel mode the kernel reads the link itself)");
     if (values.trace === "-") throw new UsageError("import: --trace - would write into the qrexec link (stdout is the link here); give a file, or a FIFO for a live view");
     if (values.policy !== undefined && values.mode !== "relay") throw new UsageError("import: --policy needs --mode relay (in kernel mode the kernel reads the link itself)");
+    if (values.fuzz !== undefined && values.mode !== "relay") throw new UsageError("import: --fuzz needs --mode relay (the relay is where messages are mutated)");
+    const noValidate = values["no-validate"] === true;
+    if (noValidate && values.fuzz === undefined) throw new UsageError("import: --no-validate goes with --fuzz only (the relay always validates)");
+    if (noValidate && (values.policy !== undefined || values.trace !== undefined)) throw new UsageError("import: --no-validate has no relay: no --policy or --trace");
+    const fuzzSpec = values.fuzz === undefined ? undefined : (await import("../relay/mutator.js")).parseFuzzSpec(values.fuzz);
     const policy = values.policy === undefined ? undefined : loadPolicy(values.policy);
+    const log = makeLogger("import", values.verbose === true);
     const guard = guardImport(positionals[0]!);
     try {
-      const o = { statefile: positionals[0]!, log: makeLogger("import", values.verbose === true), trace: values.trace, policy };
+      const fuzz = fuzzSpec && { mutator: await fuzzMutator(fuzzSpec, log), validate: !noValidate };
+      const o = { statefile: positionals[0]!, log, trace: values.trace, policy, fuzz };
       // the relay's modules are loaded only in relay mode: start-up time
       return await (values.mode === "relay" ? (await import("../frontend/import-relay.js")).importRelay(o) : (await import("../frontend/import-kernel.js")).importKernel(o));
     } catch (e) {
@@ -81,6 +101,13 @@ export const importCommand: Command = {
     }
   },
 };
+
+/** The mutator of --fuzz, each mutation logged as it is made. */
+async function fuzzMutator(spec: FuzzSpec, log: Logger): Promise<Mutator> {
+  const { Mutator } = await import("../relay/mutator.js");
+  log.warn(`fuzz: seed ${spec.seed}, rate ${spec.rate}, fields ${spec.fields.join("+")}`);
+  return new Mutator(spec, { onMutation: (m) => log.warn(`fuzz: message ${m.n} (seqnum ${m.seqnum}) ${m.field}: ${m.from} -> ${m.to}`) });
+}
 
 export function loadPolicy(file: string, cmd = "import"): Policy {
   let text: string;

@@ -19,6 +19,9 @@ import { runImport, type Attachment } from "./import-lifecycle.js";
 import { openLink } from "../qrexec/link.js";
 import { readHandshake } from "../qrexec/read-handshake.js";
 import { UrbRelay } from "../relay/urb-relay.js";
+import { FuzzStage } from "../relay/fuzz-stage.js";
+import type { Mutator } from "../relay/mutator.js";
+import { PassThrough } from "node:stream";
 import { PcapngTrace } from "../trace/writer.js";
 import { checkDescriptor, type Policy } from "../protocol/policy.js";
 import { contiguous } from "../protocol/messages.js";
@@ -41,6 +44,8 @@ export interface ImportRelayOptions {
   onAttached?: (port: number) => void;
   /** the termination signal of the caller (one is made otherwise) */
   signal?: TerminationSignal;
+  /** --fuzz: mutate the backend's RET_* on their way to vhci-hcd; validate: false sends them on unchecked */
+  fuzz?: { mutator: Mutator; validate: boolean };
 }
 
 export async function importRelay(opts: ImportRelayOptions): Promise<number> {
@@ -67,15 +72,27 @@ async function importRelayTraced(opts: ImportRelayOptions, sysfs: Sysfs, log: Lo
   const speed = speedFromString(hs.speed as SpeedString, kernelSupportsSuperPlus(release()));
   log.info(`handshake: devid ${hs.devid} speed ${hs.speed} (enum ${speed})`);
   const policy = opts.policy;
+  const fuzz = opts.fuzz;
   return runImport({ statefile: opts.statefile, log, sysfs, mode: "relay", remote: opts.remote ?? qrexecRemote(opts.statefile), signal, attachTimeoutMs: opts.attachTimeoutMs, onAttached: opts.onAttached }, async (vhci, after) => {
     const first = await attachHandover(vhci, hs.devid, speed, after);
+    if (fuzz && !fuzz.validate) return fuzzUnvalidated(first, link, rest, fuzz.mutator, log, signal);
     let socket = first.socket;
+    // --fuzz: the backend's RETs pass the fuzzing stage first, then the relay checks what it made
+    let server: { input: Readable; output: Writable; prefix: Buffer } = { input: link.input, output: link.output, prefix: rest };
+    let stage: FuzzStage | undefined;
+    if (fuzz) {
+      const toRelay = new PassThrough();
+      const fromRelay = new PassThrough();
+      stage = new FuzzStage({ mutate: "server", clientIn: fromRelay, clientOut: toRelay, serverIn: link.input, serverOut: link.output, serverPrefix: rest, mutator: fuzz.mutator });
+      stage.start();
+      server = { input: toRelay, output: fromRelay, prefix: Buffer.alloc(0) };
+    }
     const relay = new UrbRelay({
       clientIn: socket,
       clientOut: socket,
-      serverIn: link.input,
-      serverOut: link.output,
-      serverPrefix: rest,
+      serverIn: server.input,
+      serverOut: server.output,
+      serverPrefix: server.prefix,
       onMessage: trace && ((_f, m, urb) => trace.record(m, { urb })),
       screen: policy && ((m, urb, at) => {
         if (urb.ep === 0 && urb.direction === Direction.IN && urb.setup !== undefined && m.actualLength > 0) checkDescriptor(policy, urb.setup, contiguous(m.payload), at, m.seqnum);
@@ -101,6 +118,11 @@ async function importRelayTraced(opts: ImportRelayOptions, sysfs: Sysfs, log: Lo
       untilEnd: async () => {
         const r = await relay.done;
         log.info(`relay ended (${r.reason}): ${JSON.stringify(r.stats)}, ${relay.outstanding} outstanding`);
+        if (stage) {
+          stage.stop();
+          const f = await stage.done;
+          log.warn(`fuzz: ${f.messages} messages, ${f.mutated} mutated; the relay ${r.violation ? "stopped one" : "let all through"}`);
+        }
         violation = relayError(r.violation?.error);
         return stoppedBy ? `signal ${stoppedBy}` : `link ${r.reason}`;
       },
@@ -125,6 +147,39 @@ async function importRelayTraced(opts: ImportRelayOptions, sysfs: Sysfs, log: Lo
     };
     return attachment;
   });
+}
+
+/**
+ * --fuzz --no-validate: the fuzzing stage alone between vhci-hcd and the link, so the mutated
+ * RETs reach the kernel unchecked (to find what the kernel does with them; nothing protects it).
+ * No policy, trace or port move: those are the relay's.
+ */
+function fuzzUnvalidated(first: { port: number; socket: import("node:net").Socket }, link: { input: Readable; output: Writable }, rest: Buffer, mutator: Mutator, log: Logger, signal: TerminationSignal): Attachment {
+  const stage = new FuzzStage({ mutate: "server", clientIn: first.socket, clientOut: first.socket, serverIn: link.input, serverOut: link.output, serverPrefix: rest, mutator });
+  stage.start();
+  let stoppedBy: NodeJS.Signals | undefined;
+  signal.promise.then((s) => {
+    stoppedBy = s;
+    stage.stop();
+  }, () => {});
+  const endedEarly = stage.done.then((r): never => {
+    if (stoppedBy !== undefined) throw new InterruptedError(stoppedBy, "before the device enumerated");
+    throw new UsbipError(GlueCode.ATTACH, `the connection ended (${r.reason}) before the device enumerated`);
+  });
+  endedEarly.catch(() => {});
+  return {
+    port: first.port,
+    how: " through the fuzzing stage (not validated)",
+    endedEarly,
+    untilEnd: async () => {
+      const r = await stage.done;
+      log.warn(`fuzz: ${r.messages} messages, ${r.mutated} mutated, none validated (${r.reason}${r.error ? `: ${r.error.message}` : ""})`);
+      return stoppedBy ? `signal ${stoppedBy}` : `link ${r.reason}`;
+    },
+    afterRelease: () => {},
+    abort: () => stage.stop(),
+    move: { quietMs: () => 0, toAnotherPort: async () => first.port },
+  };
 }
 
 function relayError(e: Violation | undefined): RelayViolationError | undefined {
