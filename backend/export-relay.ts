@@ -17,6 +17,9 @@ import type { Message } from "../protocol/messages.js";
 import type { SubmittedUrb } from "../protocol/urb-table.js";
 import { PcapngTrace } from "../trace/writer.js";
 import { XferType } from "../trace/usbmon.js";
+import { FuzzStage } from "../relay/fuzz-stage.js";
+import type { Mutator } from "../relay/mutator.js";
+import { PassThrough, type Readable, type Writable } from "node:stream";
 
 /** The usbmon transfer type from the device's own descriptors. */
 function xferTypeOf(view: SysfsDeviceView, m: Message, urb: SubmittedUrb | undefined): number | undefined {
@@ -35,6 +38,8 @@ export interface ExportRelayOptions {
   unlinkGraceMs?: number;
   /** write every URB to this pcapng file (usbmon events) */
   trace?: string;
+  /** --fuzz: mutate the frontend's CMD_* on their way to usbip-host; validate: false sends them on unchecked */
+  fuzz?: { mutator: Mutator; validate: boolean };
 }
 
 export async function exportRelay(opts: ExportRelayOptions): Promise<number> {
@@ -56,11 +61,31 @@ function exportRelayTraced(opts: ExportRelayOptions, trace: PcapngTrace | undefi
       const stub = await handOverSocket(ctx.sysfs, `bus/usb/devices/${ctx.busid}/usbip_sockfd`, (fd) => String(fd));
       await sendHandshake(link.output, ctx);
       await ctx.exported();
+      const fuzz = opts.fuzz;
+      if (fuzz && !fuzz.validate) {
+        // --no-validate: the fuzzing stage alone between the link and usbip-host
+        const stage = new FuzzStage({ mutate: "client", clientIn: link.input, clientOut: link.output, serverIn: stub, serverOut: stub, mutator: fuzz.mutator });
+        stage.start();
+        ctx.signal.then(() => stage.stop(), () => {});
+        const f = await stage.done;
+        ctx.log.warn(`fuzz: ${f.messages} messages, ${f.mutated} mutated, none validated (${f.reason}${f.error ? `: ${f.error.message}` : ""})`);
+        return f.reason;
+      }
+      // --fuzz: the frontend's CMDs pass the fuzzing stage first, then the relay checks what it made
+      let client: { input: Readable; output: Writable } = link;
+      let stage: FuzzStage | undefined;
+      if (fuzz) {
+        const toRelay = new PassThrough();
+        const fromRelay = new PassThrough();
+        stage = new FuzzStage({ mutate: "client", clientIn: link.input, clientOut: link.output, serverIn: fromRelay, serverOut: toRelay, mutator: fuzz.mutator });
+        stage.start();
+        client = { input: toRelay, output: fromRelay };
+      }
       const view = new SysfsDeviceView(ctx.sysfs, ctx.busid, ctx.devid);
       const reconfiguring = new Set<number>();
       const relay = new UrbRelay({
-        clientIn: link.input,
-        clientOut: link.output,
+        clientIn: client.input,
+        clientOut: client.output,
         serverIn: stub,
         serverOut: stub,
         device: view,
@@ -83,6 +108,11 @@ function exportRelayTraced(opts: ExportRelayOptions, trace: PcapngTrace | undefi
         ctx.log.warn(violation.message);
       }
       ctx.log.info(`relay: ${JSON.stringify(r.stats)}`);
+      if (stage) {
+        stage.stop();
+        const f = await stage.done;
+        ctx.log.warn(`fuzz: ${f.messages} messages, ${f.mutated} mutated; the relay ${r.violation ? "stopped one" : "let all through"}`);
+      }
       return r.reason;
     },
   }).then((code) => {

@@ -1,11 +1,13 @@
 /** `usbip-qrexec export DEVICE [--mode kernel]` — the body of the qubes.USB service. */
 import { RelayViolationError } from "../protocol/errors.js";
 import { makeLogger } from "../shared/log.js";
+import { fuzzMutator } from "./fuzz-option.js";
 import { type Command, parse, printHelp } from "./command.js";
 import { ExitCode, UsageError } from "./errors.js";
 
 const help = `usage: usbip-qrexec export DEVICE [--mode kernel|relay|userspace]
-                            [--trace FILE.pcapng] [--verbose]
+                            [--trace FILE.pcapng] [--fuzz SPEC [--no-validate]]
+                            [--verbose]
        usbip-qrexec export --virtual hid-keyboard[:TEXT] [--type-delay MS]
        usbip-qrexec export --virtual mass-storage:FILE
        usbip-qrexec export --virtual uac-microphone
@@ -35,9 +37,11 @@ its kernel drivers detached and its interfaces claimed, and the URBs run as
 asynchronous libusb transfers (CMD_* validated as in relay mode; CMD_UNLINK
 cancels the transfer; SET_CONFIGURATION, SET_INTERFACE, CLEAR_FEATURE(HALT)
 and port reset done through libusb, as usbip-host does). Isochronous
-endpoints are not supported (node-usb 2.x): their URBs fail with -EINVAL; use
-kernel mode for webcams and audio ('usbip-qrexec list' marks such devices).
-The drivers are reattached when the export ends.
+interfaces (webcams, audio; 'usbip-qrexec list' marks such devices [iso]) are
+claimed on a usbfs fd of their own and their URBs submitted to usbfs (at most
+128 packets per URB). A device that is itself imported through vhci-hcd can
+be passed on in this mode only (usbip-host refuses it). The drivers are
+reattached when the export ends.
 
 virtual devices (--virtual, no DEVICE, no root, no kernel module): a device
 model served over the link. hid-keyboard[:TEXT] is a boot keyboard that types
@@ -57,6 +61,14 @@ Options:
   --trace F        (relay mode) write every URB to F as pcapng (Linux usbmon
                    events, which Wireshark and tshark decode); checked before
                    the device is touched
+  --fuzz SPEC      (relay mode; for testing kernels, never for use) mutate the
+                   frontend's CMD_* on their way to usbip-host, then validate
+                   them: the relay must stop every mutation that breaks a rule.
+                   SPEC is SEED[,rate=R][,fields=F+F...], as for import; each
+                   mutation is logged ("fuzz: message N (seqnum S) FIELD: OLD
+                   -> NEW")
+  --no-validate    (with --fuzz) send the mutated CMD_* to usbip-host
+                   unchecked: nothing protects the kernel (no --trace)
   --verbose        log each step on stderr (also USBIP_QREXEC_VERBOSE=1)
   -h, --help       this text
 
@@ -67,7 +79,7 @@ export const exportCommand: Command = {
   help,
   exitWhenDone: true,
   async run(argv) {
-    const { values, positionals } = parse("export", argv, { mode: { type: "string", default: "kernel" }, verbose: { type: "boolean", default: false }, trace: { type: "string" }, virtual: { type: "string" }, "type-delay": { type: "string" } }, true);
+    const { values, positionals } = parse("export", argv, { mode: { type: "string", default: "kernel" }, verbose: { type: "boolean", default: false }, trace: { type: "string" }, virtual: { type: "string" }, "type-delay": { type: "string" }, fuzz: { type: "string" }, "no-validate": { type: "boolean", default: false } }, true);
     if (values.help) {
       await printHelp(help);
       return ExitCode.OK;
@@ -75,6 +87,7 @@ export const exportCommand: Command = {
     if (values.virtual !== undefined) {
       if (positionals.length !== 0) throw new UsageError("export: give either DEVICE or --virtual, not both");
       if (values.trace !== undefined) throw new UsageError("export: --trace is not available with --virtual (trace on the frontend: import --mode relay --trace)");
+      if (values.fuzz !== undefined) throw new UsageError("export: --fuzz is not available with --virtual (no kernel behind it to fuzz: import --mode relay --fuzz fuzzes the frontend's)");
       const delay = values["type-delay"] === undefined ? undefined : Number(values["type-delay"]);
       if (delay !== undefined && !(Number.isInteger(delay) && delay >= 0 && delay <= 600_000)) throw new UsageError(`export: --type-delay must be 0..600000 milliseconds, not "${values["type-delay"]}"`);
       if (delay !== undefined && !values.virtual.startsWith("hid-keyboard")) throw new UsageError("export: --type-delay is for --virtual hid-keyboard");
@@ -91,7 +104,13 @@ export const exportCommand: Command = {
     if (positionals.length !== 1) throw new UsageError("export: exactly one DEVICE is required (a busid like 2-1, or 0xVVVV.0xPPPP)");
     if (values.trace !== undefined && values.mode !== "relay") throw new UsageError("export: --trace needs --mode relay (in kernel mode the kernel reads the link itself)");
     if (values.trace === "-") throw new UsageError("export: --trace - would write into the qrexec link (stdout is the link here); give a file, or a FIFO for a live view");
-    const o = { device: positionals[0]!, log: makeLogger("export", values.verbose === true), trace: values.trace };
+    if (values.fuzz !== undefined && values.mode !== "relay") throw new UsageError("export: --fuzz needs --mode relay (the relay is where messages are mutated)");
+    const noValidate = values["no-validate"] === true;
+    if (noValidate && values.fuzz === undefined) throw new UsageError("export: --no-validate goes with --fuzz only (the relay always validates)");
+    if (noValidate && values.trace !== undefined) throw new UsageError("export: --no-validate has no relay: no --trace");
+    const log = makeLogger("export", values.verbose === true);
+    const fuzz = values.fuzz === undefined ? undefined : { mutator: await fuzzMutator(values.fuzz, log), validate: !noValidate };
+    const o = { device: positionals[0]!, log, trace: values.trace, fuzz };
     try {
       // each mode's module (node-usb, the relay) is loaded only when that mode runs: start-up time
       if (values.mode === "relay") return await (await import("../backend/export-relay.js")).exportRelay(o);

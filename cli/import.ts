@@ -3,8 +3,8 @@ import { reportToAttachService } from "../frontend/attach-report.js";
 import { UsbipError, RelayViolationError, RuntimeCode } from "../protocol/errors.js";
 import { parsePolicy, PolicyParseError, type Policy } from "../protocol/policy.js";
 import { readFileSync } from "node:fs";
-import { makeLogger, type Logger } from "../shared/log.js";
-import type { FuzzSpec, Mutator } from "../relay/mutator.js";
+import { makeLogger } from "../shared/log.js";
+import { fuzzMutator } from "./fuzz-option.js";
 import { guardImport } from "../kernel-glue/orphan-guard.js";
 import { type Command, parse, printHelp } from "./command.js";
 import { ExitCode, UsageError } from "./errors.js";
@@ -83,12 +83,11 @@ export const importCommand: Command = {
     const noValidate = values["no-validate"] === true;
     if (noValidate && values.fuzz === undefined) throw new UsageError("import: --no-validate goes with --fuzz only (the relay always validates)");
     if (noValidate && (values.policy !== undefined || values.trace !== undefined)) throw new UsageError("import: --no-validate has no relay: no --policy or --trace");
-    const fuzzSpec = values.fuzz === undefined ? undefined : (await import("../relay/mutator.js")).parseFuzzSpec(values.fuzz);
     const policy = values.policy === undefined ? undefined : loadPolicy(values.policy);
     const log = makeLogger("import", values.verbose === true);
+    const fuzz = values.fuzz === undefined ? undefined : { mutator: await fuzzMutator(values.fuzz, log), validate: !noValidate };
     const guard = guardImport(positionals[0]!);
     try {
-      const fuzz = fuzzSpec && { mutator: await fuzzMutator(fuzzSpec, log), validate: !noValidate };
       const o = { statefile: positionals[0]!, log, trace: values.trace, policy, fuzz };
       // the relay's modules are loaded only in relay mode: start-up time
       return await (values.mode === "relay" ? (await import("../frontend/import-relay.js")).importRelay(o) : (await import("../frontend/import-kernel.js")).importKernel(o));
@@ -101,13 +100,6 @@ export const importCommand: Command = {
     }
   },
 };
-
-/** The mutator of --fuzz, each mutation logged as it is made. */
-async function fuzzMutator(spec: FuzzSpec, log: Logger): Promise<Mutator> {
-  const { Mutator } = await import("../relay/mutator.js");
-  log.warn(`fuzz: seed ${spec.seed}, rate ${spec.rate}, fields ${spec.fields.join("+")}`);
-  return new Mutator(spec, { onMutation: (m) => log.warn(`fuzz: message ${m.n} (seqnum ${m.seqnum}) ${m.field}: ${m.from} -> ${m.to}`) });
-}
 
 export function loadPolicy(file: string, cmd = "import"): Policy {
   let text: string;

@@ -98,13 +98,17 @@ test("fuzz first, validate after: the relay refuses the mutated RET (unknown seq
   t.like(await stage.done, { messages: 1, mutated: 1 });
 });
 
-test("CLI: --fuzz needs relay mode, --no-validate needs --fuzz and no --policy/--trace, a bad SPEC is one usage line", async (t) => {
+test("CLI (import and export): --fuzz needs relay mode, --no-validate needs --fuzz and no --policy/--trace, a bad SPEC is one usage line", async (t) => {
   const cases: Array<[string[], RegExp]> = [
     [["import", "st", "--fuzz", "1"], /--fuzz needs --mode relay/],
     [["import", "st", "--mode", "relay", "--no-validate"], /--no-validate goes with --fuzz only/],
     [["import", "st", "--mode", "relay", "--fuzz", "1", "--no-validate", "--trace", "t.pcapng"], /--no-validate has no relay: no --policy or --trace/],
     [["import", "st", "--mode", "relay", "--fuzz", "1,rate=7"], /--fuzz: rate must be 0\.\.1, not "7"/],
     [["import", "st", "--mode", "relay", "--fuzz", "1,fields=nope"], /--fuzz: unknown field nope/],
+    [["export", "2-1", "--fuzz", "1"], /export: --fuzz needs --mode relay/],
+    [["export", "2-1", "--mode", "relay", "--no-validate"], /export: --no-validate goes with --fuzz only/],
+    [["export", "--virtual", "hid-keyboard", "--fuzz", "1"], /--fuzz is not available with --virtual/],
+    [["export", "2-1", "--mode", "relay", "--fuzz", "x"], /--fuzz: the seed must be a number/],
   ];
   for (const [args, says] of cases) {
     const r = await runCli(args);

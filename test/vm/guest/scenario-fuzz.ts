@@ -4,15 +4,17 @@
  *  - fuzz, then validate: RETs mutated at a high rate; every mutation is logged, the relay stops
  *    the first one that breaks a rule (exit 2, rule, seqnum and offset named) and vhci-hcd logs
  *    nothing of it; the port is freed;
+ *  - the same on the backend side (`export --mode relay --fuzz`): the frontend's CMDs mutated on
+ *    their way to usbip-host, stopped by the backend relay, the gadget given back;
  *  - --no-validate, the planted finding: every RET's seqnum changed, which vhci-hcd is known to
  *    report ("cannot find a urb of seqnum", then it drops the connection): the mutation reaches
  *    the kernel, the kernel says so, and the import still ends with the port freed.
  */
 import { existsSync } from "node:fs";
 import type { Scenario } from "./scenarios.js";
-import { makeImage } from "./gadget.js";
-import { check, dmesgLines, ended, modprobe, waitFor } from "./lib.js";
-import { cli, CLI, ourProcesses, vhciPorts } from "./flows.js";
+import { driverOf, interfaceDriver, makeImage, massStorage } from "./gadget.js";
+import { check, diskOf, dmesgLines, ended, modprobe, waitFor } from "./lib.js";
+import { cli, CLI, kernelFlow, ourProcesses, vhciPorts } from "./flows.js";
 
 // what vhci-hcd prints when a bad RET reaches it (vhci_rx.c)
 const VHCI_ERRORS = /cannot find a urb|recv xbuf|recv iso|invalid num packets|malicious|unknown pdu/i;
@@ -33,9 +35,43 @@ async function fuzzRun(spec: string, validate: boolean): Promise<{ stderr: strin
   return { stderr: flow.stderr(), code, kernel };
 }
 
+/** The backend relay with --fuzz in front of usbip-host, a gadget disk behind it. */
+async function fuzzBackend(spec: string): Promise<string> {
+  modprobe("usbip-host", "vhci-hcd");
+  const img = "/run/tmp/fuzz-gadget.img";
+  makeImage(img, 4);
+  const g = await massStorage("fuzzdisk", "dummy_udc.0", img);
+  try {
+    await waitFor("the backend's own disk", () => diskOf(g.busid), 20_000);
+    const since = dmesgLines().length;
+    const statefile = "/run/tmp/state-fuzz-backend";
+    const flow = kernelFlow(g.busid, statefile, { exportArgs: ["--mode", "relay", "--fuzz", spec] });
+    await ended(flow, 90_000, `export --fuzz ${spec}`);
+    const err = flow.stderr();
+    const m = mutations(err);
+    check(m.length > 0, `no mutation logged: ${err.trim()}`);
+    const rule = err.split("\n").find((l) => /export: refused a message from the frontend: USBIP_ERR_\w+ at byte \d+ \(seqnum \d+\)/.test(l));
+    check(rule !== undefined, `the backend relay named no rule: ${err.trim().split("\n").slice(-5).join(" | ")}`);
+    await waitFor(`${g.busid} back on usb-storage`, () => driverOf(g.busid) === "usb" && interfaceDriver(g.busid) === "usb-storage", 30_000);
+    await waitFor("vhci ports free", () => vhciPorts().every((p) => p.status === 4), 30_000);
+    const bad = dmesgLines().slice(since).filter((l) => USBIP_HOST_ERRORS.test(l) || /BUG:|Oops|general protection/.test(l));
+    check(bad.length === 0, `usbip-host saw a mutation the relay let through: ${bad.join(" | ")}`);
+    return `${m.length} mutations logged, stopped: ${/USBIP_ERR_\w+/.exec(rule)![0]}`;
+  } finally {
+    g.remove();
+  }
+}
+
+// what usbip-host prints when a bad CMD reaches it (stub_rx.c)
+const USBIP_HOST_ERRORS = /recv invalid request|submit_urb error|stub_rx|malicious|invalid seqnum|unknown pdu/i;
+
 const mutations = (stderr: string) => stderr.split("\n").filter((l) => /fuzz: message \d+ \(seqnum \d+\) \w+: .* -> /.test(l));
 
 export const fuzzScenarios: Scenario[] = [
+  {
+    name: "fuzz, then validate, backend: the backend relay mutates the frontend's CMDs to a gadget disk (--fuzz 5,rate=0.3), logs each mutation, and stops the first that breaks a rule before usbip-host sees it (exit 2, rule named), the device given back",
+    run: () => fuzzBackend("5,rate=0.3,fields=ep+direction+actual_length+number_of_packets+seqnum"),
+  },
   {
     name: "fuzz, then validate: the frontend relay mutates the virtual disk's RETs (--fuzz 7,rate=0.3), logs each mutation, and stops the first that breaks a rule before vhci-hcd sees it (exit 2, rule named), the port freed",
     async run() {
