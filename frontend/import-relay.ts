@@ -99,17 +99,9 @@ async function importRelayTraced(opts: ImportRelayOptions, sysfs: Sysfs, log: Lo
       }),
     });
     relay.start();
-    let stoppedBy: NodeJS.Signals | undefined;
-    signal.promise.then((s) => {
-      stoppedBy = s;
-      relay.stop();
-    }, () => {});
+    const ends = endings(signal, relay, (r) => relayError(r.violation?.error));
     let violation: RelayViolationError | undefined;
-    const endedEarly = relay.done.then((r): never => {
-      if (stoppedBy !== undefined) throw new InterruptedError(stoppedBy, "before the device enumerated");
-      throw relayError(r.violation?.error) ?? new UsbipError(GlueCode.ATTACH, `the connection ended (${r.reason}) before the device enumerated`);
-    });
-    endedEarly.catch(() => {});
+    const endedEarly = ends.endedEarly;
     const attachment: Attachment = {
       port: first.port,
       how: " through the relay",
@@ -124,7 +116,7 @@ async function importRelayTraced(opts: ImportRelayOptions, sysfs: Sysfs, log: Lo
           log.warn(`fuzz: ${f.messages} messages, ${f.mutated} mutated; the relay ${r.violation ? "stopped one" : "let all through"}`);
         }
         violation = relayError(r.violation?.error);
-        return stoppedBy ? `signal ${stoppedBy}` : `link ${r.reason}`;
+        return ends.stoppedBy() ? `signal ${ends.stoppedBy()}` : `link ${r.reason}`;
       },
       afterRelease: () => {
         if (violation) throw violation;
@@ -157,29 +149,38 @@ async function importRelayTraced(opts: ImportRelayOptions, sysfs: Sysfs, log: Lo
 function fuzzUnvalidated(first: { port: number; socket: import("node:net").Socket }, link: { input: Readable; output: Writable }, rest: Buffer, mutator: Mutator, log: Logger, signal: TerminationSignal): Attachment {
   const stage = new FuzzStage({ mutate: "server", clientIn: first.socket, clientOut: first.socket, serverIn: link.input, serverOut: link.output, serverPrefix: rest, mutator });
   stage.start();
-  let stoppedBy: NodeJS.Signals | undefined;
-  signal.promise.then((s) => {
-    stoppedBy = s;
-    stage.stop();
-  }, () => {});
-  const endedEarly = stage.done.then((r): never => {
-    if (stoppedBy !== undefined) throw new InterruptedError(stoppedBy, "before the device enumerated");
-    throw new UsbipError(GlueCode.ATTACH, `the connection ended (${r.reason}) before the device enumerated`);
-  });
-  endedEarly.catch(() => {});
+  const ends = endings(signal, stage, () => undefined);
   return {
     port: first.port,
     how: " through the fuzzing stage (not validated)",
-    endedEarly,
+    endedEarly: ends.endedEarly,
     untilEnd: async () => {
       const r = await stage.done;
       log.warn(`fuzz: ${r.messages} messages, ${r.mutated} mutated, none validated (${r.reason}${r.error ? `: ${r.error.message}` : ""})`);
-      return stoppedBy ? `signal ${stoppedBy}` : `link ${r.reason}`;
+      return ends.stoppedBy() ? `signal ${ends.stoppedBy()}` : `link ${r.reason}`;
     },
     afterRelease: () => {},
     abort: () => stage.stop(),
     move: { quietMs: () => 0, toAnotherPort: async () => first.port },
   };
+}
+
+/**
+ * What ends a link's pump (the relay or the fuzzing stage) before the device enumerated: a
+ * termination signal (which stops it), its own end, or what `why` makes of its result.
+ */
+function endings<R extends { reason: string }>(signal: TerminationSignal, pump: { stop(): void; done: Promise<R> }, why: (r: R) => Error | undefined): { stoppedBy: () => NodeJS.Signals | undefined; endedEarly: Promise<never> } {
+  let stoppedBy: NodeJS.Signals | undefined;
+  signal.promise.then((s) => {
+    stoppedBy = s;
+    pump.stop();
+  }, () => {});
+  const endedEarly = pump.done.then((r): never => {
+    if (stoppedBy !== undefined) throw new InterruptedError(stoppedBy, "before the device enumerated");
+    throw why(r) ?? new UsbipError(GlueCode.ATTACH, `the connection ended (${r.reason}) before the device enumerated`);
+  });
+  endedEarly.catch(() => {});
+  return { stoppedBy: () => stoppedBy, endedEarly };
 }
 
 function relayError(e: Violation | undefined): RelayViolationError | undefined {
