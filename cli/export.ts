@@ -6,7 +6,8 @@ import { type Command, parse, printHelp } from "./command.js";
 import { ExitCode, UsageError } from "./errors.js";
 
 const help = `usage: usbip-qrexec export DEVICE [--mode kernel|relay|userspace]
-                            [--trace FILE.pcapng] [--fuzz SPEC [--no-validate]]
+                            [--trace FILE.pcapng]
+                            [--fuzz SPEC|--fuzz-replay F [--no-validate]]
                             [--verbose]
        usbip-qrexec export --virtual hid-keyboard[:TEXT] [--type-delay MS]
        usbip-qrexec export --virtual mass-storage:FILE
@@ -67,6 +68,8 @@ Options:
                    SPEC is SEED[,rate=R][,fields=F+F...], as for import; each
                    mutation is logged ("fuzz: message N (seqnum S) FIELD: OLD
                    -> NEW")
+  --fuzz-replay F   (relay mode) make exactly the mutations logged in F (the
+                   "fuzz: message …" lines of an earlier run, or some of them)
   --no-validate    (with --fuzz) send the mutated CMD_* to usbip-host
                    unchecked: nothing protects the kernel (no --trace)
   --verbose        log each step on stderr (also USBIP_QREXEC_VERBOSE=1)
@@ -79,7 +82,7 @@ export const exportCommand: Command = {
   help,
   exitWhenDone: true,
   async run(argv) {
-    const { values, positionals } = parse("export", argv, { mode: { type: "string", default: "kernel" }, verbose: { type: "boolean", default: false }, trace: { type: "string" }, virtual: { type: "string" }, "type-delay": { type: "string" }, fuzz: { type: "string" }, "no-validate": { type: "boolean", default: false } }, true);
+    const { values, positionals } = parse("export", argv, { mode: { type: "string", default: "kernel" }, verbose: { type: "boolean", default: false }, trace: { type: "string" }, virtual: { type: "string" }, "type-delay": { type: "string" }, fuzz: { type: "string" }, "fuzz-replay": { type: "string" }, "no-validate": { type: "boolean", default: false } }, true);
     if (values.help) {
       await printHelp(help);
       return ExitCode.OK;
@@ -87,7 +90,7 @@ export const exportCommand: Command = {
     if (values.virtual !== undefined) {
       if (positionals.length !== 0) throw new UsageError("export: give either DEVICE or --virtual, not both");
       if (values.trace !== undefined) throw new UsageError("export: --trace is not available with --virtual (trace on the frontend: import --mode relay --trace)");
-      if (values.fuzz !== undefined) throw new UsageError("export: --fuzz is not available with --virtual (no kernel behind it to fuzz: import --mode relay --fuzz fuzzes the frontend's)");
+      if (values.fuzz !== undefined || values["fuzz-replay"] !== undefined) throw new UsageError("export: --fuzz is not available with --virtual (no kernel behind it to fuzz: import --mode relay --fuzz fuzzes the frontend's)");
       const delay = values["type-delay"] === undefined ? undefined : Number(values["type-delay"]);
       if (delay !== undefined && !(Number.isInteger(delay) && delay >= 0 && delay <= 600_000)) throw new UsageError(`export: --type-delay must be 0..600000 milliseconds, not "${values["type-delay"]}"`);
       if (delay !== undefined && !values.virtual.startsWith("hid-keyboard")) throw new UsageError("export: --type-delay is for --virtual hid-keyboard");
@@ -104,12 +107,13 @@ export const exportCommand: Command = {
     if (positionals.length !== 1) throw new UsageError("export: exactly one DEVICE is required (a busid like 2-1, or 0xVVVV.0xPPPP)");
     if (values.trace !== undefined && values.mode !== "relay") throw new UsageError("export: --trace needs --mode relay (in kernel mode the kernel reads the link itself)");
     if (values.trace === "-") throw new UsageError("export: --trace - would write into the qrexec link (stdout is the link here); give a file, or a FIFO for a live view");
-    if (values.fuzz !== undefined && values.mode !== "relay") throw new UsageError("export: --fuzz needs --mode relay (the relay is where messages are mutated)");
+    if ((values.fuzz !== undefined || values["fuzz-replay"] !== undefined) && values.mode !== "relay") throw new UsageError("export: --fuzz needs --mode relay (the relay is where messages are mutated)");
     const noValidate = values["no-validate"] === true;
-    if (noValidate && values.fuzz === undefined) throw new UsageError("export: --no-validate goes with --fuzz only (the relay always validates)");
+    if (noValidate && values.fuzz === undefined && values["fuzz-replay"] === undefined) throw new UsageError("export: --no-validate goes with --fuzz only (the relay always validates)");
     if (noValidate && values.trace !== undefined) throw new UsageError("export: --no-validate has no relay: no --trace");
     const log = makeLogger("export", values.verbose === true);
-    const fuzz = values.fuzz === undefined ? undefined : { mutator: await fuzzMutator(values.fuzz, log), validate: !noValidate };
+    const fuzzing = values.fuzz !== undefined || values["fuzz-replay"] !== undefined;
+    const fuzz = fuzzing ? { mutator: await fuzzMutator(values.fuzz, values["fuzz-replay"], log, "export"), validate: !noValidate } : undefined;
     const o = { device: positionals[0]!, log, trace: values.trace, fuzz };
     try {
       // each mode's module (node-usb, the relay) is loaded only when that mode runs: start-up time

@@ -10,7 +10,8 @@ import { type Command, parse, printHelp } from "./command.js";
 import { ExitCode, UsageError } from "./errors.js";
 
 const help = `usage: usbip-qrexec import STATEFILE [--mode kernel|relay] [--trace FILE.pcapng]
-                            [--policy FILE] [--fuzz SPEC [--no-validate]] [--verbose]
+                            [--policy FILE] [--verbose]
+                            [--fuzz SPEC|--fuzz-replay F [--no-validate]]
 
 Import the device the remote qubes.USB service exports, over the qrexec link
 on fd 0. Reads the handshake line "<devid> <speed>" (never a byte more; a
@@ -59,6 +60,9 @@ Options:
                descriptor (default all). Each mutation is logged: "fuzz:
                message N (seqnum S) FIELD: OLD -> NEW"; the same SEED and
                device behaviour give the same mutations
+  --fuzz-replay F  (relay mode) make exactly the mutations logged in F (the
+               "fuzz: message …" lines of an earlier run, or some of them)
+               instead of drawing them: a finding replayed, or shrunk
   --no-validate  (with --fuzz) send the mutated RET_* to vhci-hcd unchecked:
                nothing protects the kernel (no --policy, --trace or port move)
   --verbose    log each step on stderr (also USBIP_QREXEC_VERBOSE=1)
@@ -69,7 +73,7 @@ export const importCommand: Command = {
   help,
   exitWhenDone: true,
   async run(argv) {
-    const { values, positionals } = parse("import", argv, { mode: { type: "string", default: "kernel" }, verbose: { type: "boolean", default: false }, trace: { type: "string" }, policy: { type: "string" }, fuzz: { type: "string" }, "no-validate": { type: "boolean", default: false } }, true);
+    const { values, positionals } = parse("import", argv, { mode: { type: "string", default: "kernel" }, verbose: { type: "boolean", default: false }, trace: { type: "string" }, policy: { type: "string" }, fuzz: { type: "string" }, "fuzz-replay": { type: "string" }, "no-validate": { type: "boolean", default: false } }, true);
     if (values.help) {
       await printHelp(help);
       return ExitCode.OK;
@@ -79,13 +83,14 @@ export const importCommand: Command = {
     if (values.trace !== undefined && values.mode !== "relay") throw new UsageError("import: --trace needs --mode relay (in kernel mode the kernel reads the link itself)");
     if (values.trace === "-") throw new UsageError("import: --trace - would write into the qrexec link (stdout is the link here); give a file, or a FIFO for a live view");
     if (values.policy !== undefined && values.mode !== "relay") throw new UsageError("import: --policy needs --mode relay (in kernel mode the kernel reads the link itself)");
-    if (values.fuzz !== undefined && values.mode !== "relay") throw new UsageError("import: --fuzz needs --mode relay (the relay is where messages are mutated)");
+    if ((values.fuzz !== undefined || values["fuzz-replay"] !== undefined) && values.mode !== "relay") throw new UsageError("import: --fuzz needs --mode relay (the relay is where messages are mutated)");
     const noValidate = values["no-validate"] === true;
-    if (noValidate && values.fuzz === undefined) throw new UsageError("import: --no-validate goes with --fuzz only (the relay always validates)");
+    if (noValidate && values.fuzz === undefined && values["fuzz-replay"] === undefined) throw new UsageError("import: --no-validate goes with --fuzz only (the relay always validates)");
     if (noValidate && (values.policy !== undefined || values.trace !== undefined)) throw new UsageError("import: --no-validate has no relay: no --policy or --trace");
     const policy = values.policy === undefined ? undefined : loadPolicy(values.policy);
     const log = makeLogger("import", values.verbose === true);
-    const fuzz = values.fuzz === undefined ? undefined : { mutator: await fuzzMutator(values.fuzz, log), validate: !noValidate };
+    const fuzzing = values.fuzz !== undefined || values["fuzz-replay"] !== undefined;
+    const fuzz = fuzzing ? { mutator: await fuzzMutator(values.fuzz, values["fuzz-replay"], log, "import"), validate: !noValidate } : undefined;
     const guard = guardImport(positionals[0]!);
     try {
       const o = { statefile: positionals[0]!, log, trace: values.trace, policy, fuzz };

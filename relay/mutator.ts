@@ -47,6 +47,22 @@ export interface Mutation {
   to: string;
 }
 
+/** A mutation as the relays log it: "fuzz: message N (seqnum S) FIELD: FROM -> TO". */
+export function formatMutation(m: Mutation): string {
+  return `fuzz: message ${m.n} (seqnum ${m.seqnum}) ${m.field}: ${m.from} -> ${m.to}`;
+}
+
+/** The mutations in a log (any other lines skipped), for replaying them (--fuzz-replay). */
+export function parseMutations(text: string): Mutation[] {
+  const out: Mutation[] = [];
+  for (const line of text.split("\n")) {
+    const m = /fuzz: message (\d+) \(seqnum (\d+)\) (\w+): (.*) -> (.*)$/.exec(line);
+    if (m === null || !(FUZZ_FIELDS as readonly string[]).includes(m[3]!)) continue;
+    out.push({ n: Number(m[1]), seqnum: Number(m[2]), field: m[3] as FuzzField, from: m[4]!, to: m[5]! });
+  }
+  return out;
+}
+
 /** "SEED[,rate=R][,fields=a+b+…]": the --fuzz argument. */
 export function parseFuzzSpec(text: string): FuzzSpec {
   const [seedText, ...opts] = text.split(",");

@@ -7,7 +7,7 @@ import test from "ava";
 import fc from "fast-check";
 import { encode } from "../protocol/encoder.js";
 import type { CmdSubmit, RetSubmit } from "../protocol/messages.js";
-import { FUZZ_FIELDS, Mutator, parseFuzzSpec, type FuzzField, type MessageFacts } from "../relay/mutator.js";
+import { formatMutation, FUZZ_FIELDS, Mutator, parseFuzzSpec, parseMutations, type FuzzField, type MessageFacts } from "../relay/mutator.js";
 
 const CONFIG = Buffer.from([9, 2, 25, 0, 1, 1, 0, 0x80, 50, 9, 4, 0, 0, 1, 8, 6, 80, 0, 7, 5, 0x81, 2, 0, 2, 0]);
 
@@ -137,4 +137,12 @@ test("property: a recorded run replays byte for byte, and any part of its log re
     }),
     { numRuns: Number(process.env.FC_RUNS ?? 100) },
   );
+});
+
+test("the log's lines parse back into the mutations (what --fuzz-replay reads), other lines skipped", (t) => {
+  const m = new Mutator({ seed: 21, rate: 1, fields: FUZZ_FIELDS });
+  for (let i = 0; i < 40; i++) m.mutate(i % 2 ? wire(ISO) : wire(IN_DATA), i % 2 ? facts("RET_SUBMIT", 8, 2) : facts("RET_SUBMIT", 25, 0, GET_CONFIG));
+  const text = ["usbip-qrexec import: fuzz: seed 21, rate 1, fields all", ...m.log.map((x) => `usbip-qrexec import: warning: ${formatMutation(x)}`), "usbip-qrexec import: something else"].join("\n");
+  t.deepEqual(parseMutations(text), m.log);
+  t.deepEqual(parseMutations("fuzz: message 3 (seqnum 4) bogus: 0x0 -> 0x1\n"), [], "an unknown field is not a mutation");
 });
