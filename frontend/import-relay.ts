@@ -99,6 +99,8 @@ async function importRelayTraced(opts: ImportRelayOptions, sysfs: Sysfs, log: Lo
       }),
     });
     relay.start();
+    // said however the import ends (before the device enumerated too)
+    if (stage) void Promise.all([stage.done, relay.done]).then(([f, r]) => log.warn(`fuzz: ${f.messages} messages, ${f.mutated} mutated; the relay ${r.violation ? "stopped one" : "let all through"}`));
     const ends = endings(signal, relay, (r) => relayError(r.violation?.error));
     let violation: RelayViolationError | undefined;
     const endedEarly = ends.endedEarly;
@@ -110,11 +112,7 @@ async function importRelayTraced(opts: ImportRelayOptions, sysfs: Sysfs, log: Lo
       untilEnd: async () => {
         const r = await relay.done;
         log.info(`relay ended (${r.reason}): ${JSON.stringify(r.stats)}, ${relay.outstanding} outstanding`);
-        if (stage) {
-          stage.stop();
-          const f = await stage.done;
-          log.warn(`fuzz: ${f.messages} messages, ${f.mutated} mutated; the relay ${r.violation ? "stopped one" : "let all through"}`);
-        }
+        stage?.stop();
         violation = relayError(r.violation?.error);
         return ends.stoppedBy() ? `signal ${ends.stoppedBy()}` : `link ${r.reason}`;
       },
@@ -149,6 +147,8 @@ async function importRelayTraced(opts: ImportRelayOptions, sysfs: Sysfs, log: Lo
 function fuzzUnvalidated(first: { port: number; socket: import("node:net").Socket }, link: { input: Readable; output: Writable }, rest: Buffer, mutator: Mutator, log: Logger, signal: TerminationSignal): Attachment {
   const stage = new FuzzStage({ mutate: "server", clientIn: first.socket, clientOut: first.socket, serverIn: link.input, serverOut: link.output, serverPrefix: rest, mutator });
   stage.start();
+  // said however the import ends (before the device enumerated too)
+  void stage.done.then((r) => log.warn(`fuzz: ${r.messages} messages, ${r.mutated} mutated, none validated (${r.reason}${r.error ? `: ${r.error.message}` : ""})`));
   const ends = endings(signal, stage, () => undefined);
   return {
     port: first.port,
@@ -156,7 +156,6 @@ function fuzzUnvalidated(first: { port: number; socket: import("node:net").Socke
     endedEarly: ends.endedEarly,
     untilEnd: async () => {
       const r = await stage.done;
-      log.warn(`fuzz: ${r.messages} messages, ${r.mutated} mutated, none validated (${r.reason}${r.error ? `: ${r.error.message}` : ""})`);
       return ends.stoppedBy() ? `signal ${ends.stoppedBy()}` : `link ${r.reason}`;
     },
     afterRelease: () => {},

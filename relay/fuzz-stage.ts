@@ -73,6 +73,9 @@ export class FuzzStage extends EventEmitter {
     for (const s of [o.clientIn, o.clientOut]) s.on("error", () => this.finish("client closed"));
     for (const s of [o.serverIn, o.serverOut]) s.on("error", () => this.finish("server closed"));
     if (o.serverPrefix && o.serverPrefix.length > 0) this.fromServer(o.serverPrefix);
+    // a stream paused before (the link after the handshake was read) stays paused with a listener
+    o.clientIn.resume();
+    o.serverIn.resume();
   }
 
   stop(): void {

@@ -117,3 +117,20 @@ test("CLI (import and export): --fuzz needs relay mode, --no-validate needs --fu
     t.is(r.stderr.trim().split("\n").length, 1, r.stderr);
   }
 });
+
+test("inputs paused before the stage starts (the link after its handshake) flow once it starts", async (t) => {
+  const s = { clientIn: new PassThrough(), clientOut: new PassThrough(), serverIn: new PassThrough(), serverOut: new PassThrough() };
+  s.clientIn.pause();
+  s.serverIn.pause();
+  const toServer = collect(s.serverOut);
+  const toClient = collect(s.clientOut);
+  const stage = new FuzzStage({ mutate: "server", ...s, mutator: new Mutator(parseFuzzSpec("1,rate=0")) });
+  stage.start();
+  s.clientIn.write(bytes(cmd(1)));
+  await tick();
+  s.serverIn.write(bytes(ret(1)));
+  await tick();
+  t.deepEqual(toServer(), bytes(cmd(1)));
+  t.deepEqual(toClient(), bytes(ret(1)));
+  stage.stop();
+});
