@@ -25,6 +25,7 @@ import { cameraScenarios } from "./scenario-camera.js";
 import { benchAttach } from "./bench-attach.js";
 import { fuzzScenarios } from "./scenario-fuzz.js";
 import { fuzzCampaign, fuzzCampaignMachinery } from "./fuzz-campaign.js";
+import { benchFuzz } from "./bench-fuzz.js";
 
 export interface Scenario {
   name: string;
@@ -37,7 +38,7 @@ export interface Scenario {
   run(): Promise<void | string>;
 }
 
-export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, seedParityQubesDbReset, seedParityDetachAll, ...relayScenarios, ...portStallScenarios, ...superSpeedScenarios, policyDeniesStorage, hostileFrontend, hostileBackend, ...fuzzScenarios, fuzzCampaignMachinery, ...virtualScenarios, ...isoScenarios, ...cameraScenarios, ...usbAudioScenarios, ...tcpScenarios, ...userspaceScenarios, directUnlink, ...faultScenarios, packageScenario, rpmPackageScenario, ...lifecycleScenarios, cycleScenario, benchThroughput, benchIso, benchAttach, fuzzCampaign];
+export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, seedParityQubesDbReset, seedParityDetachAll, ...relayScenarios, ...portStallScenarios, ...superSpeedScenarios, policyDeniesStorage, hostileFrontend, hostileBackend, ...fuzzScenarios, fuzzCampaignMachinery, ...virtualScenarios, ...isoScenarios, ...cameraScenarios, ...usbAudioScenarios, ...tcpScenarios, ...userspaceScenarios, directUnlink, ...faultScenarios, packageScenario, rpmPackageScenario, ...lifecycleScenarios, cycleScenario, benchThroughput, benchIso, benchAttach, fuzzCampaign, benchFuzz];
 
 /**
  * The core set (VM_SET=core): what CI runs on every kernel besides the one that gets the full
