@@ -17,7 +17,7 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } fr
 import path from "node:path";
 import type { Scenario } from "./scenarios.js";
 import { driverOf, interfaceDriver, makeImage, massStorage, type Gadget } from "./gadget.js";
-import { check, diskOf, dmesgLines, modprobe, sh, sleep, waitFor } from "./lib.js";
+import { check, diskOf, dmesgMark, dmesgSince, modprobe, sh, sleep, waitFor } from "./lib.js";
 import { cli, CLI, kernelFlow, ourProcesses, vhciPorts } from "./flows.js";
 
 /** What a kernel says when a mutation hurt it (dmesg lines). */
@@ -33,7 +33,7 @@ const env = (k: string, d: string) => process.env[`BENCH_FUZZ_${k}`] ?? d;
 
 /** One workload run through the mutating relay; `fuzz` is ["--fuzz", SPEC] or ["--fuzz-replay", FILE]. */
 async function runOnce(target: "vhci" | "usbip-host", fuzz: string[], validate: boolean, gadget: Gadget | undefined, img: string): Promise<RunResult> {
-  const since = dmesgLines().length;
+  const since = dmesgMark();
   const statefile = "/run/tmp/state-fuzz-campaign";
   const noValidate = validate ? [] : ["--no-validate"];
   const flow =
@@ -62,7 +62,7 @@ async function runOnce(target: "vhci" | "usbip-host", fuzz: string[], validate: 
   });
   if (gadget) await waitFor(`${gadget.busid} back on usb-storage`, () => driverOf(gadget.busid) === "usb" && interfaceDriver(gadget.busid) === "usb-storage", 30_000).catch(() => {});
   const stderr = flow.stderr();
-  return { mutations: stderr.split("\n").filter((l) => /fuzz: message \d+ \(seqnum \d+\) \w+: .* -> /.test(l)), complaints: dmesgLines().slice(since).filter((l) => KERNEL_COMPLAINTS.test(l)), stderr };
+  return { mutations: stderr.split("\n").filter((l) => /fuzz: message \d+ \(seqnum \d+\) \w+: .* -> /.test(l)), complaints: dmesgSince(since).filter((l) => KERNEL_COMPLAINTS.test(l)), stderr };
 }
 
 export interface CampaignOptions {

@@ -89,13 +89,36 @@ export function diskOf(usbBusid: string): string | undefined {
   return undefined;
 }
 
-/** dmesg lines; `since` is the line count at an earlier call. */
+/** dmesg lines (the whole ring buffer). */
 export function dmesgLines(): string[] {
   return sh("dmesg").split("\n");
 }
+
+/**
+ * Now, as the kernel log's timestamps count (seconds since boot), for dmesgSince. Not a line
+ * count: once the ring buffer is full, every new line pushes an old one out and the count stays
+ * the same, so "the lines after line N" would be none — and every "the kernel logged nothing"
+ * check would pass whatever the kernel said.
+ */
+export function dmesgMark(): number {
+  return Number(readFileSync("/proc/uptime", "utf8").split(" ")[0]);
+}
+
+/** The kernel's lines from `mark` on (a line without a timestamp goes with the one before it). */
+export function dmesgSince(mark: number): string[] {
+  const out: string[] = [];
+  let keep = false;
+  for (const l of dmesgLines()) {
+    const t = /^\[\s*(\d+\.\d+)\]/.exec(l);
+    if (t) keep = Number(t[1]) >= mark - 0.01; // /proc/uptime has hundredths; printk's clock runs alongside
+    if (keep) out.push(l);
+  }
+  return out;
+}
+
 const BAD = /\bBUG\b|Oops|general protection|WARNING:|Call Trace|kernel panic/i;
-export function dmesgProblems(since: number): string[] {
-  return dmesgLines().slice(since).filter((l) => BAD.test(l));
+export function dmesgProblems(mark: number): string[] {
+  return dmesgSince(mark).filter((l) => BAD.test(l));
 }
 
 export interface Spawned {

@@ -5,7 +5,7 @@
  */
 import { appendFileSync, mkdirSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { dmesgLines, dmesgProblems, processesMatching } from "./lib.js";
+import { dmesgMark, dmesgProblems, dmesgSince, processesMatching } from "./lib.js";
 import { scenarios } from "./scenarios.js";
 
 const { values, positionals } = parseArgs({ options: { results: { type: "string", default: "/run/results" } }, allowPositionals: true });
@@ -27,7 +27,7 @@ emit(`# guest: kernel ${(await import("node:os")).release()}, ${selected.length}
 let n = 0;
 for (const s of selected) {
   n++;
-  const since = dmesgLines().length;
+  const since = dmesgMark();
   const t0 = Date.now();
   let failure: string | undefined;
   let note: string | undefined;
@@ -43,7 +43,7 @@ for (const s of selected) {
   else {
     emit(`not ok ${n} - vm: ${s.name} (${secs} s)`);
     for (const l of failure.split("\n")) emit(`#   ${l}`);
-    const tail = dmesgLines().slice(since).slice(-15);
+    const tail = dmesgSince(since).slice(-15);
     for (const l of tail) emit(`#   dmesg: ${l}`);
   }
 }

@@ -13,7 +13,7 @@
 import { existsSync } from "node:fs";
 import type { Scenario } from "./scenarios.js";
 import { driverOf, interfaceDriver, makeImage, massStorage } from "./gadget.js";
-import { check, diskOf, dmesgLines, ended, modprobe, waitFor } from "./lib.js";
+import { check, diskOf, dmesgMark, dmesgSince, ended, modprobe, waitFor } from "./lib.js";
 import { cli, CLI, kernelFlow, ourProcesses, vhciPorts } from "./flows.js";
 
 // what vhci-hcd prints when a bad RET reaches it (vhci_rx.c)
@@ -24,13 +24,13 @@ async function fuzzRun(spec: string, validate: boolean): Promise<{ stderr: strin
   const img = "/run/tmp/fuzz-disk.img";
   makeImage(img, 4);
   const statefile = `/run/tmp/state-fuzz-${validate ? "v" : "nv"}`;
-  const since = dmesgLines().length;
+  const since = dmesgMark();
   const flow = cli(["qrexec-sim", "--", process.execPath, CLI, "import", statefile, "--mode", "relay", "--fuzz", spec, ...(validate ? [] : ["--no-validate"]), "--", process.execPath, CLI, "export", "--virtual", `mass-storage:${img}`]);
   const code = await ended(flow, 90_000, `import --fuzz ${spec}`);
   await waitFor("vhci ports free", () => vhciPorts().every((p) => p.status === 4), 30_000);
   check(!existsSync(statefile), "statefile left behind");
   await waitFor("no process of ours left", () => ourProcesses().length === 0, 20_000).catch(() => check(false, `processes left: ${ourProcesses().join(" | ")}`));
-  const kernel = dmesgLines().slice(since);
+  const kernel = dmesgSince(since);
   check(!kernel.some((l) => /BUG:|Oops|general protection/.test(l)), `the kernel oopsed: ${kernel.slice(-8).join(" | ")}`);
   return { stderr: flow.stderr(), code, kernel };
 }
@@ -43,7 +43,7 @@ async function fuzzBackend(spec: string): Promise<string> {
   const g = await massStorage("fuzzdisk", "dummy_udc.0", img);
   try {
     await waitFor("the backend's own disk", () => diskOf(g.busid), 20_000);
-    const since = dmesgLines().length;
+    const since = dmesgMark();
     const statefile = "/run/tmp/state-fuzz-backend";
     const flow = kernelFlow(g.busid, statefile, { exportArgs: ["--mode", "relay", "--fuzz", spec] });
     await ended(flow, 90_000, `export --fuzz ${spec}`);
@@ -54,7 +54,7 @@ async function fuzzBackend(spec: string): Promise<string> {
     check(rule !== undefined, `the backend relay named no rule: ${err.trim().split("\n").slice(-5).join(" | ")}`);
     await waitFor(`${g.busid} back on usb-storage`, () => driverOf(g.busid) === "usb" && interfaceDriver(g.busid) === "usb-storage", 30_000);
     await waitFor("vhci ports free", () => vhciPorts().every((p) => p.status === 4), 30_000);
-    const bad = dmesgLines().slice(since).filter((l) => USBIP_HOST_ERRORS.test(l) || /BUG:|Oops|general protection/.test(l));
+    const bad = dmesgSince(since).filter((l) => USBIP_HOST_ERRORS.test(l) || /BUG:|Oops|general protection/.test(l));
     check(bad.length === 0, `usbip-host saw a mutation the relay let through: ${bad.join(" | ")}`);
     return `${m.length} mutations logged, stopped: ${/USBIP_ERR_\w+/.exec(rule)![0]}`;
   } finally {

@@ -9,7 +9,7 @@
 import path from "node:path";
 import { existsSync } from "node:fs";
 import type { Scenario } from "./scenarios.js";
-import { check, dmesgLines, sleep, waitFor } from "./lib.js";
+import { check, dmesgMark, dmesgSince, sleep, waitFor } from "./lib.js";
 import { CLI, cli, repo, vhciPorts } from "./flows.js";
 import { driverOf, interfaceDriver, makeImage, massStorage, checkGadgetsGone } from "./gadget.js";
 
@@ -32,7 +32,7 @@ export const hostileBackend: Scenario = {
   name: "frontend relay refuses a malicious backend's CVE-class answers (exit 2, rule named, no vhci error, no oops, port free)",
   async run() {
     for (const [what, rule] of BACKEND_CASES) {
-      const since = dmesgLines().length;
+      const since = dmesgMark();
       const statefile = `/run/tmp/state-hostile-${what}`;
       const flow = cli(["qrexec-sim", "--", process.execPath, CLI, "import", "--mode", "relay", statefile, "--", process.execPath, PEER, "backend", what]);
       const r = await Promise.race([flow.exited, sleep(60_000).then(() => undefined)]);
@@ -41,7 +41,7 @@ export const hostileBackend: Scenario = {
       check(rule.test(flow.stderr()) && /at byte \d+/.test(flow.stderr()), `${what}: rule not named: ${flow.stderr().trim()}`);
       await waitFor(`${what}: vhci ports free`, () => vhciPorts().every((p) => p.status === 4), 15_000);
       check(!existsSync(statefile), `${what}: statefile left`);
-      const bad = dmesgLines().slice(since).filter((l) => USBIP_ERRORS.test(l));
+      const bad = dmesgSince(since).filter((l) => USBIP_ERRORS.test(l));
       check(bad.length === 0, `${what}: the frontend kernel saw it: ${bad.join(" | ")}`);
     }
     await sleep(3000); // let the root hub stop retrying the torn-down ports
@@ -65,14 +65,14 @@ export const hostileFrontend: Scenario = {
     const g = await massStorage("hostile", "dummy_udc.0", img);
     try {
       for (const [what, rule] of FRONTEND_CASES) {
-        const since = dmesgLines().length;
+        const since = dmesgMark();
         const flow = cli(["qrexec-sim", "--", process.execPath, PEER, "frontend", what, "--", process.execPath, CLI, "export", "--mode", "relay", g.busid]);
         const r = await Promise.race([flow.exited, sleep(60_000).then(() => undefined)]);
         check(r !== undefined, `${what}: export did not end; stderr: ${flow.stderr()}`);
         check(r!.code === 2, `${what}: exit ${r!.code}, expected 2; stderr: ${flow.stderr().trim()}`);
         check(rule.test(flow.stderr()), `${what}: rule not named: ${flow.stderr().trim()}`);
         await waitFor(`${what}: ${g.busid} back on its driver`, () => driverOf(g.busid) === "usb" && interfaceDriver(g.busid) === "usb-storage", 20_000);
-        const bad = dmesgLines().slice(since).filter((l) => USBIP_ERRORS.test(l));
+        const bad = dmesgSince(since).filter((l) => USBIP_ERRORS.test(l));
         check(bad.length === 0, `${what}: usbip-host saw it: ${bad.join(" | ")}`);
         await sleep(1000); // let the previous give-back settle before the next export binds
       }

@@ -14,7 +14,7 @@ import { existsSync, readFileSync, readdirSync, realpathSync, rmSync } from "nod
 import { recordRate } from "./iso-rates.js";
 import type { Scenario } from "./scenarios.js";
 import path from "node:path";
-import { check, dmesgLines, modprobe, sh, sleep, start, waitFor } from "./lib.js";
+import { check, dmesgMark, dmesgSince, modprobe, sh, sleep, start, waitFor } from "./lib.js";
 import { checkIsoTrace, checkUnlinksAnswered, cli, CLI, kernelFlow, ourProcesses, repo, vhciPorts, virtualOverTcp, waitImported } from "./flows.js";
 
 const RATE = 48_000;
@@ -189,7 +189,7 @@ async function hostileIsoBackend(): Promise<string> {
   modprobe("snd-usb-audio");
   const seen: string[] = [];
   for (const [what, rule] of HOSTILE_ISO_CASES) {
-    const since = dmesgLines().length;
+    const since = dmesgMark();
     const statefile = `/run/tmp/state-hostile-iso-${what}`;
     const flow = cli(["qrexec-sim", "--", process.execPath, CLI, "import", statefile, "--mode", "relay", "--", process.execPath, HOSTILE_ISO, what]);
     const { local } = await waitImported(statefile, flow);
@@ -204,7 +204,7 @@ async function hostileIsoBackend(): Promise<string> {
     check(/at byte \d+/.test(line) && /seqnum \d+/.test(line), `${what}: rule, seqnum and offset not named: ${flow.stderr().trim()}`);
     await waitFor(`${what}: vhci ports free`, () => vhciPorts().every((p) => p.status === 4), 15_000);
     check(!existsSync(statefile), `${what}: statefile left`);
-    const bad = dmesgLines().slice(since).filter((l) => VHCI_ISO_ERRORS.test(l) || /BUG:|Oops|general protection/.test(l));
+    const bad = dmesgSince(since).filter((l) => VHCI_ISO_ERRORS.test(l) || /BUG:|Oops|general protection/.test(l));
     check(bad.length === 0, `${what}: the frontend kernel saw it: ${bad.join(" | ")}`);
     seen.push(`${what}: ${/USBIP_ERR_\w+/.exec(line)?.[0]}`);
   }

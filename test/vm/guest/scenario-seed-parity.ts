@@ -7,7 +7,7 @@
 import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import type { Scenario } from "./scenarios.js";
 import { makeImage, massStorage, checkGadgetsGone } from "./gadget.js";
-import { check, diskOf, dmesgLines, sha256, tryRead, waitFor } from "./lib.js";
+import { check, diskOf, dmesgMark, dmesgSince, sha256, tryRead, waitFor } from "./lib.js";
 import { checkCleanedUp, cli, kernelFlow, waitImported } from "./flows.js";
 
 const MIB = 1 << 20;
@@ -37,11 +37,11 @@ export const seedParityQubesDbReset: Scenario = {
     const db = fakeQubesDb();
     try {
       await waitFor("the backend's own disk", () => diskOf(g.busid), 20_000);
-      const since = dmesgLines().length;
+      const since = dmesgMark();
       // the sim passes its environment on: PATH with the stand-ins reaches the export
       const flow = kernelFlow(g.busid, statefile, { env: { PATH: db.path } });
       const { port, local } = await waitImported(statefile, flow);
-      const resets = dmesgLines().slice(since).filter((l) => new RegExp(`${g.busid}: reset \\S+ USB device`).test(l));
+      const resets = dmesgSince(since).filter((l) => new RegExp(`${g.busid}: reset \\S+ USB device`).test(l));
       check(resets.length >= 1, "no reset of the gadget in dmesg after bind (reset on attach)");
       const disk = await waitFor(`a disk on ${local}`, () => diskOf(local), 30_000);
       check(sha256(disk, 16 * MIB) === sha256(img), "imported disk does not read back the image after the reset");

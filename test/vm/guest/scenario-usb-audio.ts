@@ -17,7 +17,7 @@ import path from "node:path";
 import { endpointType, parseConfigDescriptor } from "../../../usb/descriptors.js";
 import { recordRate } from "./iso-rates.js";
 import type { Scenario } from "./scenarios.js";
-import { check, dmesgLines, sh, sleep, start, tryRead, waitFor } from "./lib.js";
+import { check, dmesgMark, dmesgSince, sh, sleep, start, tryRead, waitFor } from "./lib.js";
 import { checkCleanedUp, checkIsoTrace, cli, CLI, kernelFlow, repo, waitImported } from "./flows.js";
 
 const PEER = path.join(repo, "dist/test/vm/guest/hostile-peer.js");
@@ -225,7 +225,7 @@ async function hostileIsoFrontend(): Promise<string> {
   const ep = isoOutEndpoint(busid);
   const seen: string[] = [];
   for (const [what, rule] of HOSTILE_ISO_CMDS) {
-    const since = dmesgLines().length;
+    const since = dmesgMark();
     const flow = cli(["qrexec-sim", "--", process.execPath, PEER, "frontend", what, ep, "--", process.execPath, CLI, "export", "--mode", "relay", busid]);
     const r = await Promise.race([flow.exited, sleep(60_000).then(() => undefined)]);
     if (r === undefined) flow.child.kill("SIGTERM");
@@ -234,7 +234,7 @@ async function hostileIsoFrontend(): Promise<string> {
     const line = flow.stderr().split("\n").find((l) => rule.test(l)) ?? "";
     check(/at byte \d+/.test(line) && /seqnum 3\b/.test(line), `${what}: rule, seqnum and offset not named: ${flow.stderr().trim()}`);
     await waitFor(`${what}: ${busid} back on snd-usb-audio`, () => interfaceDriver(busid) === "snd-usb-audio", 20_000);
-    const bad = dmesgLines().slice(since).filter((l) => STUB_ERRORS.test(l) || /BUG:|Oops|general protection|WARNING:/.test(l));
+    const bad = dmesgSince(since).filter((l) => STUB_ERRORS.test(l) || /BUG:|Oops|general protection|WARNING:/.test(l));
     check(bad.length === 0, `${what}: usbip-host saw it: ${bad.join(" | ")}`);
     seen.push(`${what}: ${/USBIP_ERR_\w+/.exec(line)?.[0]}`);
   }
