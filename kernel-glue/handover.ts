@@ -7,16 +7,10 @@
 import { closeSync } from "node:fs";
 import net from "node:net";
 import { giveUpReading } from "../shared/stop-reading.js";
+import { socketFd } from "../shared/socketpair.js";
 import { libc } from "./libc.js";
 import type { Sysfs } from "./sysfs.js";
 import type { Vhci } from "./vhci.js";
-
-/** The descriptor behind a connected net.Socket (Node exposes it only on the handle). */
-export function socketFd(sock: net.Socket): number {
-  const fd = (sock as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  if (typeof fd !== "number" || fd < 0) throw new Error("the socket has no file descriptor");
-  return fd;
-}
 
 /**
  * Write text(fd) to `rel`, fd being one end of a new socketpair (socketpair(2) through koffi,

@@ -8,7 +8,7 @@
  */
 import { closeSync, readSync, writeSync } from "node:fs";
 import type { Socket } from "node:net";
-import { socketFd } from "./handover.js";
+import { socketFd } from "../shared/socketpair.js";
 import { libc, POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLRDHUP } from "./libc.js";
 
 export interface HangupWatch {

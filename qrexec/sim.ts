@@ -21,7 +21,7 @@ import type net from "node:net";
 import type { Readable, Writable } from "node:stream";
 import { closeSync, createReadStream, createWriteStream } from "node:fs";
 import { makePipe } from "./pipe.js";
-import { socketPair } from "../shared/socketpair.js";
+import { socketFd, socketPair } from "../shared/socketpair.js";
 import type { Logger } from "../shared/log.js";
 
 export type LinkMode = "socket" | "pipes" | "direct";
@@ -148,7 +148,7 @@ async function runDirect(local: string[], service: string[], log: Logger): Promi
     const env = { ...process.env, QREXEC_AGENT_PID: String(agents[i]!.pid), QREXEC_REMOTE_DOMAIN: name === "local" ? "sim-backend" : "sim-frontend" };
     const [cmd, ...args] = argv as [string, ...string[]];
     // the same socket as fd 0 and fd 1, by fd number (Node maps a repeated stream object oddly)
-    const fd = fdOf(ends[i]!);
+    const fd = socketFd(ends[i]!);
     const child = spawn(cmd, args, { stdio: [fd, fd, "inherit"], env });
     children.push(child);
     exits.push(childExit(child, name, cmd, log));
@@ -163,12 +163,6 @@ async function runDirect(local: string[], service: string[], log: Logger): Promi
   return sc !== 0 ? sc : lc;
 }
 
-/** The descriptor behind a connected net.Socket (Node exposes it only on the handle). */
-function fdOf(sock: net.Socket): number {
-  const fd = (sock as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  if (typeof fd !== "number" || fd < 0) throw new Error("socketpair end has no file descriptor");
-  return fd;
-}
 
 /** Copy what `from` writes to the input of `to`, with backpressure. */
 function pump(from: Side, to: Side, log: Logger): void {

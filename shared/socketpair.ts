@@ -30,3 +30,10 @@ export async function socketPair(): Promise<[net.Socket, net.Socket]> {
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+/** The descriptor behind a connected net.Socket (Node exposes it only on the handle). */
+export function socketFd(sock: net.Socket): number {
+  const fd = (sock as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  if (typeof fd !== "number" || fd < 0) throw new Error("the socket has no file descriptor");
+  return fd;
+}
