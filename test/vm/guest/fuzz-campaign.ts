@@ -1,72 +1,82 @@
 /**
  * The kernel fuzzing campaign's VM half (optional: runs only when selected by name, from
- * fuzz/kernel-campaign.ts, `npm run fuzz:kernel`). Runs the disk workload again and again through
- * the mutating relay — target vhci: our virtual disk exported, imported with `import --mode
- * relay --fuzz` (RET_* mutated toward vhci-hcd); target usbip-host: a gadget disk exported with
- * `export --mode relay --fuzz` (CMD_* mutated toward usbip-host) and imported in kernel mode —
- * each run with the next seed, unvalidated unless BENCH_FUZZ_VALIDATE=1, and watches dmesg for
- * what a kernel says when it is hurt: BUG, Oops, general protection, WARNING, hung tasks, and
- * usbip's own complaints. A run whose kernel complained is a finding: its seed, mutation log,
- * dmesg excerpt and stderr go to findings/seed-S/ in the results share; it is replayed from its
- * log (--fuzz-replay) to confirm, and the log is shrunk (delta debugging over its lines) to the
- * smallest part that still makes the kernel complain. Parameters (BENCH_* env, passed through
- * by the VM runner): TARGET, SECONDS, SEED, RATE, FIELDS, VALIDATE, SHRINK_TRIES.
+ * fuzz/kernel-campaign.ts, `npm run fuzz:kernel`). Runs a device's workload (fuzz-workloads.ts:
+ * disk, sourcesink, audio, camera, keyboard) again and again through the mutating relay — target
+ * vhci: `import --mode relay --fuzz` (RET_* mutated toward vhci-hcd); target usbip-host: `export
+ * --mode relay --fuzz` (CMD_* mutated toward usbip-host) — each run with the next seed,
+ * unvalidated unless BENCH_FUZZ_VALIDATE=1, and watches dmesg for what a kernel says when it is
+ * hurt: BUG, Oops, general protection, WARNING, hung tasks, and usbip's own complaints. A run
+ * whose kernel complained is a finding: its seed, mutation log, dmesg excerpt and stderr go to
+ * findings/seed-S/ in the results share; it is replayed from its log (--fuzz-replay) to confirm,
+ * and the log is shrunk (delta debugging over its lines) to the smallest part that still makes
+ * the kernel complain. A finding that oopsed the kernel ends the boot's campaign: the host side
+ * replays and shrinks it in new boots ("fuzz replay" below). Parameters (BENCH_FUZZ_* env,
+ * passed through by the VM runner): TARGET, DEVICE, SECONDS, SEED, RATE, FIELDS, VALIDATE,
+ * SHRINK_TRIES; for a replay REPLAY (a mutation log on the host) and REPLAY_RUNS.
  * Result: `N messages mutated, K kernel errors, F findings` as the TAP note, and a bench-json line.
  */
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { Scenario } from "./scenarios.js";
-import { driverOf, interfaceDriver, makeImage, massStorage, type Gadget } from "./gadget.js";
-import { check, diskOf, dmesgMark, dmesgSince, modprobe, sh, sleep, waitFor } from "./lib.js";
-import { cli, CLI, kernelFlow, ourProcesses, vhciPorts } from "./flows.js";
+import { check, dmesgMark, dmesgSince, modprobe, sh, sleep, waitFor } from "./lib.js";
+import { cli, ourProcesses, vhciPorts } from "./flows.js";
+import { DEVICES_OF, FUZZ_DEVICES, makeWorkload, type FuzzDevice, type FuzzTarget, type Workload } from "./fuzz-workloads.js";
 
 /** What a kernel says when a mutation hurt it (dmesg lines). */
 export const KERNEL_COMPLAINTS = /\bBUG\b|Oops|general protection|WARNING:|hung_task|blocked for more than|cannot find a urb|recv xbuf|recv iso|invalid num packets|unknown pdu|malicious|submit_urb error|recv invalid request|stub_rx|Call Trace/i;
+/** The complaints after which this boot's kernel cannot be trusted: a replay needs a new boot. */
+export const KERNEL_HURT = /\bBUG\b|Oops|general protection|Call Trace|stuck in the kernel/;
 
 interface RunResult {
   mutations: string[];
   complaints: string[];
   stderr: string;
+  /** what the workload did */
+  workload: string;
 }
 
 const env = (k: string, d: string) => process.env[`BENCH_FUZZ_${k}`] ?? d;
+const MUTATION_LINE = /fuzz: message \d+ \(seqnum \d+\) \w+: .* -> /;
+
+/** The relay's fuzzing arguments for a mutation log: a replay, or (no mutation in it) a stage that mutates nothing. */
+export const replayArgs = (log: string) => (readFileSync(log, "utf8").split("\n").some((l) => MUTATION_LINE.test(l)) ? ["--fuzz-replay", log] : ["--fuzz", "0,rate=0"]);
 
 /** One workload run through the mutating relay; `fuzz` is ["--fuzz", SPEC] or ["--fuzz-replay", FILE]. */
-async function runOnce(target: "vhci" | "usbip-host", fuzz: string[], validate: boolean, gadget: Gadget | undefined, img: string): Promise<RunResult> {
+async function runOnce(w: Workload, fuzz: string[], validate: boolean): Promise<RunResult> {
   const since = dmesgMark();
   const statefile = "/run/tmp/state-fuzz-campaign";
-  const noValidate = validate ? [] : ["--no-validate"];
-  const flow =
-    target === "vhci"
-      ? cli(["qrexec-sim", "--", process.execPath, CLI, "import", statefile, "--mode", "relay", ...fuzz, ...noValidate, "--", process.execPath, CLI, "export", "--virtual", `mass-storage:${img}`])
-      : kernelFlow(gadget!.busid, statefile, { exportArgs: ["--mode", "relay", ...fuzz, ...noValidate] });
-  // the workload: wait for the disk (if it ever comes), read it, then let go
-  const disk = await waitFor("the imported disk", () => {
+  const flow = w.flow([...fuzz, ...(validate ? [] : ["--no-validate"])], statefile);
+  const port = await waitFor("the imported device", () => {
     if (flow.child.exitCode !== null) return "gone";
-    const p = vhciPorts().find((x) => x.status === 6 && x.local !== "0-0");
-    return p ? diskOf(p.local) : undefined;
-  }, 30_000).catch(() => undefined);
-  if (disk !== undefined && disk !== "gone") sh("sh", ["-c", `timeout 20 dd if=${disk} of=/dev/null bs=64k iflag=direct 2>/dev/null; true`], { allowFail: true, timeoutMs: 30_000 });
+    return vhciPorts().find((x) => x.status === 6 && x.local !== "0-0")?.local;
+  }, 30_000).catch(() => "never");
+  const workload = port === "gone" || port === "never" ? `the device was ${port === "gone" ? "gone before" : "never"} imported` : await w.use(port);
   if (flow.child.exitCode === null) {
     await cli(["detach", "--statefile", statefile]).exited;
     const r = await Promise.race([flow.exited, sleep(20_000).then(() => undefined)]);
     if (r === undefined) flow.child.kill("SIGKILL");
   }
   await Promise.race([flow.exited, sleep(10_000)]);
-  // leave nothing for the next run: free ports, no process, the gadget back on its driver
+  // leave nothing for the next run: free ports, no process, the device back on its driver
   await waitFor("vhci ports free", () => vhciPorts().every((p) => p.status === 4), 30_000).catch(() => {
     for (const p of vhciPorts().filter((x) => x.status !== 4)) sh("sh", ["-c", `echo ${p.port} > /sys/devices/platform/vhci_hcd.0/detach`], { allowFail: true });
   });
   await waitFor("no process of ours left", () => ourProcesses().length === 0, 20_000).catch(() => {
     for (const p of ourProcesses()) sh("kill", ["-9", p.split(" ")[0]!], { allowFail: true });
   });
-  if (gadget) await waitFor(`${gadget.busid} back on usb-storage`, () => driverOf(gadget.busid) === "usb" && interfaceDriver(gadget.busid) === "usb-storage", 30_000).catch(() => {});
+  const stuck = workload.includes("stuck in the kernel");
+  // a task stuck in the kernel: wait for the hung-task detector's report (after 120 s) as the evidence
+  if (stuck) await waitFor("the hung-task report", () => dmesgSince(since).some((l) => /blocked for more than/.test(l)), 150_000, 1000).catch(() => {});
+  else await w.restored();
   const stderr = flow.stderr();
-  return { mutations: stderr.split("\n").filter((l) => /fuzz: message \d+ \(seqnum \d+\) \w+: .* -> /.test(l)), complaints: dmesgSince(since).filter((l) => KERNEL_COMPLAINTS.test(l)), stderr };
+  const complaints = dmesgSince(since).filter((l) => KERNEL_COMPLAINTS.test(l));
+  if (stuck) complaints.push(`the workload is stuck in the kernel: ${workload}`);
+  return { mutations: stderr.split("\n").filter((l) => MUTATION_LINE.test(l)), complaints, stderr, workload };
 }
 
 export interface CampaignOptions {
-  target: "vhci" | "usbip-host";
+  target: FuzzTarget;
+  device: FuzzDevice;
   seconds: number;
   seed: number;
   rate: string;
@@ -83,89 +93,146 @@ export interface CampaignResult {
   kernelErrors: number;
   findings: number;
   /** per finding: its directory, whether the replay confirmed it, and the log's length before and after shrinking */
-  found: Array<{ dir: string; confirmed: boolean | "needs a new boot"; before: number; after: number }>;
+  found: Array<{ dir: string; seed: number; confirmed: boolean | "needs a new boot"; before: number; after: number }>;
+}
+
+function saveFinding(dir: string, r: RunResult): string {
+  mkdirSync(dir, { recursive: true });
+  const log = path.join(dir, "mutations.log");
+  writeFileSync(log, r.mutations.join("\n") + (r.mutations.length ? "\n" : ""));
+  writeFileSync(path.join(dir, "dmesg.txt"), r.complaints.join("\n") + "\n");
+  writeFileSync(path.join(dir, "stderr.txt"), r.stderr);
+  return log;
 }
 
 export async function campaign(o: CampaignOptions): Promise<CampaignResult> {
-  const { target, seconds, rate, fields, validate, shrinkTries } = o;
-  const seed0 = o.seed;
+  const { target, device, seconds, rate, fields, validate, shrinkTries } = o;
   const found: CampaignResult["found"] = [];
-  {
-    modprobe("vhci-hcd", "usbip-host", "usb-storage", "sd_mod");
-    const img = "/run/tmp/fuzz-campaign.img";
-    makeImage(img, 4);
-    const gadget = target === "usbip-host" ? await massStorage("fuzzcampaign", "dummy_udc.0", img) : undefined;
-    const findingsDir = path.join(o.results, "findings");
-    let mutated = 0;
-    let kernelErrors = 0;
-    let findings = 0;
-    let runs = 0;
-    const end = Date.now() + seconds * 1000;
-    try {
-      for (let seed = seed0; Date.now() < end; seed++) {
-        const spec = `${seed},rate=${rate}${fields ? `,fields=${fields}` : ""}`;
-        const r = await runOnce(target, ["--fuzz", spec], validate, gadget, img);
-        runs++;
-        mutated += r.mutations.length;
-        kernelErrors += r.complaints.length;
-        console.log(`# fuzz: run ${runs} (seed ${seed}): ${r.mutations.length} mutated, ${r.complaints.length} kernel errors; so far ${mutated} mutated, ${kernelErrors} kernel errors, ${findings} findings`);
-        if (r.complaints.length === 0 || r.mutations.length === 0) continue;
-        findings++;
-        const dir = path.join(findingsDir, `seed-${seed}`);
-        mkdirSync(dir, { recursive: true });
-        const log = path.join(dir, "mutations.log");
-        writeFileSync(log, r.mutations.join("\n") + "\n");
-        writeFileSync(path.join(dir, "dmesg.txt"), r.complaints.join("\n") + "\n");
-        writeFileSync(path.join(dir, "stderr.txt"), r.stderr);
-        if (r.complaints.some((l) => /\bBUG\b|Oops|general protection|Call Trace/.test(l))) {
-          // the kernel is hurt for good in this boot: replaying here proves nothing; a new boot does
-          writeFileSync(path.join(dir, "summary.json"), JSON.stringify({ target, seed, spec, validate, mutations: r.mutations.length, confirmed: "needs a new boot (the kernel oopsed)", firstComplaint: r.complaints[0] }, null, 2) + "\n");
-          console.log(`# fuzz: finding seed ${seed}: the kernel oopsed (${r.complaints[0]?.slice(0, 100)}); the campaign stops (replay it in a new boot with --fuzz-replay)`);
-          found.push({ dir, confirmed: "needs a new boot", before: r.mutations.length, after: r.mutations.length });
-          break;
-        }
-        // replay the whole log: does the kernel complain again?
-        const again = await runOnce(target, ["--fuzz-replay", log], validate, gadget, img);
-        const confirmed = again.complaints.length > 0;
-        // shrink: drop chunks of the log while the kernel still complains (ddmin, bounded)
-        let keep = r.mutations;
-        let tries = 0;
-        for (let chunk = Math.ceil(keep.length / 2); confirmed && chunk >= 1 && tries < shrinkTries; chunk = chunk === 1 ? 0 : Math.ceil(chunk / 2)) {
-          for (let at = 0; at < keep.length && tries < shrinkTries && keep.length > 1; ) {
-            const candidate = [...keep.slice(0, at), ...keep.slice(at + chunk)];
-            const file = path.join(dir, "candidate.log");
-            writeFileSync(file, candidate.join("\n") + "\n");
-            tries++;
-            if ((await runOnce(target, ["--fuzz-replay", file], validate, gadget, img)).complaints.length > 0) keep = candidate;
-            else at += chunk;
-          }
-        }
-        writeFileSync(path.join(dir, "shrunk.log"), keep.join("\n") + "\n");
-        writeFileSync(path.join(dir, "summary.json"), JSON.stringify({ target, seed, spec, validate, mutations: r.mutations.length, confirmed, shrunkTo: keep.length, shrinkTries: tries, firstComplaint: r.complaints[0] }, null, 2) + "\n");
-        console.log(`# fuzz: finding seed ${seed}: ${r.complaints[0]?.slice(0, 100)}; replay ${confirmed ? "confirms" : "does not confirm"}; shrunk ${r.mutations.length} -> ${keep.length} mutations in ${tries} tries`);
-        found.push({ dir, confirmed, before: r.mutations.length, after: keep.length });
+  modprobe("vhci-hcd", "usbip-host");
+  const w = await makeWorkload(target, device, "/run/tmp/fuzz-campaign.img");
+  const findingsDir = path.join(o.results, "findings");
+  let mutated = 0;
+  let kernelErrors = 0;
+  let findings = 0;
+  let runs = 0;
+  const end = Date.now() + seconds * 1000;
+  const base = { target, device, rate, fields, validate };
+  try {
+    for (let seed = o.seed; Date.now() < end; seed++) {
+      const spec = `${seed},rate=${rate}${fields ? `,fields=${fields}` : ""}`;
+      const r = await runOnce(w, ["--fuzz", spec], validate);
+      runs++;
+      mutated += r.mutations.length;
+      kernelErrors += r.complaints.length;
+      console.log(`# fuzz: run ${runs} (seed ${seed}, ${r.workload}): ${r.mutations.length} mutated, ${r.complaints.length} kernel errors; so far ${mutated} mutated, ${kernelErrors} kernel errors, ${findings} findings`);
+      if (r.complaints.length === 0) continue;
+      const hurt = r.complaints.some((l) => KERNEL_HURT.test(l));
+      // a complaint with no mutation made is the workload's own, not a finding, unless it hurt the kernel
+      if (r.mutations.length === 0 && !hurt) continue;
+      findings++;
+      const dir = path.join(findingsDir, `seed-${seed}`);
+      const log = saveFinding(dir, r);
+      if (hurt) {
+        // the kernel is hurt for good in this boot: replaying here proves nothing; a new boot does
+        writeFileSync(path.join(dir, "summary.json"), JSON.stringify({ ...base, seed, spec, mutations: r.mutations.length, confirmed: "needs a new boot (the kernel oopsed)", firstComplaint: r.complaints[0] }, null, 2) + "\n");
+        console.log(`# fuzz: finding seed ${seed}: the kernel oopsed (${r.complaints.find((l) => KERNEL_HURT.test(l))?.slice(0, 120)}); this boot's campaign stops (the replay needs a new boot)`);
+        found.push({ dir, seed, confirmed: "needs a new boot", before: r.mutations.length, after: r.mutations.length });
+        break;
       }
-    } finally {
-      gadget?.remove();
+      // replay the whole log: does the kernel complain again?
+      const again = await runOnce(w, replayArgs(log), validate);
+      const confirmed = again.complaints.length > 0;
+      console.log(`# fuzz: finding seed ${seed}: ${r.complaints[0]?.slice(0, 100)}; the replay ${confirmed ? "confirms it" : "does not confirm it"}`);
+      // shrink: drop chunks of the log while the kernel still complains (ddmin, bounded)
+      let keep = r.mutations;
+      let tries = 0;
+      for (let chunk = Math.ceil(keep.length / 2); confirmed && chunk >= 1 && tries < shrinkTries; chunk = chunk === 1 ? 0 : Math.ceil(chunk / 2)) {
+        for (let at = 0; at < keep.length && tries < shrinkTries && keep.length > 1; ) {
+          const candidate = [...keep.slice(0, at), ...keep.slice(at + chunk)];
+          const file = path.join(dir, "candidate.log");
+          writeFileSync(file, candidate.join("\n") + "\n");
+          tries++;
+          const still = (await runOnce(w, replayArgs(file), validate)).complaints.length > 0;
+          console.log(`# fuzz: shrinking seed ${seed}: try ${tries} of ${shrinkTries} without ${Math.min(chunk, keep.length - at)} of ${keep.length} mutations: the kernel ${still ? "still complains" : "is silent"}`);
+          if (still) keep = candidate;
+          else at += chunk;
+        }
+      }
+      writeFileSync(path.join(dir, "shrunk.log"), keep.join("\n") + "\n");
+      writeFileSync(path.join(dir, "summary.json"), JSON.stringify({ ...base, seed, spec, mutations: r.mutations.length, confirmed, shrunkTo: keep.length, shrinkTries: tries, firstComplaint: r.complaints[0] }, null, 2) + "\n");
+      console.log(`# fuzz: finding seed ${seed}: ${r.complaints[0]?.slice(0, 100)}; replay ${confirmed ? "confirms" : "does not confirm"}; shrunk ${r.mutations.length} -> ${keep.length} mutations in ${tries} tries`);
+      found.push({ dir, seed, confirmed, before: r.mutations.length, after: keep.length });
     }
-    return { runs, mutated, kernelErrors, findings, found };
+  } finally {
+    w.remove();
   }
+  return { runs, mutated, kernelErrors, findings, found };
 }
 
-const summary = (r: CampaignResult, o: CampaignOptions) => `${r.mutated} messages mutated, ${r.kernelErrors} kernel errors, ${r.findings} findings (${r.runs} runs, target ${o.target}${o.validate ? ", validated" : ""})`;
+const summary = (r: CampaignResult, o: Pick<CampaignOptions, "target" | "device" | "validate">) => `${r.mutated} messages mutated, ${r.kernelErrors} kernel errors, ${r.findings} findings (${r.runs} runs, target ${o.target}, device ${o.device}${o.validate ? ", validated" : ""})`;
+
+function targetAndDevice(): { target: FuzzTarget; device: FuzzDevice } {
+  const target = env("TARGET", "vhci");
+  check(target === "vhci" || target === "usbip-host", `BENCH_FUZZ_TARGET must be vhci or usbip-host, not ${target}`);
+  const device = env("DEVICE", "disk") as FuzzDevice;
+  check(FUZZ_DEVICES.includes(device), `BENCH_FUZZ_DEVICE must be one of ${FUZZ_DEVICES.join(", ")}, not ${device}`);
+  check(DEVICES_OF[target].includes(device), `no ${device} device can be fuzzed toward ${target} in the VM`);
+  return { target, device };
+}
+
+function benchJson(o: object): void {
+  const line = `# bench-json ${JSON.stringify(o)}\n`;
+  if (process.env.VM_RESULTS_TAP) appendFileSync(process.env.VM_RESULTS_TAP, line);
+  else process.stdout.write(line);
+}
 
 /** `npm run fuzz:kernel`'s guest half: the campaign as the BENCH_FUZZ_* environment says. */
 export const fuzzCampaign: Scenario = {
-  name: "fuzz campaign: the disk workload through the mutating relay, seed after seed, dmesg watched; findings saved, replayed and shrunk",
+  name: "fuzz campaign: a device's workload through the mutating relay, seed after seed, dmesg watched; findings saved, replayed and shrunk",
   optional: true,
   async run() {
-    const target = env("TARGET", "vhci");
-    check(target === "vhci" || target === "usbip-host", `BENCH_FUZZ_TARGET must be vhci or usbip-host, not ${target}`);
-    const o: CampaignOptions = { target, seconds: Number(env("SECONDS", "60")), seed: Number(env("SEED", "1")), rate: env("RATE", "0.05"), fields: env("FIELDS", ""), validate: env("VALIDATE", "0") === "1", shrinkTries: Number(env("SHRINK_TRIES", "12")), results: path.dirname(process.env.VM_RESULTS_TAP ?? "/run/results/results.tap") };
+    const o: CampaignOptions = { ...targetAndDevice(), seconds: Number(env("SECONDS", "60")), seed: Number(env("SEED", "1")), rate: env("RATE", "0.05"), fields: env("FIELDS", ""), validate: env("VALIDATE", "0") === "1", shrinkTries: Number(env("SHRINK_TRIES", "12")), results: path.dirname(process.env.VM_RESULTS_TAP ?? "/run/results/results.tap") };
     const r = await campaign(o);
-    const line = `# bench-json ${JSON.stringify({ target, validate: o.validate, runs: r.runs, mutated: r.mutated, kernelErrors: r.kernelErrors, findings: r.findings })}\n`;
-    if (process.env.VM_RESULTS_TAP) appendFileSync(process.env.VM_RESULTS_TAP, line);
+    benchJson({ target: o.target, device: o.device, validate: o.validate, runs: r.runs, mutated: r.mutated, kernelErrors: r.kernelErrors, findings: r.findings, found: r.found.map((f) => ({ seed: f.seed, confirmed: f.confirmed, before: f.before, after: f.after, dir: path.basename(f.dir) })) });
     return summary(r, o);
+  },
+};
+
+/**
+ * `npm run fuzz:kernel -- --replay DIR`'s guest half, and the campaign's next boot after an
+ * oops: the workload through the relay replaying one mutation log (BENCH_FUZZ_REPLAY, a file of
+ * the host's, read through the read-only root share), up to BENCH_FUZZ_REPLAY_RUNS times until
+ * the kernel complains. A race needs its timing: one boot may take more than one run. Result: a
+ * bench-json line {confirmed, hurt, runs, complaints}; the dmesg excerpt in replay-dmesg.txt.
+ */
+export const fuzzReplay: Scenario = {
+  name: "fuzz replay: one mutation log through the relay, the workload again, dmesg watched",
+  optional: true,
+  async run() {
+    const { target, device } = targetAndDevice();
+    const log = env("REPLAY", "");
+    check(log !== "" && existsSync(log), `BENCH_FUZZ_REPLAY names no readable file: "${log}"`);
+    const validate = env("VALIDATE", "0") === "1";
+    const most = Number(env("REPLAY_RUNS", "3"));
+    modprobe("vhci-hcd", "usbip-host");
+    const w = await makeWorkload(target, device, "/run/tmp/fuzz-campaign.img");
+    let runs = 0;
+    let complaints: string[] = [];
+    try {
+      while (runs < most && complaints.length === 0) {
+        const r = await runOnce(w, replayArgs(log), validate);
+        runs++;
+        complaints = r.complaints;
+        console.log(`# fuzz: replay run ${runs} (${r.workload}): ${r.mutations.length} mutations made, ${r.complaints.length} kernel errors`);
+      }
+    } finally {
+      w.remove();
+    }
+    const results = path.dirname(process.env.VM_RESULTS_TAP ?? "/run/results/results.tap");
+    writeFileSync(path.join(results, "replay-dmesg.txt"), complaints.join("\n") + "\n");
+    const hurt = complaints.some((l) => KERNEL_HURT.test(l));
+    benchJson({ replay: true, target, device, validate, confirmed: complaints.length > 0, hurt, runs, complaints: complaints.slice(0, 5) });
+    return `${complaints.length > 0 ? `confirmed in run ${runs}` : `not confirmed in ${runs} runs`}${hurt ? " (the kernel oopsed)" : ""}: ${complaints[0]?.slice(0, 120) ?? "the kernel said nothing"}`;
   },
 };
 
@@ -180,16 +247,16 @@ export const fuzzCampaignMachinery: Scenario = {
   async run() {
     const results = "/run/tmp/fuzz-machinery";
     // start_frame is copied, never checked, by vhci-hcd for a non-iso URB: mutations the shrinking must drop
-    const planted = await campaign({ target: "vhci", seconds: 1, seed: 3, rate: "1", fields: "start_frame+seqnum", validate: false, shrinkTries: 10, results });
+    const planted = await campaign({ target: "vhci", device: "disk", seconds: 1, seed: 3, rate: "1", fields: "start_frame+seqnum", validate: false, shrinkTries: 10, results });
     check(planted.mutated > 0, "no mutation made");
-    check(planted.findings >= 1 && planted.found.length >= 1, `the planted finding was not found: ${summary(planted, { target: "vhci" } as CampaignOptions)}`);
+    check(planted.findings >= 1 && planted.found.length >= 1, `the planted finding was not found: ${summary(planted, { target: "vhci", device: "disk", validate: false })}`);
     const f = planted.found[0]!;
     for (const file of ["mutations.log", "dmesg.txt", "stderr.txt", "shrunk.log", "summary.json"]) check(existsSync(path.join(f.dir, file)), `${file} not saved in ${f.dir}`);
     check(/cannot find a urb of seqnum/.test(readFileSync(path.join(f.dir, "dmesg.txt"), "utf8")), "the finding's dmesg does not show vhci-hcd's complaint");
     check(f.confirmed === true, "the replay from the mutation log did not confirm the finding");
     check(f.before > 1 && f.after < f.before, `not shrunk: ${f.before} -> ${f.after}`);
-    const host = await campaign({ target: "usbip-host", seconds: 20, seed: 1, rate: "0.05", fields: "transfer_flags+start_frame", validate: false, shrinkTries: 2, results });
-    check(host.runs > 0 && host.mutated > 0, `the usbip-host campaign mutated nothing: ${summary(host, { target: "usbip-host" } as CampaignOptions)}`);
-    return `vhci: ${summary(planted, { target: "vhci", validate: false } as CampaignOptions)}, shrunk ${f.before} -> ${f.after}; usbip-host: ${summary(host, { target: "usbip-host", validate: false } as CampaignOptions)}`;
+    const host = await campaign({ target: "usbip-host", device: "disk", seconds: 20, seed: 1, rate: "0.05", fields: "transfer_flags+start_frame", validate: false, shrinkTries: 2, results });
+    check(host.runs > 0 && host.mutated > 0, `the usbip-host campaign mutated nothing: ${summary(host, { target: "usbip-host", device: "disk", validate: false })}`);
+    return `vhci: ${summary(planted, { target: "vhci", device: "disk", validate: false })}, shrunk ${f.before} -> ${f.after}; usbip-host: ${summary(host, { target: "usbip-host", device: "disk", validate: false })}`;
   },
 };

@@ -20,7 +20,7 @@ const FRAME = 160 * 120 * 2;
 const FPS = 30;
 
 /** The capture node uvcvideo made for the USB device `local` (index 0; index 1 is its metadata node). */
-async function videoOf(local: string): Promise<string> {
+export async function videoOf(local: string): Promise<string> {
   return waitFor(`a video node on ${local}`, () => {
     for (const v of readdirSync("/sys/class/video4linux")) {
       try {

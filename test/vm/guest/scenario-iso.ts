@@ -20,7 +20,7 @@ import { checkIsoTrace, checkUnlinksAnswered, cli, CLI, kernelFlow, ourProcesses
 const RATE = 48_000;
 
 /** The ALSA card snd-usb-audio made for the USB device `local` (e.g. 3-1), once its capture node exists. */
-async function cardOf(local: string): Promise<number> {
+export async function cardOf(local: string): Promise<number> {
   return waitFor(`a sound card on ${local}`, () => {
     for (const c of readdirSync("/sys/class/sound").filter((n) => /^card\d+$/.test(n))) {
       try {

@@ -37,7 +37,7 @@ const TAGS: Record<string, number> = { "kernel-kernel": 1000, "kernel-relay": 30
 const isTag = (v: number, tag: number) => v >= tag * 0.6 && v <= tag + 1;
 
 /** qemu's usb-audio device (46f4:0002) on the emulated xHCI, once snd-usb-audio has it. */
-async function qemuAudio(): Promise<string> {
+export async function qemuAudio(): Promise<string> {
   sh("modprobe", ["xhci_pci"]);
   sh("modprobe", ["snd-usb-audio"]);
   // the one on the xHCI: an import of it on vhci-hcd has the same ids
@@ -45,7 +45,7 @@ async function qemuAudio(): Promise<string> {
   return waitFor("qemu's usb-audio device on xhci", () => readdirSync("/sys/bus/usb/devices").find((d) => !d.includes(":") && tryRead(`/sys/bus/usb/devices/${d}/idVendor`) === "46f4" && tryRead(`/sys/bus/usb/devices/${d}/idProduct`) === "0002" && onXhci(d) && interfaceDriver(d) === "snd-usb-audio"), 60_000);
 }
 
-async function playbackCard(local: string): Promise<number> {
+export async function playbackCard(local: string): Promise<number> {
   return waitFor(`a playback card on ${local}`, () => {
     for (const c of readdirSync("/sys/class/sound").filter((n) => /^card\d+$/.test(n))) {
       try {
@@ -59,7 +59,7 @@ async function playbackCard(local: string): Promise<number> {
   }, 60_000).then((c) => c.n);
 }
 
-function rampFile(tag: number): string {
+export function rampFile(tag: number): string {
   const f = "/run/tmp/ramp.raw";
   const b = Buffer.alloc(RAMP_LEN * 4);
   for (let i = 0; i < RAMP_LEN; i++) {

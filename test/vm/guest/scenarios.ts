@@ -24,7 +24,7 @@ import { benchIso } from "./bench-iso.js";
 import { cameraScenarios } from "./scenario-camera.js";
 import { benchAttach } from "./bench-attach.js";
 import { fuzzScenarios } from "./scenario-fuzz.js";
-import { fuzzCampaign, fuzzCampaignMachinery } from "./fuzz-campaign.js";
+import { fuzzCampaign, fuzzCampaignMachinery, fuzzReplay } from "./fuzz-campaign.js";
 import { benchFuzz } from "./bench-fuzz.js";
 
 export interface Scenario {
@@ -38,7 +38,7 @@ export interface Scenario {
   run(): Promise<void | string>;
 }
 
-export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, seedParityQubesDbReset, seedParityDetachAll, ...relayScenarios, ...portStallScenarios, ...superSpeedScenarios, policyDeniesStorage, hostileFrontend, hostileBackend, ...fuzzScenarios, fuzzCampaignMachinery, ...virtualScenarios, ...isoScenarios, ...cameraScenarios, ...usbAudioScenarios, ...tcpScenarios, ...userspaceScenarios, directUnlink, ...faultScenarios, packageScenario, rpmPackageScenario, ...lifecycleScenarios, cycleScenario, benchThroughput, benchIso, benchAttach, fuzzCampaign, benchFuzz];
+export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, seedParityQubesDbReset, seedParityDetachAll, ...relayScenarios, ...portStallScenarios, ...superSpeedScenarios, policyDeniesStorage, hostileFrontend, hostileBackend, ...fuzzScenarios, fuzzCampaignMachinery, ...virtualScenarios, ...isoScenarios, ...cameraScenarios, ...usbAudioScenarios, ...tcpScenarios, ...userspaceScenarios, directUnlink, ...faultScenarios, packageScenario, rpmPackageScenario, ...lifecycleScenarios, cycleScenario, benchThroughput, benchIso, benchAttach, fuzzCampaign, fuzzReplay, benchFuzz];
 
 /**
  * The core set (VM_SET=core): what CI runs on every kernel besides the one that gets the full
