@@ -52,21 +52,23 @@ async function runOnce(w: Workload, fuzz: string[], validate: boolean): Promise<
   }, 30_000).catch(() => "never");
   const workload = port === "gone" || port === "never" ? `the device was ${port === "gone" ? "gone before" : "never"} imported` : await w.use(port);
   if (flow.child.exitCode === null) {
-    await cli(["detach", "--statefile", statefile]).exited;
+    // bounded: a hurt kernel can leave the detach waiting forever
+    await Promise.race([cli(["detach", "--statefile", statefile]).exited, sleep(30_000)]);
     const r = await Promise.race([flow.exited, sleep(20_000).then(() => undefined)]);
     if (r === undefined) flow.child.kill("SIGKILL");
   }
   await Promise.race([flow.exited, sleep(10_000)]);
   // leave nothing for the next run: free ports, no process, the device back on its driver
   await waitFor("vhci ports free", () => vhciPorts().every((p) => p.status === 4), 30_000).catch(() => {
-    for (const p of vhciPorts().filter((x) => x.status !== 4)) sh("sh", ["-c", `echo ${p.port} > /sys/devices/platform/vhci_hcd.0/detach`], { allowFail: true });
+    for (const p of vhciPorts().filter((x) => x.status !== 4)) sh("sh", ["-c", `echo ${p.port} > /sys/devices/platform/vhci_hcd.0/detach`], { allowFail: true, timeoutMs: 10_000 });
   });
   await waitFor("no process of ours left", () => ourProcesses().length === 0, 20_000).catch(() => {
     for (const p of ourProcesses()) sh("kill", ["-9", p.split(" ")[0]!], { allowFail: true });
   });
   const stuck = workload.includes("stuck in the kernel");
   // a task stuck in the kernel: wait for the hung-task detector's report (after 120 s) as the evidence
-  if (stuck) await waitFor("the hung-task report", () => dmesgSince(since).some((l) => /blocked for more than/.test(l)), 150_000, 1000).catch(() => {});
+  // (not needed when the kernel already said why: an oops)
+  if (stuck && !dmesgSince(since).some((l) => KERNEL_HURT.test(l))) await waitFor("the hung-task report", () => dmesgSince(since).some((l) => /blocked for more than/.test(l)), 150_000, 1000).catch(() => {});
   else await w.restored();
   const stderr = flow.stderr();
   const complaints = dmesgSince(since).filter((l) => KERNEL_COMPLAINTS.test(l));
@@ -117,6 +119,7 @@ export async function campaign(o: CampaignOptions): Promise<CampaignResult> {
   let runs = 0;
   const end = Date.now() + seconds * 1000;
   const base = { target, device, rate, fields, validate };
+  let hurt = false;
   try {
     for (let seed = o.seed; Date.now() < end; seed++) {
       const spec = `${seed},rate=${rate}${fields ? `,fields=${fields}` : ""}`;
@@ -126,7 +129,7 @@ export async function campaign(o: CampaignOptions): Promise<CampaignResult> {
       kernelErrors += r.complaints.length;
       console.log(`# fuzz: run ${runs} (seed ${seed}, ${r.workload}): ${r.mutations.length} mutated, ${r.complaints.length} kernel errors; so far ${mutated} mutated, ${kernelErrors} kernel errors, ${findings} findings`);
       if (r.complaints.length === 0) continue;
-      const hurt = r.complaints.some((l) => KERNEL_HURT.test(l));
+      hurt = r.complaints.some((l) => KERNEL_HURT.test(l));
       // a complaint with no mutation made is the workload's own, not a finding, unless it hurt the kernel
       if (r.mutations.length === 0 && !hurt) continue;
       findings++;
@@ -164,7 +167,9 @@ export async function campaign(o: CampaignOptions): Promise<CampaignResult> {
       found.push({ dir, seed, confirmed, before: r.mutations.length, after: keep.length });
     }
   } finally {
-    w.remove();
+    // after an oops the device is left as it is: taking a gadget off its UDC can block for good
+    // in a hurt kernel, and the boot is spoiled anyway
+    if (!hurt) w.remove();
   }
   return { runs, mutated, kernelErrors, findings, found };
 }
@@ -190,6 +195,7 @@ function benchJson(o: object): void {
 export const fuzzCampaign: Scenario = {
   name: "fuzz campaign: a device's workload through the mutating relay, seed after seed, dmesg watched; findings saved, replayed and shrunk",
   optional: true,
+  kernelLogIsTheResult: true,
   async run() {
     const o: CampaignOptions = { ...targetAndDevice(), seconds: Number(env("SECONDS", "60")), seed: Number(env("SEED", "1")), rate: env("RATE", "0.05"), fields: env("FIELDS", ""), validate: env("VALIDATE", "0") === "1", shrinkTries: Number(env("SHRINK_TRIES", "12")), results: path.dirname(process.env.VM_RESULTS_TAP ?? "/run/results/results.tap") };
     const r = await campaign(o);
@@ -208,6 +214,7 @@ export const fuzzCampaign: Scenario = {
 export const fuzzReplay: Scenario = {
   name: "fuzz replay: one mutation log through the relay, the workload again, dmesg watched",
   optional: true,
+  kernelLogIsTheResult: true,
   async run() {
     const { target, device } = targetAndDevice();
     const log = env("REPLAY", "");
@@ -226,7 +233,8 @@ export const fuzzReplay: Scenario = {
         console.log(`# fuzz: replay run ${runs} (${r.workload}): ${r.mutations.length} mutations made, ${r.complaints.length} kernel errors`);
       }
     } finally {
-      w.remove();
+      // a hurt kernel can block the device's removal for good; the boot ends anyway
+      if (!complaints.some((l) => KERNEL_HURT.test(l))) w.remove();
     }
     const results = path.dirname(process.env.VM_RESULTS_TAP ?? "/run/results/results.tap");
     writeFileSync(path.join(results, "replay-dmesg.txt"), complaints.join("\n") + "\n");

@@ -37,7 +37,7 @@ for (const s of selected) {
     failure = e instanceof Error ? e.message : String(e);
   }
   const problems = dmesgProblems(since);
-  if (failure === undefined && problems.length > 0) failure = `kernel log: ${problems.slice(0, 3).join(" | ")}`;
+  if (failure === undefined && problems.length > 0 && !s.kernelLogIsTheResult) failure = `kernel log: ${problems.slice(0, 3).join(" | ")}`;
   const secs = ((Date.now() - t0) / 1000).toFixed(1);
   if (failure === undefined) emit(`ok ${n} - vm: ${s.name} (${secs} s)${note ? ` [${note}]` : ""}`);
   else {

@@ -34,6 +34,8 @@ export interface Scenario {
   smoke?: boolean;
   /** run only when selected by name (diagnostics) */
   optional?: boolean;
+  /** what the kernel logs is what the scenario measures (fuzzing campaigns): an oops does not fail it */
+  kernelLogIsTheResult?: boolean;
   /** may resolve with a short note (a measurement) for the TAP line */
   run(): Promise<void | string>;
 }
