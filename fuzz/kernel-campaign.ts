@@ -47,7 +47,7 @@ const options = {
   validate: { type: "boolean", default: false },
   "shrink-boots": { type: "string", default: "4" },
   replay: { type: "string" },
-  "replay-runs": { type: "string", default: "3" },
+  "replay-runs": { type: "string", default: "10" },
   help: { type: "boolean", short: "h" },
 } as const;
 let v: ReturnType<typeof parseArgs<{ options: typeof options; strict: true }>>["values"];

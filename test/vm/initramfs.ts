@@ -57,6 +57,10 @@ $B ip link set lo up 2>/dev/null || $B ifconfig lo 127.0.0.1 up # loopback for t
 echo "VM: booted, running the guest suite"
 $B chroot /newroot /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/run/tmp TMPDIR=/run/tmp USBIP_VM_GUEST=1 ${guestCmd}
 echo "VM: guest suite exited with $?"
+# a kernel a fuzzing run hurt can block the power-off for good (device_shutdown waits on a USB
+# device lock a stuck task holds): in 30 s, sysrq b resets the machine without it (qemu runs
+# with -no-reboot, so a reset ends it)
+( $B sleep 30; echo b > /proc/sysrq-trigger ) &
 $B sync
 $B poweroff -f
 `;

@@ -220,7 +220,7 @@ export const fuzzReplay: Scenario = {
     const log = env("REPLAY", "");
     check(log !== "" && existsSync(log), `BENCH_FUZZ_REPLAY names no readable file: "${log}"`);
     const validate = env("VALIDATE", "0") === "1";
-    const most = Number(env("REPLAY_RUNS", "3"));
+    const most = Number(env("REPLAY_RUNS", "10"));
     modprobe("vhci-hcd", "usbip-host");
     const w = await makeWorkload(target, device, "/run/tmp/fuzz-campaign.img");
     let runs = 0;
