@@ -31,7 +31,7 @@ export const benchFuzz: Scenario = {
         for (const device of devices.filter((d) => DEVICES_OF[target].includes(d))) {
           if (hurt) {
             // an earlier campaign oopsed the kernel: nothing measured in this boot counts any more
-            ((out[target] ??= {})[device] ??= {})[validate ? "validated" : "unvalidated"] = { runs: 0, mutated: 0, kernelErrors: 0, findings: 0, afterOops: true };
+            ((out[target] ??= {})[device] ??= {})[validate ? "validated" : "unvalidated"] = { runs: 0, mutated: 0, kernelErrors: 0, findings: 0, said: [], afterOops: true };
             continue;
           }
           const { found, ...r } = await campaign({ target, device, seconds, seed, rate, fields: "", validate, shrinkTries: 0, results: `/run/tmp/bench-fuzz-${target}-${device}-${validate}` });

@@ -94,6 +94,8 @@ export interface CampaignResult {
   mutated: number;
   kernelErrors: number;
   findings: number;
+  /** the first few distinct kernel complaints (timestamps off) */
+  said: string[];
   /** per finding: its directory, whether the replay confirmed it, and the log's length before and after shrinking */
   found: Array<{ dir: string; seed: number; confirmed: boolean | "needs a new boot"; before: number; after: number }>;
 }
@@ -120,6 +122,7 @@ export async function campaign(o: CampaignOptions): Promise<CampaignResult> {
   const end = Date.now() + seconds * 1000;
   const base = { target, device, rate, fields, validate };
   let hurt = false;
+  const said: string[] = [];
   try {
     for (let seed = o.seed; Date.now() < end; seed++) {
       const spec = `${seed},rate=${rate}${fields ? `,fields=${fields}` : ""}`;
@@ -127,6 +130,7 @@ export async function campaign(o: CampaignOptions): Promise<CampaignResult> {
       runs++;
       mutated += r.mutations.length;
       kernelErrors += r.complaints.length;
+      for (const l of r.complaints.map((x) => x.replace(/^\[\s*\d+\.\d+\]\s*/, "").slice(0, 160))) if (said.length < 5 && !said.includes(l)) said.push(l);
       console.log(`# fuzz: run ${runs} (seed ${seed}, ${r.workload}): ${r.mutations.length} mutated, ${r.complaints.length} kernel errors; so far ${mutated} mutated, ${kernelErrors} kernel errors, ${findings} findings`);
       if (r.complaints.length === 0) continue;
       hurt = r.complaints.some((l) => KERNEL_HURT.test(l));
@@ -171,7 +175,7 @@ export async function campaign(o: CampaignOptions): Promise<CampaignResult> {
     // in a hurt kernel, and the boot is spoiled anyway
     if (!hurt) w.remove();
   }
-  return { runs, mutated, kernelErrors, findings, found };
+  return { runs, mutated, kernelErrors, findings, said, found };
 }
 
 const summary = (r: CampaignResult, o: Pick<CampaignOptions, "target" | "device" | "validate">) => `${r.mutated} messages mutated, ${r.kernelErrors} kernel errors, ${r.findings} findings (${r.runs} runs, target ${o.target}, device ${o.device}${o.validate ? ", validated" : ""})`;
@@ -199,7 +203,7 @@ export const fuzzCampaign: Scenario = {
   async run() {
     const o: CampaignOptions = { ...targetAndDevice(), seconds: Number(env("SECONDS", "60")), seed: Number(env("SEED", "1")), rate: env("RATE", "0.05"), fields: env("FIELDS", ""), validate: env("VALIDATE", "0") === "1", shrinkTries: Number(env("SHRINK_TRIES", "12")), results: path.dirname(process.env.VM_RESULTS_TAP ?? "/run/results/results.tap") };
     const r = await campaign(o);
-    benchJson({ target: o.target, device: o.device, validate: o.validate, runs: r.runs, mutated: r.mutated, kernelErrors: r.kernelErrors, findings: r.findings, found: r.found.map((f) => ({ seed: f.seed, confirmed: f.confirmed, before: f.before, after: f.after, dir: path.basename(f.dir) })) });
+    benchJson({ target: o.target, device: o.device, validate: o.validate, runs: r.runs, mutated: r.mutated, kernelErrors: r.kernelErrors, findings: r.findings, said: r.said, found: r.found.map((f) => ({ seed: f.seed, confirmed: f.confirmed, before: f.before, after: f.after, dir: path.basename(f.dir) })) });
     return summary(r, o);
   },
 };
