@@ -18,7 +18,7 @@ import { qrexecRemote } from "./import-state.js";
 import { runImport, type Attachment } from "./import-lifecycle.js";
 import { openLink } from "../qrexec/link.js";
 import { readHandshake } from "../qrexec/read-handshake.js";
-import { UrbRelay } from "../relay/urb-relay.js";
+import { UNLINK_DEADLINE_MS, UrbRelay } from "../relay/urb-relay.js";
 import { FuzzStage } from "../relay/fuzz-stage.js";
 import type { Mutator } from "../relay/mutator.js";
 import { PassThrough } from "node:stream";
@@ -93,6 +93,7 @@ async function importRelayTraced(opts: ImportRelayOptions, sysfs: Sysfs, log: Lo
       serverIn: server.input,
       serverOut: server.output,
       serverPrefix: server.prefix,
+      unlinkDeadlineMs: UNLINK_DEADLINE_MS,
       onMessage: trace && ((_f, m, urb) => trace.record(m, { urb })),
       screen: policy && ((m, urb, at) => {
         if (urb.ep === 0 && urb.direction === Direction.IN && urb.setup !== undefined && m.actualLength > 0) checkDescriptor(policy, urb.setup, contiguous(m.payload), at, m.seqnum);

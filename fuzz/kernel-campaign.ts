@@ -1,8 +1,9 @@
 /**
  * `npm run fuzz:kernel -- --target vhci|usbip-host [--device D] [--kernel 6.1|6.12|newest]
  * [--minutes N] [--seed S] [--rate R] [--fields F+F] [--validate] [--shrink-boots N]`: a kernel
- * fuzzing campaign, and `npm run fuzz:kernel -- --replay DIR [--kernel K] [--replay-runs N]`:
- * one finding replayed in a new boot.
+ * fuzzing campaign, and `npm run fuzz:kernel -- --replay DIR [--kernel K] [--replay-runs N]
+ * [--validate]`: one finding replayed in a new boot (with --validate through the validating relay,
+ * whatever the finding was made with).
  *
  * A campaign boots the VM (test/vm/run.ts) and runs the optional guest scenario "fuzz campaign"
  * (test/vm/guest/fuzz-campaign.ts): the device's workload through the mutating relay, seed after
@@ -28,7 +29,7 @@ const DEVICES_OF: Record<string, string[]> = { vhci: DEVICES, "usbip-host": ["di
 const usage = [
   "usage: npm run fuzz:kernel -- --target vhci|usbip-host [--device disk|sourcesink|audio|camera|keyboard] [--kernel 6.1|6.12|newest]",
   "                              [--minutes N] [--seed S] [--rate R] [--fields F+F] [--validate] [--shrink-boots N]",
-  "       npm run fuzz:kernel -- --replay FINDING_DIR [--kernel 6.1|6.12|newest] [--replay-runs N]",
+  "       npm run fuzz:kernel -- --replay FINDING_DIR [--kernel 6.1|6.12|newest] [--replay-runs N] [--validate]",
 ].join("\n");
 
 function fail(msg: string, code = 64): never {
@@ -131,13 +132,18 @@ interface Summary {
   mutations?: number;
   confirmed?: boolean | string;
   shrunkTo?: number;
+  /** the sourcesink workload's usbtest cases and iterations */
+  cases?: string;
+  iterations?: string;
   [k: string]: unknown;
 }
 
 /** Replay `log` in a new boot; whether the kernel complained, and what it said. */
 async function replayBoot(s: Summary, log: string): Promise<{ confirmed: boolean; hurt: boolean; complaints: string[]; runs: number }> {
-  const b = await boot("fuzz replay:", { TARGET: s.target, DEVICE: s.device, VALIDATE: s.validate ? "1" : "0", REPLAY: path.resolve(log), REPLAY_RUNS: String(replayRuns) }, 600);
+  const workload = { ...(s.cases ? { CASES: String(s.cases) } : {}), ...(s.iterations ? { ITERATIONS: String(s.iterations) } : {}) };
+  const b = await boot("fuzz replay:", { TARGET: s.target, DEVICE: s.device, VALIDATE: s.validate ? "1" : "0", REPLAY: path.resolve(log), REPLAY_RUNS: String(replayRuns), ...workload }, 600);
   if (!b.ok || b.json === undefined) failedBoot(b);
+  if (b.logs && existsSync(path.join(b.logs, "replay-stderr.txt"))) cpSync(path.join(b.logs, "replay-stderr.txt"), path.join(path.dirname(log), "replay-stderr.txt"));
   dropLogs(b);
   return b.json as unknown as { confirmed: boolean; hurt: boolean; complaints: string[]; runs: number };
 }
@@ -176,7 +182,9 @@ async function confirmAcrossBoots(dir: string): Promise<void> {
 async function replayCommand(dir: string): Promise<void> {
   const file = path.join(dir, "summary.json");
   if (!existsSync(file) || !existsSync(path.join(dir, "mutations.log"))) fail(`--replay ${dir}: not a finding's directory (no summary.json and mutations.log)`);
-  const s = JSON.parse(readFileSync(file, "utf8")) as Summary;
+  const saved = JSON.parse(readFileSync(file, "utf8")) as Summary;
+  // --validate: the same mutations through the validating relay (does the relay protect the kernel from them?)
+  const s = { ...saved, validate: saved.validate || v.validate! };
   const log = existsSync(path.join(dir, "shrunk.log")) ? path.join(dir, "shrunk.log") : path.join(dir, "mutations.log");
   progress(`replaying ${path.relative(process.cwd(), log) || log} (${mutationLines(log).length} mutations; target ${s.target}, device ${s.device}${s.validate ? ", validated" : ""}) on ${v.kernel}`);
   const r = await replayBoot(s, log);

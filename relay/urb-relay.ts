@@ -25,6 +25,16 @@
  * comes back meanwhile, the relay answers RET_UNLINK(0) itself — exactly what the stub would say
  * for an already completed URB — and usbip-host never sees the unlink; otherwise it is forwarded.
  *
+ * Unlink deadline (frontend role): vhci-hcd waits for the answer to its CMD_UNLINK without a
+ * timeout, in usb_kill_urb, uninterruptibly: a backend that answers neither the URB nor its
+ * unlink leaves the task that cancelled it stuck in the kernel until the device is detached. A
+ * hostile USB VM can do that on purpose, and usbip-host does it by accident when the URB's
+ * RET_SUBMIT was lost on the way: it queues the RET_UNLINK of an already completed URB without
+ * waking its sender thread, so it goes out only with the next completion (6.12, 7.3; found by
+ * fuzzing, docs/FUZZING.md). So when the victim is still unanswered `unlinkDeadlineMs` after its
+ * unlink went out, the relay answers the client itself with RET_UNLINK(-ECONNRESET) — what the
+ * backend says for a URB it cancelled — and drops the backend's late answers to both.
+ *
  * Client hand-over (frontend role): when a vhci-hcd port never enumerates the device, the
  * importer gives the port up and attaches a new socketpair on another port without the backend
  * noticing (frontend/import-lifecycle.ts). `detachClient()` lets go of the old client streams;
@@ -56,6 +66,8 @@ export interface RelayOptions {
   device?: DeviceView;
   /** Backend role: how long a CMD_UNLINK is held (see above). Defaults to 0 (forward at once). */
   unlinkGraceMs?: number;
+  /** Frontend role: how long a victim may stay unanswered after its unlink went out before the relay answers it (see above). Defaults to 0 (never). */
+  unlinkDeadlineMs?: number;
   /** Bytes already read from the server side (after a handshake line), decoded first. */
   serverPrefix?: Buffer;
   /** An extra check on every control (endpoint 0) RET_SUBMIT before it is forwarded (e.g. the device policy); throw ProtocolError to refuse. */
@@ -82,16 +94,23 @@ export interface RelayStats {
   retUnlink: number;
   /** RET_UNLINKs the relay answered itself (unlink hold) */
   unlinksAnswered: number;
+  /** RET_UNLINKs the relay answered itself because the backend left the victim unanswered past the deadline */
+  unlinksTimedOut: number;
+  /** the backend's answers that came after the deadline (dropped) */
+  lateAnswersDropped: number;
   payloadBytes: number;
 }
 
+
+/** How long the frontend relay waits for the backend to answer an unlinked URB before answering vhci-hcd itself (Unlink deadline above); an honest usbip-host answers in milliseconds, under emulation in well under a second. */
+export const UNLINK_DEADLINE_MS = 3000;
 
 /** Payload size above which a bulk/interrupt RET_SUBMIT or CMD_SUBMIT is forwarded cut-through (see above). */
 export const CUT_THROUGH_MIN = 16 * 1024;
 
 export class UrbRelay extends EventEmitter {
   readonly table = new UrbTable();
-  readonly stats: RelayStats = { cmdSubmit: 0, cmdUnlink: 0, retSubmit: 0, retUnlink: 0, unlinksAnswered: 0, payloadBytes: 0 };
+  readonly stats: RelayStats = { cmdSubmit: 0, cmdUnlink: 0, retSubmit: 0, retUnlink: 0, unlinksAnswered: 0, unlinksTimedOut: 0, lateAnswersDropped: 0, payloadBytes: 0 };
   private cdec: ClientStreamDecoder;
   /** the client side's streams (replaced by a client hand-over); undefined between detachClient and attachClient */
   private client: { in: Readable; out: Writable; off: () => void } | undefined;
@@ -105,6 +124,10 @@ export class UrbRelay extends EventEmitter {
   /** answered seqnums, for "unlink of a known seqnum" */
   private readonly recent = new RecentSeqnums();
   private readonly held = new Map<number, { unlink: CmdUnlink; timer: NodeJS.Timeout }>();
+  /** frontend role, by victim seqnum: the unlink forwarded and its deadline */
+  private readonly deadlines = new Map<number, { unlink: CmdUnlink; timer: NodeJS.Timeout }>();
+  /** seqnums (victims and unlinks) the relay answered at the deadline: the backend's late answers are dropped */
+  private readonly late = new Set<number>();
   /** per side it came from: the message being forwarded cut-through, its stream offset and the payload bytes sent */
   private readonly partial: Record<RelayEnd, { at: number; sent: number } | undefined> = { client: undefined, server: undefined };
   /** held unlinks whose grace ended while a CMD_SUBMIT was passing cut-through: forwarded after it */
@@ -161,7 +184,7 @@ export class UrbRelay extends EventEmitter {
 
   /** URBs (submits and unlinks) the current client is waiting for. */
   get outstanding(): number {
-    return this.table.size - this.orphans.size;
+    return this.table.size - this.orphans.size - this.late.size;
   }
 
   /**
@@ -243,10 +266,46 @@ export class UrbRelay extends EventEmitter {
     }
     this.o.onMessage?.("client", m);
     this.forward("client", m, at, this.o.serverOut);
+    if (m.kind === "CMD_UNLINK") this.armDeadline(m);
     if (this.partial.client === undefined && this.deferred.length > 0) {
       for (const u of this.deferred) this.write(this.o.serverOut, u);
       this.deferred = [];
     }
+  }
+
+  /** Frontend role: answer the unlink ourselves if its victim is still unanswered at the deadline (see Unlink deadline above). */
+  private armDeadline(m: CmdUnlink): void {
+    const ms = this.o.unlinkDeadlineMs ?? 0;
+    if (ms <= 0 || this.table.getSubmit(m.unlinkSeqnum) === undefined || this.deadlines.has(m.unlinkSeqnum)) return;
+    const expire = (): void => {
+      if (this.finished) return;
+      const d = this.deadlines.get(m.unlinkSeqnum);
+      if (d === undefined) return;
+      // never inside a RET passing cut-through to the client: try again when it is whole
+      if (this.partial.server !== undefined) {
+        d.timer = setTimeout(expire, 10);
+        return;
+      }
+      this.deadlines.delete(m.unlinkSeqnum);
+      if (this.orphans.has(m.unlinkSeqnum) || this.table.getSubmit(m.unlinkSeqnum) === undefined) return;
+      // the table keeps both entries, so that the late answers are still framed and checked, then dropped
+      this.late.add(m.unlinkSeqnum);
+      this.late.add(m.seqnum);
+      const ret: ServerMessage = { kind: "RET_UNLINK", seqnum: m.seqnum, devid: 0, direction: 0, ep: 0, status: -104 /* -ECONNRESET */ };
+      this.stats.unlinksTimedOut++;
+      this.o.onMessage?.("server", ret, this.table.getSubmit(m.unlinkSeqnum));
+      this.write(this.clientOut, ret);
+    };
+    this.deadlines.set(m.unlinkSeqnum, { unlink: m, timer: setTimeout(expire, ms) });
+  }
+
+  /** The backend answered `victim` (RET_SUBMIT, or RET_UNLINK of its unlink): no deadline for it any more. */
+  private answered(victim: number | undefined): void {
+    if (victim === undefined) return;
+    const d = this.deadlines.get(victim);
+    if (d === undefined) return;
+    clearTimeout(d.timer);
+    this.deadlines.delete(victim);
   }
 
   /** Write a whole message, or only what is left of it if it began passing cut-through. */
@@ -313,10 +372,15 @@ export class UrbRelay extends EventEmitter {
     if (m.kind === "RET_SUBMIT") {
       checkRetSubmit(m, this.sdec.lastSubmit!, at);
       if (this.sdec.lastSubmit!.ep === 0) this.o.screen?.(m, this.sdec.lastSubmit!, at);
-      this.stats.retSubmit++;
-      this.stats.payloadBytes += m.actualLength * (this.sdec.lastSubmit!.direction === Direction.IN ? 1 : 0);
       this.recent.add(m.seqnum);
       const urb = this.sdec.lastSubmit;
+      this.answered(m.seqnum);
+      if (this.late.delete(m.seqnum)) {
+        this.stats.lateAnswersDropped++;
+        return; // answered by the relay at its unlink's deadline
+      }
+      this.stats.retSubmit++;
+      this.stats.payloadBytes += m.actualLength * (this.sdec.lastSubmit!.direction === Direction.IN ? 1 : 0);
       if (this.orphans.delete(m.seqnum)) return; // submitted through a vhci port given up
       this.o.onMessage?.("server", m, urb);
       this.forward("server", m, at, this.clientOut);
@@ -335,9 +399,15 @@ export class UrbRelay extends EventEmitter {
     }
     if (m.kind === "RET_UNLINK") {
       checkRetUnlink(m, at);
-      this.stats.retUnlink++;
       if (this.sdec.lastSubmit) this.recent.add(this.sdec.lastSubmit.seqnum);
       if (this.sdec.lastSubmit) this.orphans.delete(this.sdec.lastSubmit.seqnum);
+      this.answered(this.sdec.lastSubmit?.seqnum);
+      if (this.sdec.lastSubmit) this.late.delete(this.sdec.lastSubmit.seqnum);
+      if (this.late.delete(m.seqnum)) {
+        this.stats.lateAnswersDropped++;
+        return; // answered by the relay at its deadline
+      }
+      this.stats.retUnlink++;
       if (this.orphans.delete(m.seqnum)) return; // an unlink from a vhci port given up
       this.o.onMessage?.("server", m, this.sdec.lastSubmit);
       this.write(this.clientOut, m);
@@ -361,8 +431,9 @@ export class UrbRelay extends EventEmitter {
   private finish(r: RelayResult): void {
     if (this.finished) return;
     this.finished = true;
-    for (const h of this.held.values()) clearTimeout(h.timer);
+    for (const h of [...this.held.values(), ...this.deadlines.values()]) clearTimeout(h.timer);
     this.held.clear();
+    this.deadlines.clear();
     const { serverIn, serverOut } = this.o;
     const sides: Array<{ in: Readable; out: Writable }> = [{ in: serverIn, out: serverOut }, ...(this.client ? [this.client] : [])];
     if (r.reason === "violation") {

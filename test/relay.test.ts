@@ -23,7 +23,7 @@ interface Rig {
   server: PassThrough;
 }
 
-function rig(opts: { device?: DeviceView; unlinkGraceMs?: number } = {}): Rig {
+function rig(opts: { device?: DeviceView; unlinkGraceMs?: number; unlinkDeadlineMs?: number } = {}): Rig {
   const clientIn = new PassThrough();
   const clientOut = new PassThrough();
   const serverIn = new PassThrough();
@@ -180,6 +180,58 @@ test("unlink hold: a victim still pending after the grace period gets the unlink
   t.is(r.relay.table.size, 0, "the victim was answered by the RET_UNLINK");
   r.client.end();
   t.is((await r.relay.done).reason, "client closed");
+});
+
+const UNLINK42 = encodeToBuffer({ kind: "CMD_UNLINK", seqnum: 42, devid: 0x10002, direction: 0, ep: 0, unlinkSeqnum: 10 });
+const RET_UNLINK42 = (status: number) => encodeToBuffer({ kind: "RET_UNLINK", seqnum: 42, devid: 0, direction: 0, ep: 0, status });
+const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
+
+test("unlink deadline (frontend): a backend that answers neither the URB nor its unlink gets vhci-hcd its answer from the relay, RET_UNLINK(-ECONNRESET); the late answers are dropped", async (t) => {
+  const r = rig({ unlinkDeadlineMs: 30 });
+  r.client.write(Buffer.concat([encodeToBuffer(IN64), UNLINK42]));
+  await tick();
+  t.true(Buffer.concat(r.toServer).subarray(48).equals(UNLINK42), "the unlink went to the backend at once");
+  t.is(Buffer.concat(r.toClient).length, 0);
+  await sleep(80);
+  const out = Buffer.concat(r.toClient);
+  t.deepEqual([out.length, out.readUInt32BE(0), out.readUInt32BE(4), out.readInt32BE(20)], [48, 4, 42, -104], "RET_UNLINK(seqnum 42, -ECONNRESET)");
+  t.is(r.relay.stats.unlinksTimedOut, 1);
+  t.is(r.relay.outstanding, 0, "nothing left for vhci-hcd to wait for");
+  // the backend wakes up: its RET_SUBMIT and RET_UNLINK(0) are framed, checked and dropped
+  r.server.write(Buffer.concat([GOOD, RET_UNLINK42(0)]));
+  await tick();
+  t.is(Buffer.concat(r.toClient).length, 48, "nothing more reached vhci-hcd");
+  t.is(r.relay.stats.lateAnswersDropped, 2);
+  t.deepEqual([r.relay.stats.retSubmit, r.relay.stats.retUnlink], [0, 0]);
+  t.is(r.relay.table.size, 0);
+  r.client.end();
+  t.is((await r.relay.done).reason, "client closed");
+});
+
+test("unlink deadline: a victim answered in time (its RET_SUBMIT, or the backend's RET_UNLINK) is never answered by the relay", async (t) => {
+  for (const answer of [GOOD, RET_UNLINK42(-104)]) {
+    const r = rig({ unlinkDeadlineMs: 30 });
+    r.client.write(Buffer.concat([encodeToBuffer(IN64), UNLINK42]));
+    await tick();
+    r.server.write(answer);
+    await sleep(80);
+    t.true(Buffer.concat(r.toClient).equals(answer), "the backend's answer, and nothing from the relay");
+    t.is(r.relay.stats.unlinksTimedOut, 0);
+    r.client.end();
+    await r.relay.done;
+  }
+});
+
+test("unlink deadline: a hostile late answer is still a violation (checked before it is dropped)", async (t) => {
+  const r = rig({ unlinkDeadlineMs: 20 });
+  r.client.write(Buffer.concat([encodeToBuffer(IN64), UNLINK42]));
+  await sleep(60);
+  t.is(r.relay.stats.unlinksTimedOut, 1);
+  // the late RET_SUBMIT claims more than the URB's 64-byte buffer
+  r.server.write(encodeToBuffer(ret({ seqnum: 10, actualLength: 65, payload: [Buffer.alloc(65)] })));
+  const res = await r.relay.done;
+  t.is(res.reason, "violation");
+  t.is(Buffer.concat(r.toClient).length, 48, "only the relay's RET_UNLINK reached vhci-hcd");
 });
 
 test("the relay re-encodes: a non-ISO number_of_packets of 0xffffffff reaches usbip-host as 0", async (t) => {

@@ -20,7 +20,7 @@ import path from "node:path";
 import type { Scenario } from "./scenarios.js";
 import { check, dmesgMark, dmesgSince, modprobe, sh, sleep, waitFor } from "./lib.js";
 import { cli, ourProcesses, vhciPorts } from "./flows.js";
-import { DEVICES_OF, FUZZ_DEVICES, makeWorkload, type FuzzDevice, type FuzzTarget, type Workload } from "./fuzz-workloads.js";
+import { DEVICES_OF, FUZZ_DEVICES, makeWorkload, SOURCESINK_CASES, SOURCESINK_ITERATIONS, type FuzzDevice, type FuzzTarget, type Workload } from "./fuzz-workloads.js";
 
 /** What a kernel says when a mutation hurt it (dmesg lines). */
 export const KERNEL_COMPLAINTS = /\bBUG\b|Oops|general protection|WARNING:|hung_task|blocked for more than|cannot find a urb|recv xbuf|recv iso|invalid num packets|unknown pdu|malicious|submit_urb error|recv invalid request|stub_rx|Call Trace/i;
@@ -109,6 +109,9 @@ function saveFinding(dir: string, r: RunResult): string {
   return log;
 }
 
+// BENCH_FUZZ_VERBOSE=1: the flows log with --verbose (their stderr is kept with each finding)
+if (env("VERBOSE", "0") === "1") process.env.USBIP_QREXEC_VERBOSE = "1";
+
 export async function campaign(o: CampaignOptions): Promise<CampaignResult> {
   const { target, device, seconds, rate, fields, validate, shrinkTries } = o;
   const found: CampaignResult["found"] = [];
@@ -120,7 +123,8 @@ export async function campaign(o: CampaignOptions): Promise<CampaignResult> {
   let findings = 0;
   let runs = 0;
   const end = Date.now() + seconds * 1000;
-  const base = { target, device, rate, fields, validate };
+  // what the workload was, so that a replay runs the same (the usbtest cases are a knob)
+  const base = { target, device, rate, fields, validate, ...(device === "sourcesink" ? { cases: SOURCESINK_CASES.join(","), iterations: SOURCESINK_ITERATIONS } : {}) };
   let hurt = false;
   const said: string[] = [];
   try {
@@ -229,11 +233,13 @@ export const fuzzReplay: Scenario = {
     const w = await makeWorkload(target, device, "/run/tmp/fuzz-campaign.img");
     let runs = 0;
     let complaints: string[] = [];
+    let stderr = "";
     try {
       while (runs < most && complaints.length === 0) {
         const r = await runOnce(w, replayArgs(log), validate);
         runs++;
         complaints = r.complaints;
+        stderr = r.stderr;
         console.log(`# fuzz: replay run ${runs} (${r.workload}): ${r.mutations.length} mutations made, ${r.complaints.length} kernel errors`);
       }
     } finally {
@@ -242,6 +248,7 @@ export const fuzzReplay: Scenario = {
     }
     const results = path.dirname(process.env.VM_RESULTS_TAP ?? "/run/results/results.tap");
     writeFileSync(path.join(results, "replay-dmesg.txt"), complaints.join("\n") + "\n");
+    writeFileSync(path.join(results, "replay-stderr.txt"), stderr);
     const hurt = complaints.some((l) => KERNEL_HURT.test(l));
     benchJson({ replay: true, target, device, validate, confirmed: complaints.length > 0, hurt, runs, complaints: complaints.slice(0, 5) });
     return `${complaints.length > 0 ? `confirmed in run ${runs}` : `not confirmed in ${runs} runs`}${hurt ? " (the kernel oopsed)" : ""}: ${complaints[0]?.slice(0, 120) ?? "the kernel said nothing"}`;

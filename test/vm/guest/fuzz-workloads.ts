@@ -34,6 +34,8 @@ export const DEVICES_OF: Record<FuzzTarget, readonly FuzzDevice[]> = { vhci: FUZ
 
 /** usbtest cases a sourcesink run drives: bulk and scatter-gather both ways, then the three unlink cases. */
 export const SOURCESINK_CASES = (process.env.BENCH_FUZZ_CASES ?? "1,2,5,6,11,12,24").split(",").map(Number);
+/** usbtest's iterations per case */
+export const SOURCESINK_ITERATIONS = process.env.BENCH_FUZZ_ITERATIONS ?? "10";
 
 export interface Workload {
   /** the flow, given the fuzzing arguments for the relay on the target's side */
@@ -92,7 +94,7 @@ async function usbtestRun(local: string): Promise<string> {
   const bound = await waitFor(`usbtest bound to ${local}`, () => interfaceDriver(local) === "usbtest", 30_000).then(() => true, () => false);
   if (!bound) return "usbtest never bound";
   const node = `/dev/bus/usb/${tryRead(`/sys/bus/usb/devices/${local}/busnum`)?.padStart(3, "0")}/${tryRead(`/sys/bus/usb/devices/${local}/devnum`)?.padStart(3, "0")}`;
-  const r = await bounded("/usr/bin/python3", [path.join(repo, "test/vm/guest/usbtest.py"), node, SOURCESINK_CASES.join(","), process.env.BENCH_FUZZ_ITERATIONS ?? "10"], 120);
+  const r = await bounded("/usr/bin/python3", [path.join(repo, "test/vm/guest/usbtest.py"), node, SOURCESINK_CASES.join(","), SOURCESINK_ITERATIONS], 120);
   const done = r.out.trim().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as { test: number; ok: boolean });
   return `usbtest cases ${SOURCESINK_CASES.join(",")}: ${done.filter((x) => x.ok).length} passed, ${done.filter((x) => !x.ok).length} failed${r.code === "killed" ? ", stopped after 120 s" : r.code === "stuck in the kernel" ? ", stuck in the kernel after 120 s" : ""}`;
 }
