@@ -188,7 +188,7 @@ async function replayCommand(dir: string): Promise<void> {
   const log = existsSync(path.join(dir, "shrunk.log")) ? path.join(dir, "shrunk.log") : path.join(dir, "mutations.log");
   progress(`replaying ${path.relative(process.cwd(), log) || log} (${mutationLines(log).length} mutations; target ${s.target}, device ${s.device}${s.validate ? ", validated" : ""}) on ${v.kernel}`);
   const r = await replayBoot(s, log);
-  process.stdout.write(`${r.confirmed ? "reproduced" : "not reproduced"} in ${r.runs} run${r.runs === 1 ? "" : "s"} of one boot${r.hurt ? " (the kernel oopsed)" : ""}${r.complaints[0] ? `: ${r.complaints[0]}` : ""}\n`);
+  process.stdout.write(`${r.confirmed ? "reproduced" : "not reproduced"} in ${r.runs} run${r.runs === 1 ? "" : "s"} of one boot${r.hurt ? " (the kernel was hurt)" : ""}${r.complaints[0] ? `: ${r.complaints[0]}` : ""}\n`);
   process.exit(r.confirmed ? 0 : 1);
 }
 

@@ -19,7 +19,7 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } fr
 import path from "node:path";
 import type { Scenario } from "./scenarios.js";
 import { check, dmesgMark, dmesgSince, modprobe, sh, sleep, waitFor } from "./lib.js";
-import { cli, ourProcesses, vhciPorts } from "./flows.js";
+import { cli, ourProcesses, repo, vhciPorts } from "./flows.js";
 import { DEVICES_OF, FUZZ_DEVICES, makeWorkload, SOURCESINK_CASES, SOURCESINK_ITERATIONS, type FuzzDevice, type FuzzTarget, type Workload } from "./fuzz-workloads.js";
 
 /** What a kernel says when a mutation hurt it (dmesg lines). */
@@ -145,8 +145,8 @@ export async function campaign(o: CampaignOptions): Promise<CampaignResult> {
       const log = saveFinding(dir, r);
       if (hurt) {
         // the kernel is hurt for good in this boot: replaying here proves nothing; a new boot does
-        writeFileSync(path.join(dir, "summary.json"), JSON.stringify({ ...base, seed, spec, mutations: r.mutations.length, confirmed: "needs a new boot (the kernel oopsed)", firstComplaint: r.complaints[0] }, null, 2) + "\n");
-        console.log(`# fuzz: finding seed ${seed}: the kernel oopsed (${r.complaints.find((l) => KERNEL_HURT.test(l))?.slice(0, 120)}); this boot's campaign stops (the replay needs a new boot)`);
+        writeFileSync(path.join(dir, "summary.json"), JSON.stringify({ ...base, seed, spec, mutations: r.mutations.length, confirmed: "needs a new boot (the kernel was hurt: an oops, or a task stuck in it)", firstComplaint: r.complaints[0] }, null, 2) + "\n");
+        console.log(`# fuzz: finding seed ${seed}: the kernel is hurt (${r.complaints.find((l) => KERNEL_HURT.test(l))?.slice(0, 120)}); this boot's campaign stops (the replay needs a new boot)`);
         found.push({ dir, seed, confirmed: "needs a new boot", before: r.mutations.length, after: r.mutations.length });
         break;
       }
@@ -251,7 +251,7 @@ export const fuzzReplay: Scenario = {
     writeFileSync(path.join(results, "replay-stderr.txt"), stderr);
     const hurt = complaints.some((l) => KERNEL_HURT.test(l));
     benchJson({ replay: true, target, device, validate, confirmed: complaints.length > 0, hurt, runs, complaints: complaints.slice(0, 5) });
-    return `${complaints.length > 0 ? `confirmed in run ${runs}` : `not confirmed in ${runs} runs`}${hurt ? " (the kernel oopsed)" : ""}: ${complaints[0]?.slice(0, 120) ?? "the kernel said nothing"}`;
+    return `${complaints.length > 0 ? `confirmed in run ${runs}` : `not confirmed in ${runs} runs`}${hurt ? " (the kernel was hurt)" : ""}: ${complaints[0]?.slice(0, 120) ?? "the kernel said nothing"}`;
   },
 };
 
@@ -277,5 +277,35 @@ export const fuzzCampaignMachinery: Scenario = {
     const host = await campaign({ target: "usbip-host", device: "disk", seconds: 20, seed: 1, rate: "0.05", fields: "transfer_flags+start_frame", validate: false, shrinkTries: 2, results });
     check(host.runs > 0 && host.mutated > 0, `the usbip-host campaign mutated nothing: ${summary(host, { target: "usbip-host", device: "disk", validate: false })}`);
     return `vhci: ${summary(planted, { target: "vhci", device: "disk", validate: false })}, shrunk ${f.before} -> ${f.after}; usbip-host: ${summary(host, { target: "usbip-host", device: "disk", validate: false })}`;
+  },
+};
+
+/**
+ * The findings the relay was fixed for, replayed through it (fuzz/kernel-findings/): a backend
+ * that answers neither a URB nor its unlink (vhci-unlink-never-answered-6.12: the RET_SUBMIT of
+ * seqnum 13 dropped on its way, and usbip-host queues the RET_UNLINK of a completed URB without
+ * sending it). Without the frontend relay's unlink deadline, usbtest's task waited in
+ * usb_kill_urb until the port was detached; with it the relay answers the unlink, the test case
+ * fails and the rest run.
+ */
+export const fuzzRegressions: Scenario = {
+  name: "fuzz regression (vhci-unlink-never-answered-6.12): a RET_SUBMIT lost on the way and its unlink never answered — the frontend relay answers at its deadline, usbtest's task is not left in the kernel, the kernel silent",
+  async run() {
+    const dir = path.join(repo, "fuzz/kernel-findings/vhci-unlink-never-answered-6.12");
+    modprobe("vhci-hcd", "usbip-host");
+    const w = await makeWorkload("vhci", "sourcesink", "/run/tmp/fuzz-regression.img");
+    try {
+      const r = await runOnce(w, replayArgs(path.join(dir, "shrunk.log")), true);
+      check(r.mutations.length === 1 && /drop: sent -> dropped/.test(r.mutations[0]!), `the replay did not drop the RET_SUBMIT: ${r.mutations.join(" | ") || "no mutation made"}`);
+      check(!/stuck in the kernel|stopped after/.test(r.workload), `usbtest did not finish: ${r.workload}`);
+      check(r.complaints.length === 0, `the kernel complained: ${r.complaints.slice(0, 3).join(" | ")}`);
+      const m = /relay ended \([^)]*\): (\{[^}]*\})/.exec(r.stderr);
+      check(m !== null, `no relay statistics: ${r.stderr.trim().split("\n").slice(-5).join(" | ")}`);
+      const st = JSON.parse(m[1]!) as { cmdUnlink: number; retUnlink: number; unlinksTimedOut: number };
+      check(st.unlinksTimedOut >= 1, `the relay never answered an unlink at its deadline: ${m[1]}`);
+      return `${r.workload}; relay: ${st.cmdUnlink} unlinks, ${st.unlinksTimedOut} answered at the deadline`;
+    } finally {
+      w.remove();
+    }
   },
 };

@@ -24,7 +24,7 @@ import { benchIso } from "./bench-iso.js";
 import { cameraScenarios } from "./scenario-camera.js";
 import { benchAttach } from "./bench-attach.js";
 import { fuzzScenarios } from "./scenario-fuzz.js";
-import { fuzzCampaign, fuzzCampaignMachinery, fuzzReplay } from "./fuzz-campaign.js";
+import { fuzzCampaign, fuzzCampaignMachinery, fuzzRegressions, fuzzReplay } from "./fuzz-campaign.js";
 import { benchFuzz } from "./bench-fuzz.js";
 
 export interface Scenario {
@@ -40,7 +40,7 @@ export interface Scenario {
   run(): Promise<void | string>;
 }
 
-export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, seedParityQubesDbReset, seedParityDetachAll, ...relayScenarios, ...portStallScenarios, ...superSpeedScenarios, policyDeniesStorage, hostileFrontend, hostileBackend, ...fuzzScenarios, fuzzCampaignMachinery, ...virtualScenarios, ...isoScenarios, ...cameraScenarios, ...usbAudioScenarios, ...tcpScenarios, ...userspaceScenarios, directUnlink, ...faultScenarios, packageScenario, rpmPackageScenario, ...lifecycleScenarios, cycleScenario, benchThroughput, benchIso, benchAttach, fuzzCampaign, fuzzReplay, benchFuzz];
+export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, seedParityQubesDbReset, seedParityDetachAll, ...relayScenarios, ...portStallScenarios, ...superSpeedScenarios, policyDeniesStorage, hostileFrontend, hostileBackend, ...fuzzScenarios, fuzzCampaignMachinery, fuzzRegressions, ...virtualScenarios, ...isoScenarios, ...cameraScenarios, ...usbAudioScenarios, ...tcpScenarios, ...userspaceScenarios, directUnlink, ...faultScenarios, packageScenario, rpmPackageScenario, ...lifecycleScenarios, cycleScenario, benchThroughput, benchIso, benchAttach, fuzzCampaign, fuzzReplay, benchFuzz];
 
 /**
  * The core set (VM_SET=core): what CI runs on every kernel besides the one that gets the full
@@ -53,7 +53,8 @@ export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, 
  * (CI's time: measured, the core set with them is 883 s on 7.3); the relay's move off a vhci
  * port that never enumerates (22 s); the UVC camera in kernel mode and through the relay (10-17 s
  * each); iso IN through the userspace backend imported in kernel mode (15 s) and the backend
- * relay refusing a hostile frontend's iso submits to qemu's audio (17 s).
+ * relay refusing a hostile frontend's iso submits to qemu's audio (17 s); the kept fuzzing
+ * finding the relay was fixed for, replayed through it.
  */
 const CORE = [
   /^kernel mode: gadget disk/,
@@ -77,6 +78,7 @@ const CORE = [
   /^iso IN: virtual UVC camera/,
   /^iso IN through the userspace backend: /,
   /^hostile iso: a malicious frontend/,
+  /^fuzz regression/,
 ];
 for (const s of scenarios) if (CORE.some((re) => re.test(s.name))) s.core = true;
 
