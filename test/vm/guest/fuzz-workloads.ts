@@ -16,13 +16,13 @@
  * camera and keyboard have no usbip-host side here: usbip-host refuses vhci devices and
  * neither qemu nor dummy_hcd offers one.
  */
-import { existsSync, readdirSync, realpathSync } from "node:fs";
 import path from "node:path";
 import { driverOf, interfaceDriver, makeImage, massStorage, sourceSink, type Gadget } from "./gadget.js";
 import { diskOf, modprobe, sh, sleep, start, tryRead, waitFor, type Spawned } from "./lib.js";
 import { cli, CLI, kernelFlow, repo } from "./flows.js";
 import { cardOf } from "./scenario-iso.js";
 import { videoOf } from "./scenario-camera.js";
+import { inputEventOf } from "./scenario-virtual.js";
 import { playbackCard, qemuAudio, rampFile } from "./scenario-usb-audio.js";
 
 export type FuzzTarget = "vhci" | "usbip-host";
@@ -121,16 +121,7 @@ async function capture(local: string): Promise<string> {
 }
 
 async function readKeys(local: string): Promise<string> {
-  const event = await waitFor(`an input event node for ${local}`, () => {
-    for (const e of readdirSync("/sys/class/input").filter((n) => n.startsWith("event"))) {
-      try {
-        if (realpathSync(`/sys/class/input/${e}`).includes(`/${local}/`) && existsSync(`/dev/input/${e}`)) return `/dev/input/${e}`;
-      } catch {
-        /* gone meanwhile */
-      }
-    }
-    return undefined;
-  }, 30_000).catch(() => undefined);
+  const event = await inputEventOf(local).catch(() => undefined);
   if (event === undefined) return "no input node appeared";
   const r = await bounded("/usr/bin/python3", [path.join(repo, "test/vm/guest/read-keys.py"), event, "16", "20"], 30);
   return `read-keys ${r.code === 0 ? "read 16 keys" : `ended ${r.code}`}`;

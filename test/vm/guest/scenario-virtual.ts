@@ -46,6 +46,20 @@ async function virtualDisk(importMode: "kernel" | "relay"): Promise<void> {
 const KEY: Record<string, number> = { u: 22, s: 31, b: 48, i: 23, p: 25, q: 16, r: 19, e: 18, x: 45, c: 46, " ": 57, "4": 5, "2": 3, "\n": 28 };
 const TEXT = "usbip qrexec 42\n";
 
+/** The evdev node the input layer made for the USB device `local` (e.g. 3-1), once it exists. */
+export function inputEventOf(local: string): Promise<string> {
+  return waitFor(`an input event node for ${local}`, () => {
+    for (const e of readdirSync("/sys/class/input").filter((n) => n.startsWith("event"))) {
+      try {
+        if (realpathSync(`/sys/class/input/${e}`).includes(`/${local}/`) && existsSync(`/dev/input/${e}`)) return `/dev/input/${e}`;
+      } catch {
+        /* gone meanwhile */
+      }
+    }
+    return undefined;
+  }, 30_000);
+}
+
 export const virtualScenarios: Scenario[] = [
   { name: "virtual mass-storage (export --virtual) through vhci-hcd, kernel-mode import: /dev/sdX reads back the image, 1 MiB write lands, detach cleans up", run: () => virtualDisk("kernel") },
   { name: "virtual mass-storage through the frontend relay: reads back, write lands, detach cleans up", run: () => virtualDisk("relay") },
@@ -56,16 +70,7 @@ export const virtualScenarios: Scenario[] = [
       const statefile = "/run/tmp/state-virtual-kbd";
       const flow = virtualFlow(`hid-keyboard:${TEXT}`, statefile, "kernel", ["--type-delay", "8000"]);
       const { local } = await waitImported(statefile, flow);
-      const event = await waitFor(`an input event node for ${local}`, () => {
-        for (const e of readdirSync("/sys/class/input").filter((n) => n.startsWith("event"))) {
-          try {
-            if (realpathSync(`/sys/class/input/${e}`).includes(`/${local}/`) && existsSync(`/dev/input/${e}`)) return `/dev/input/${e}`;
-          } catch {
-            /* gone meanwhile */
-          }
-        }
-        return undefined;
-      }, 30_000);
+      const event = await inputEventOf(local);
       const reader = start("/usr/bin/python3", [path.join(repo, "test/vm/guest/read-keys.py"), event, String(TEXT.length), "60"]);
       const r = await reader.exited;
       const got = reader.stdout().trim().split("\n").pop()!.split(" ").filter(Boolean).map(Number);
