@@ -294,6 +294,9 @@ export const fuzzRegressions: Scenario = {
     const dir = path.join(repo, "fuzz/kernel-findings/vhci-unlink-never-answered-6.12");
     modprobe("vhci-hcd", "usbip-host");
     const w = await makeWorkload("vhci", "sourcesink", "/run/tmp/fuzz-regression.img");
+    // the relay's statistics (its end line) are an info line
+    const verbose = process.env.USBIP_QREXEC_VERBOSE;
+    process.env.USBIP_QREXEC_VERBOSE = "1";
     try {
       const r = await runOnce(w, replayArgs(path.join(dir, "shrunk.log")), true);
       check(r.mutations.length === 1 && /drop: sent -> dropped/.test(r.mutations[0]!), `the replay did not drop the RET_SUBMIT: ${r.mutations.join(" | ") || "no mutation made"}`);
@@ -305,6 +308,8 @@ export const fuzzRegressions: Scenario = {
       check(st.unlinksTimedOut >= 1, `the relay never answered an unlink at its deadline: ${m[1]}`);
       return `${r.workload}; relay: ${st.cmdUnlink} unlinks, ${st.unlinksTimedOut} answered at the deadline`;
     } finally {
+      if (verbose === undefined) delete process.env.USBIP_QREXEC_VERBOSE;
+      else process.env.USBIP_QREXEC_VERBOSE = verbose;
       w.remove();
     }
   },
