@@ -21,11 +21,10 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { DEVICES_OF, FUZZ_DEVICES, type FuzzDevice } from "./devices.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const DEVICES = ["disk", "sourcesink", "audio", "camera", "keyboard"];
-/** The devices each target has in the VM (test/vm/guest/fuzz-workloads.ts). */
-const DEVICES_OF: Record<string, string[]> = { vhci: DEVICES, "usbip-host": ["disk", "sourcesink", "audio"] };
+const DEVICES: readonly string[] = FUZZ_DEVICES;
 const usage = [
   "usage: npm run fuzz:kernel -- --target vhci|usbip-host [--device disk|sourcesink|audio|camera|keyboard] [--kernel 6.1|6.12|newest]",
   "                              [--minutes N] [--seed S] [--rate R] [--fields F+F] [--validate] [--shrink-boots N]",
@@ -138,12 +137,12 @@ interface Summary {
   [k: string]: unknown;
 }
 
-/** Replay `log` in a new boot; whether the kernel complained, and what it said. */
-async function replayBoot(s: Summary, log: string): Promise<{ confirmed: boolean; hurt: boolean; complaints: string[]; runs: number }> {
+/** Replay `log` in a new boot; the run's stderr is kept as `keepIn`/replay-stderr.txt when given (a campaign's own finding, not a kept one). */
+async function replayBoot(s: Summary, log: string, keepIn?: string): Promise<{ confirmed: boolean; hurt: boolean; complaints: string[]; runs: number }> {
   const workload = { ...(s.cases ? { CASES: String(s.cases) } : {}), ...(s.iterations ? { ITERATIONS: String(s.iterations) } : {}) };
   const b = await boot("fuzz replay:", { TARGET: s.target, DEVICE: s.device, VALIDATE: s.validate ? "1" : "0", REPLAY: path.resolve(log), REPLAY_RUNS: String(replayRuns), ...workload }, 600);
   if (!b.ok || b.json === undefined) failedBoot(b);
-  if (b.logs && existsSync(path.join(b.logs, "replay-stderr.txt"))) cpSync(path.join(b.logs, "replay-stderr.txt"), path.join(path.dirname(log), "replay-stderr.txt"));
+  if (keepIn && b.logs && existsSync(path.join(b.logs, "replay-stderr.txt"))) cpSync(path.join(b.logs, "replay-stderr.txt"), path.join(keepIn, "replay-stderr.txt"));
   dropLogs(b);
   return b.json as unknown as { confirmed: boolean; hurt: boolean; complaints: string[]; runs: number };
 }
@@ -156,7 +155,7 @@ async function confirmAcrossBoots(dir: string): Promise<void> {
   const s = JSON.parse(readFileSync(file, "utf8")) as Summary;
   const log = path.join(dir, "mutations.log");
   progress(`seed ${s.seed}: replaying its ${s.mutations} mutations in a new boot (up to ${replayRuns} runs)`);
-  const first = await replayBoot(s, log);
+  const first = await replayBoot(s, log, dir);
   let keep = mutationLines(log);
   let tries = 0;
   if (first.confirmed) {
@@ -195,7 +194,7 @@ async function replayCommand(dir: string): Promise<void> {
 async function campaignCommand(): Promise<void> {
   if (v.target !== "vhci" && v.target !== "usbip-host") fail(`--target must be vhci or usbip-host${v.target ? `, not "${v.target}"` : ""}`);
   if (!DEVICES.includes(v.device!)) fail(`--device must be one of ${DEVICES.join(", ")}, not "${v.device}"`);
-  if (!DEVICES_OF[v.target]!.includes(v.device!)) fail(`--device ${v.device} has no usbip-host side in the VM (usbip-host refuses vhci devices; neither qemu nor dummy_hcd has one): use --target vhci`);
+  if (!DEVICES_OF[v.target].includes(v.device as FuzzDevice)) fail(`--device ${v.device} has no usbip-host side in the VM (usbip-host refuses vhci devices; neither qemu nor dummy_hcd has one): use --target vhci`);
   const minutes = Number(v.minutes);
   if (!(minutes > 0 && minutes <= 24 * 60)) fail(`--minutes must be a number of minutes above 0, not "${v.minutes}"`);
   if (!/^\d+$/.test(v.seed!)) fail(`--seed must be a number, not "${v.seed}"`);

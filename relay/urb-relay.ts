@@ -125,7 +125,7 @@ export class UrbRelay extends EventEmitter {
   private readonly recent = new RecentSeqnums();
   private readonly held = new Map<number, { unlink: CmdUnlink; timer: NodeJS.Timeout }>();
   /** frontend role, by victim seqnum: the unlink forwarded and its deadline */
-  private readonly deadlines = new Map<number, { unlink: CmdUnlink; timer: NodeJS.Timeout }>();
+  private readonly deadlines = new Map<number, { timer: NodeJS.Timeout }>();
   /** seqnums (victims and unlinks) the relay answered at the deadline: the backend's late answers are dropped */
   private readonly late = new Set<number>();
   /** per side it came from: the message being forwarded cut-through, its stream offset and the payload bytes sent */
@@ -296,7 +296,7 @@ export class UrbRelay extends EventEmitter {
       this.o.onMessage?.("server", ret, this.table.getSubmit(m.unlinkSeqnum));
       this.write(this.clientOut, ret);
     };
-    this.deadlines.set(m.unlinkSeqnum, { unlink: m, timer: setTimeout(expire, ms) });
+    this.deadlines.set(m.unlinkSeqnum, { timer: setTimeout(expire, ms) });
   }
 
   /** The backend answered `victim` (RET_SUBMIT, or RET_UNLINK of its unlink): no deadline for it any more. */

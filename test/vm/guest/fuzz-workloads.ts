@@ -24,13 +24,9 @@ import { cardOf } from "./scenario-iso.js";
 import { videoOf } from "./scenario-camera.js";
 import { inputEventOf } from "./scenario-virtual.js";
 import { playbackCard, qemuAudio, rampFile } from "./scenario-usb-audio.js";
+import { DEVICES_OF, type FuzzDevice, type FuzzTarget } from "../../../fuzz/devices.js";
 
-export type FuzzTarget = "vhci" | "usbip-host";
-export const FUZZ_DEVICES = ["disk", "sourcesink", "audio", "camera", "keyboard"] as const;
-export type FuzzDevice = (typeof FUZZ_DEVICES)[number];
-
-/** The devices each target can fuzz with in the VM. */
-export const DEVICES_OF: Record<FuzzTarget, readonly FuzzDevice[]> = { vhci: FUZZ_DEVICES, "usbip-host": ["disk", "sourcesink", "audio"] };
+export { DEVICES_OF, FUZZ_DEVICES, type FuzzDevice, type FuzzTarget } from "../../../fuzz/devices.js";
 
 /** usbtest cases a sourcesink run drives: bulk and scatter-gather both ways, then the three unlink cases. */
 export const SOURCESINK_CASES = (process.env.BENCH_FUZZ_CASES ?? "1,2,5,6,11,12,24").split(",").map(Number);
