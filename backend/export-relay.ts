@@ -17,7 +17,7 @@ import type { Message } from "../protocol/messages.js";
 import type { SubmittedUrb } from "../protocol/urb-table.js";
 import { PcapngTrace } from "../trace/writer.js";
 import { XferType } from "../trace/usbmon.js";
-import { FuzzStage } from "../relay/fuzz-stage.js";
+import { FuzzStage, type FuzzStageOptions } from "../relay/fuzz-stage.js";
 import type { Mutator } from "../relay/mutator.js";
 import { PassThrough, type Readable, type Writable } from "node:stream";
 
@@ -64,11 +64,13 @@ function exportRelayTraced(opts: ExportRelayOptions, trace: PcapngTrace | undefi
       const fuzz = opts.fuzz;
       if (fuzz && !fuzz.validate) {
         // --no-validate: the fuzzing stage alone between the link and usbip-host
-        const stage = new FuzzStage({ mutate: "client", clientIn: link.input, clientOut: link.output, serverIn: stub, serverOut: stub, mutator: fuzz.mutator });
+        // --trace: what usbip-host got, as the stage sent it (no relay after it records anything)
+        const onSent: FuzzStageOptions["onSent"] = trace && ((m, { urb, comment }) => trace.record(m, { urb, comment }));
+        const stage = new FuzzStage({ mutate: "client", clientIn: link.input, clientOut: link.output, serverIn: stub, serverOut: stub, mutator: fuzz.mutator, onSent });
         stage.start();
         ctx.signal.then(() => stage.stop(), () => {});
         const f = await stage.done;
-        ctx.log.warn(`fuzz: ${f.messages} messages, ${f.mutated} mutated, none validated (${f.reason}${f.error ? `: ${f.error.message}` : ""})`);
+        ctx.log.warn(`fuzz: ${f.messages} messages, ${f.mutated} mutated, none validated (${f.reason}${f.error ? `: ${f.error.message}` : ""})${f.untraced ? `; trace: ${f.untraced}` : ""}`);
         return f.reason;
       }
       // --fuzz: the frontend's CMDs pass the fuzzing stage first, then the relay checks what it made

@@ -71,7 +71,8 @@ Options:
   --fuzz-replay F   (relay mode) make exactly the mutations logged in F (the
                    "fuzz: message …" lines of an earlier run, or some of them)
   --no-validate    (with --fuzz) send the mutated CMD_* to usbip-host
-                   unchecked: nothing protects the kernel (no --trace)
+                   unchecked: nothing protects the kernel; --trace records
+                   what usbip-host got, each mutation as the packet's comment
   --verbose        log each step on stderr (also USBIP_QREXEC_VERBOSE=1)
   -h, --help       this text
 
@@ -110,7 +111,6 @@ export const exportCommand: Command = {
     if ((values.fuzz !== undefined || values["fuzz-replay"] !== undefined) && values.mode !== "relay") throw new UsageError("export: --fuzz needs --mode relay (the relay is where messages are mutated)");
     const noValidate = values["no-validate"] === true;
     if (noValidate && values.fuzz === undefined && values["fuzz-replay"] === undefined) throw new UsageError("export: --no-validate goes with --fuzz only (the relay always validates)");
-    if (noValidate && values.trace !== undefined) throw new UsageError("export: --no-validate has no relay: no --trace");
     const log = makeLogger("export", values.verbose === true);
     const fuzzing = values.fuzz !== undefined || values["fuzz-replay"] !== undefined;
     const fuzz = fuzzing ? { mutator: await fuzzMutator(values.fuzz, values["fuzz-replay"], log, "export"), validate: !noValidate } : undefined;

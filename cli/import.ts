@@ -64,7 +64,9 @@ Options:
                "fuzz: message …" lines of an earlier run, or some of them)
                instead of drawing them: a finding replayed, or shrunk
   --no-validate  (with --fuzz) send the mutated RET_* to vhci-hcd unchecked:
-               nothing protects the kernel (no --policy, --trace or port move)
+               nothing protects the kernel (no --policy or port move);
+               --trace records what vhci-hcd got, each mutation as the
+               packet's comment
   --verbose    log each step on stderr (also USBIP_QREXEC_VERBOSE=1)
   -h, --help   this text`;
 
@@ -86,7 +88,7 @@ export const importCommand: Command = {
     if ((values.fuzz !== undefined || values["fuzz-replay"] !== undefined) && values.mode !== "relay") throw new UsageError("import: --fuzz needs --mode relay (the relay is where messages are mutated)");
     const noValidate = values["no-validate"] === true;
     if (noValidate && values.fuzz === undefined && values["fuzz-replay"] === undefined) throw new UsageError("import: --no-validate goes with --fuzz only (the relay always validates)");
-    if (noValidate && (values.policy !== undefined || values.trace !== undefined)) throw new UsageError("import: --no-validate has no relay: no --policy or --trace");
+    if (noValidate && values.policy !== undefined) throw new UsageError("import: --no-validate has no relay: no --policy");
     const policy = values.policy === undefined ? undefined : loadPolicy(values.policy);
     const log = makeLogger("import", values.verbose === true);
     const fuzzing = values.fuzz !== undefined || values["fuzz-replay"] !== undefined;

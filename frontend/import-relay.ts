@@ -19,7 +19,7 @@ import { runImport, type Attachment } from "./import-lifecycle.js";
 import { openLink } from "../qrexec/link.js";
 import { readHandshake } from "../qrexec/read-handshake.js";
 import { UNLINK_DEADLINE_MS, UrbRelay } from "../relay/urb-relay.js";
-import { FuzzStage } from "../relay/fuzz-stage.js";
+import { FuzzStage, type FuzzStageOptions } from "../relay/fuzz-stage.js";
 import type { Mutator } from "../relay/mutator.js";
 import { PassThrough } from "node:stream";
 import { PcapngTrace } from "../trace/writer.js";
@@ -75,7 +75,7 @@ async function importRelayTraced(opts: ImportRelayOptions, sysfs: Sysfs, log: Lo
   const fuzz = opts.fuzz;
   return runImport({ statefile: opts.statefile, log, sysfs, mode: "relay", remote: opts.remote ?? qrexecRemote(opts.statefile), signal, attachTimeoutMs: opts.attachTimeoutMs, onAttached: opts.onAttached }, async (vhci, after) => {
     const first = await attachHandover(vhci, hs.devid, speed, after);
-    if (fuzz && !fuzz.validate) return fuzzUnvalidated(first, link, rest, fuzz.mutator, log, signal);
+    if (fuzz && !fuzz.validate) return fuzzUnvalidated(first, link, rest, fuzz.mutator, log, signal, trace);
     let socket = first.socket;
     // --fuzz: the backend's RETs pass the fuzzing stage first, then the relay checks what it made
     let server: { input: Readable; output: Writable; prefix: Buffer } = { input: link.input, output: link.output, prefix: rest };
@@ -143,10 +143,11 @@ async function importRelayTraced(opts: ImportRelayOptions, sysfs: Sysfs, log: Lo
 /**
  * --fuzz --no-validate: the fuzzing stage alone between vhci-hcd and the link, so the mutated
  * RETs reach the kernel unchecked (to find what the kernel does with them; nothing protects it).
- * No policy, trace or port move: those are the relay's.
+ * No policy or port move: those are the relay's. `trace`: what vhci-hcd got, as the stage sent it.
  */
-function fuzzUnvalidated(first: { port: number; socket: import("node:net").Socket }, link: { input: Readable; output: Writable }, rest: Buffer, mutator: Mutator, log: Logger, signal: TerminationSignal): Attachment {
-  const stage = new FuzzStage({ mutate: "server", clientIn: first.socket, clientOut: first.socket, serverIn: link.input, serverOut: link.output, serverPrefix: rest, mutator });
+function fuzzUnvalidated(first: { port: number; socket: import("node:net").Socket }, link: { input: Readable; output: Writable }, rest: Buffer, mutator: Mutator, log: Logger, signal: TerminationSignal, trace: PcapngTrace | undefined): Attachment {
+  const onSent: FuzzStageOptions["onSent"] = trace && ((m, { urb, comment }) => trace.record(m, { urb, comment }));
+  const stage = new FuzzStage({ mutate: "server", clientIn: first.socket, clientOut: first.socket, serverIn: link.input, serverOut: link.output, serverPrefix: rest, mutator, onSent });
   stage.start();
   // said however the import ends (before the device enumerated too)
   void stage.done.then((r) => log.warn(`fuzz: ${r.messages} messages, ${r.mutated} mutated, none validated (${r.reason}${r.error ? `: ${r.error.message}` : ""})`));

@@ -12,7 +12,8 @@
  * confirmed, shrunk across boots (one boot per candidate, at most --shrink-boots). Progress lines
  * show runs, messages mutated, findings and boots. Findings are copied to
  * fuzz-findings/<target>-<device>-<kernel>-<time>/seed-S/ (summary.json, mutations.log,
- * shrunk.log, dmesg.txt, stderr.txt). Ends with the line `N messages mutated, K kernel errors,
+ * shrunk.log, dmesg.txt, stderr.txt, trace.pcapng: what the kernel received, each mutation the
+ * comment of its packet). Ends with the line `N messages mutated, K kernel errors,
  * F findings`; exit 1 if a VM run itself failed. Without qemu the VM is skipped loudly.
  */
 import { spawn } from "node:child_process";
@@ -137,12 +138,12 @@ interface Summary {
   [k: string]: unknown;
 }
 
-/** Replay `log` in a new boot; the run's stderr is kept as `keepIn`/replay-stderr.txt when given (a campaign's own finding, not a kept one). */
+/** Replay `log` in a new boot; the run's stderr and trace are kept in `keepIn` (replay-stderr.txt, replay-trace.pcapng) when given (a campaign's own finding, not a kept one). */
 async function replayBoot(s: Summary, log: string, keepIn?: string): Promise<{ confirmed: boolean; hurt: boolean; complaints: string[]; runs: number }> {
   const workload = { ...(s.cases ? { CASES: String(s.cases) } : {}), ...(s.iterations ? { ITERATIONS: String(s.iterations) } : {}) };
   const b = await boot("fuzz replay:", { TARGET: s.target, DEVICE: s.device, VALIDATE: s.validate ? "1" : "0", REPLAY: path.resolve(log), REPLAY_RUNS: String(replayRuns), ...workload }, 600);
   if (!b.ok || b.json === undefined) failedBoot(b);
-  if (keepIn && b.logs && existsSync(path.join(b.logs, "replay-stderr.txt"))) cpSync(path.join(b.logs, "replay-stderr.txt"), path.join(keepIn, "replay-stderr.txt"));
+  for (const f of ["replay-stderr.txt", "replay-trace.pcapng"]) if (keepIn && b.logs && existsSync(path.join(b.logs, f))) cpSync(path.join(b.logs, f), path.join(keepIn, f));
   dropLogs(b);
   return b.json as unknown as { confirmed: boolean; hurt: boolean; complaints: string[]; runs: number };
 }
@@ -212,7 +213,7 @@ async function campaignCommand(): Promise<void> {
   }
   dropLogs(b);
   for (const f of r.found.filter((x) => x.confirmed === "needs a new boot")) await confirmAcrossBoots(path.join(dest, f.dir));
-  if (dest) process.stdout.write(`findings in ${dest} (seed-*/summary.json, mutations.log, shrunk.log, dmesg.txt)\n`);
+  if (dest) process.stdout.write(`findings in ${dest} (seed-*/summary.json, mutations.log, shrunk.log, dmesg.txt, trace.pcapng)\n`);
   process.stdout.write(`${r.runs} runs in ${boots} boot${boots === 1 ? "" : "s"}\n`);
   process.stdout.write(`${r.mutated} messages mutated, ${r.kernelErrors} kernel errors, ${r.findings} findings\n`);
 }

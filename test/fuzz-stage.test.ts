@@ -7,9 +7,10 @@
 import test from "ava";
 import { PassThrough } from "node:stream";
 import { encode } from "../protocol/encoder.js";
-import type { CmdSubmit, RetSubmit } from "../protocol/messages.js";
+import type { ClientMessage, CmdSubmit, RetSubmit, ServerMessage } from "../protocol/messages.js";
+import type { SubmittedUrb } from "../protocol/urb-table.js";
 import { FuzzStage } from "../relay/fuzz-stage.js";
-import { Mutator, parseFuzzSpec } from "../relay/mutator.js";
+import { formatMutation, Mutator, parseFuzzSpec } from "../relay/mutator.js";
 import { UrbRelay } from "../relay/urb-relay.js";
 import { runCli } from "./helpers/cli.js";
 
@@ -98,11 +99,11 @@ test("fuzz first, validate after: the relay refuses the mutated RET (unknown seq
   t.like(await stage.done, { messages: 1, mutated: 1 });
 });
 
-test("CLI (import and export): --fuzz needs relay mode, --no-validate needs --fuzz and no --policy/--trace, a bad SPEC is one usage line", async (t) => {
+test("CLI (import and export): --fuzz needs relay mode, --no-validate needs --fuzz and no --policy, a bad SPEC is one usage line", async (t) => {
   const cases: Array<[string[], RegExp]> = [
     [["import", "st", "--fuzz", "1"], /--fuzz needs --mode relay/],
     [["import", "st", "--mode", "relay", "--no-validate"], /--no-validate goes with --fuzz only/],
-    [["import", "st", "--mode", "relay", "--fuzz", "1", "--no-validate", "--trace", "t.pcapng"], /--no-validate has no relay: no --policy or --trace/],
+    [["import", "st", "--mode", "relay", "--fuzz", "1", "--no-validate", "--policy", "p.json"], /--no-validate has no relay: no --policy/],
     [["import", "st", "--mode", "relay", "--fuzz", "1,rate=7"], /--fuzz: rate must be 0\.\.1, not "7"/],
     [["import", "st", "--mode", "relay", "--fuzz", "1,fields=nope"], /--fuzz: unknown field nope/],
     [["export", "2-1", "--fuzz", "1"], /export: --fuzz needs --mode relay/],
@@ -133,4 +134,64 @@ test("inputs paused before the stage starts (the link after its handshake) flow 
   t.deepEqual(toServer(), bytes(cmd(1)));
   t.deepEqual(toClient(), bytes(ret(1)));
   stage.stop();
+});
+
+function tracedStage(spec: string, mutate: "server" | "client") {
+  const s = { clientIn: new PassThrough(), clientOut: new PassThrough(), serverIn: new PassThrough(), serverOut: new PassThrough() };
+  const traced: Array<{ m: ClientMessage | ServerMessage; urb?: SubmittedUrb | undefined; comment?: string | undefined }> = [];
+  const mutator = new Mutator(parseFuzzSpec(spec));
+  const stage = new FuzzStage({ mutate, ...s, mutator, onSent: (m, o) => traced.push({ m, ...o }) });
+  stage.start();
+  return { ...s, stage, mutator, traced };
+}
+
+test("tracing, frontend role: the CMDs as vhci sent them, each RET as it was sent to vhci, its mutation as the comment", async (t) => {
+  const f = tracedStage("9,rate=1,fields=status", "server");
+  f.clientIn.write(bytes(cmd(1)));
+  await tick();
+  f.serverIn.write(bytes(ret(1)));
+  await tick();
+  t.is(f.traced.length, 2);
+  t.like(f.traced[0]!, { m: { kind: "CMD_SUBMIT", seqnum: 1 }, comment: undefined });
+  const mutation = f.mutator.log[0]!;
+  const sent = f.traced[1]!;
+  t.like(sent.m, { kind: "RET_SUBMIT", seqnum: 1, actualLength: 18 });
+  t.is(`0x${((sent.m as RetSubmit).status >>> 0).toString(16)}`, mutation.to, "the status the kernel got, not the backend's");
+  t.is(sent.comment, formatMutation(mutation));
+  t.like(sent.urb, { seqnum: 1, direction: 1, ep: 0 });
+  f.stage.stop();
+});
+
+test("tracing, backend role: each CMD as usbip-host got it, and its answers framed by what it got (a duplicated CMD answered twice)", async (t) => {
+  const f = tracedStage("5,rate=1,fields=duplicate", "client");
+  f.clientIn.write(bytes(cmd(1)));
+  await tick();
+  t.is(f.mutator.log.length, 1);
+  t.is(f.traced.length, 2, "both copies traced");
+  for (const x of f.traced) t.like(x, { m: { kind: "CMD_SUBMIT", seqnum: 1 }, comment: formatMutation(f.mutator.log[0]!) });
+  // usbip-host answers each copy
+  f.serverIn.write(Buffer.concat([bytes(ret(1)), bytes(ret(1))]));
+  await tick();
+  t.is(f.traced.length, 4);
+  for (const x of f.traced.slice(2)) t.like(x, { m: { kind: "RET_SUBMIT", seqnum: 1, actualLength: 18 }, urb: { seqnum: 1, direction: 1 }, comment: undefined });
+  // an answer to nothing that was sent stops the tracing of answers, not the stage
+  f.serverIn.write(bytes(ret(77)));
+  await tick();
+  t.is(f.traced.length, 4);
+  f.stage.stop();
+  t.regex((await f.stage.done).untraced ?? "", /answers are not traced after this: .*seqnum 77/);
+});
+
+test("tracing, backend role: a mutated word is traced as sent (ep), the answer to the CMD as usbip-host got it", async (t) => {
+  const f = tracedStage("4,rate=1,fields=ep", "client");
+  f.clientIn.write(bytes(cmd(1)));
+  await tick();
+  const to = Number(f.mutator.log[0]!.to);
+  t.is(f.traced[0]!.m.kind, "CMD_SUBMIT");
+  t.is((f.traced[0]!.m as CmdSubmit).ep, to);
+  t.is(f.traced[0]!.comment, formatMutation(f.mutator.log[0]!));
+  f.serverIn.write(bytes(ret(1)));
+  await tick();
+  t.like(f.traced[1]!, { m: { kind: "RET_SUBMIT", seqnum: 1 }, urb: { seqnum: 1, ep: to } });
+  f.stage.stop();
 });

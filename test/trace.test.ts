@@ -13,6 +13,7 @@ import { runCli } from "./helpers/cli.js";
 import { repoRoot } from "./helpers/fixtures.js";
 import { enhancedPacketBlock, interfaceDescriptionBlock, sectionHeaderBlock } from "../trace/pcapng.js";
 import { usbmonEvent } from "../trace/usbmon.js";
+import { PcapngTrace } from "../trace/writer.js";
 
 const fx = (n: string) => path.join(repoRoot, "test/fixtures/captures", n);
 const tmp = mkdtempSync(path.join(tmpdir(), "usbip-qrexec-trace-"));
@@ -73,4 +74,26 @@ test("--trace needs --mode relay", async (t) => {
     t.is(r.code, 64);
     t.regex(r.stderr, /--trace needs --mode relay/);
   }
+});
+
+test("a packet comment (the fuzzer's mutation) is an opt_comment option Wireshark shows; the blocks stay consistent", async (t) => {
+  const epb = Buffer.concat(enhancedPacketBlock(5n, [Buffer.alloc(3, 7)], 0, "fuzz: message 0 (seqnum 1) status: 0x0 -> 0xffffffb9"));
+  t.is(epb.length % 4, 0);
+  t.is(epb.readUInt32LE(4), epb.length);
+  t.is(epb.readUInt32LE(epb.length - 4), epb.length);
+  // after the 3 data bytes and their padding: option code 1, its length, the text
+  t.is(epb.readUInt16LE(28 + 4), 1);
+  t.is(epb.toString("utf8", 28 + 8, 28 + 8 + epb.readUInt16LE(28 + 6)), "fuzz: message 0 (seqnum 1) status: 0x0 -> 0xffffffb9");
+  if (!haveTshark) {
+    t.log("tshark not installed: the comment not checked with Wireshark");
+    if (process.env.CI) t.fail("tshark missing in CI");
+    return;
+  }
+  const file = path.join(tmp, "comment.pcapng");
+  const trace = PcapngTrace.open(file);
+  const ret = { kind: "RET_SUBMIT" as const, seqnum: 1, devid: 0, direction: 0, ep: 0, status: -71, actualLength: 0, startFrame: 0, numberOfPackets: 0, errorCount: 0, payload: [] };
+  t.true(trace.record(ret, { comment: "fuzz: message 0 (seqnum 1) status: 0x0 -> 0xffffffb9" }));
+  t.true(trace.record({ ...ret, seqnum: 2, status: 0 }));
+  await trace.close();
+  t.is(tshark(["-r", file, "-T", "fields", "-e", "frame.comment", "-e", "usb.urb_status"]).trim(), "fuzz: message 0 (seqnum 1) status: 0x0 -> 0xffffffb9\t-71\n\t0");
 });

@@ -31,11 +31,17 @@ export function interfaceDescriptionBlock(linkType: number, snapLen = 0): Buffer
   return b;
 }
 
-/** One Enhanced Packet Block holding `parts` (concatenated) captured at `tsMicros`. */
-export function enhancedPacketBlock(tsMicros: bigint, parts: readonly Buffer[], interfaceId = 0): Buffer[] {
+/**
+ * One Enhanced Packet Block holding `parts` (concatenated) captured at `tsMicros`; `comment`
+ * (UTF-8) goes in an opt_comment option (code 1), which Wireshark shows as the packet's comment.
+ */
+export function enhancedPacketBlock(tsMicros: bigint, parts: readonly Buffer[], interfaceId = 0, comment?: string): Buffer[] {
   let len = 0;
   for (const p of parts) len += p.length;
-  const total = 28 + len + pad4(len) + 4;
+  const text = comment === undefined ? undefined : Buffer.from(comment, "utf8");
+  // options: opt_comment (code, length, value padded to 4), then opt_endofopt (0, 0)
+  const options = text === undefined ? 0 : 4 + text.length + pad4(text.length) + 4;
+  const total = 28 + len + pad4(len) + options + 4;
   const head = Buffer.alloc(28);
   head.writeUInt32LE(6, 0);
   head.writeUInt32LE(total, 4);
@@ -44,7 +50,13 @@ export function enhancedPacketBlock(tsMicros: bigint, parts: readonly Buffer[], 
   head.writeUInt32LE(Number(tsMicros & 0xffffffffn), 16);
   head.writeUInt32LE(len, 20); // captured
   head.writeUInt32LE(len, 24); // original
-  const tail = Buffer.alloc(pad4(len) + 4);
+  const tail = Buffer.alloc(pad4(len) + options + 4);
+  if (text !== undefined) {
+    const at = pad4(len);
+    tail.writeUInt16LE(1, at);
+    tail.writeUInt16LE(text.length, at + 2);
+    text.copy(tail, at + 4);
+  }
   tail.writeUInt32LE(total, tail.length - 4);
   return [head, ...parts, tail];
 }

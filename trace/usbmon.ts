@@ -78,7 +78,7 @@ export function usbmonEvent(m: Message, tsMicros: bigint, ctx: UrbContext = {}):
       h[14] = 0x2d;
       h.writeInt32LE(m.status, 28);
       h.writeUInt32LE(m.actualLength, 32);
-      if (dir === 1 && m.payload.length > 0) data = m.isoPackets ? unpackIso(contiguous(m.payload), m.isoPackets) : contiguous(m.payload);
+      if (dir === 1 && m.payload.length > 0) data = m.isoPackets ? unpackIso(contiguous(m.payload), m.isoPackets, u?.transferBufferLength) : contiguous(m.payload);
       h[15] = data ? 0 : 0x3e; // data present : '>'
       if (m.isoPackets) {
         h.writeInt32LE(m.errorCount, 40);
@@ -117,9 +117,15 @@ function isoDescriptors(packets: readonly IsoPacket[], completed: boolean): Buff
   return b;
 }
 
-/** The wire's packed iso IN data put back at each packet's offset (what usbip_pad_iso does). */
-function unpackIso(packed: Buffer, packets: readonly IsoPacket[]): Buffer {
+/**
+ * The wire's packed iso IN data put back at each packet's offset (what usbip_pad_iso does). A
+ * message whose descriptors do not add up to its data (a fuzzed one, traced as sent) keeps its
+ * data packed as it came, so that no offset sizes the buffer.
+ */
+function unpackIso(packed: Buffer, packets: readonly IsoPacket[], transferBufferLength: number | undefined): Buffer {
   const end = packets.reduce((n, p) => (p.actualLength > 0 ? Math.max(n, p.offset + p.actualLength) : n), 0);
+  const sum = packets.reduce((n, p) => n + p.actualLength, 0);
+  if (sum !== packed.length || end > (transferBufferLength ?? 1 << 24)) return packed;
   const out = Buffer.alloc(end);
   let at = 0;
   for (const p of packets) {

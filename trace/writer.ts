@@ -65,12 +65,15 @@ export class PcapngTrace {
     return this.failed;
   }
 
-  /** Record one message; `tsMicros` defaults to the wall clock now. False when it makes no event (OP_*, HANDSHAKE). */
-  record(m: Message, ctx: UrbContext = {}, tsMicros: bigint = this.base + process.hrtime.bigint() / 1000n): boolean {
+  /**
+   * Record one message (`comment`: the packet's pcapng comment, e.g. the mutation the fuzzer made
+   * in it); `tsMicros` defaults to the wall clock now. False when it makes no event (OP_*, HANDSHAKE).
+   */
+  record(m: Message, ctx: UrbContext & { comment?: string | undefined } = {}, tsMicros: bigint = this.base + process.hrtime.bigint() / 1000n): boolean {
     const ev = usbmonEvent(m, tsMicros, ctx);
     if (ev === undefined) return false;
     if (this.failed) return true;
-    for (const b of enhancedPacketBlock(tsMicros, ev)) this.out.write(b);
+    for (const b of enhancedPacketBlock(tsMicros, ev, 0, ctx.comment)) this.out.write(b);
     this.count++;
     return true;
   }

@@ -13,7 +13,7 @@ import type { Scenario } from "./scenarios.js";
 import { campaign, type CampaignResult } from "./fuzz-campaign.js";
 import { DEVICES_OF, type FuzzDevice, type FuzzTarget } from "./fuzz-workloads.js";
 
-type Counts = Omit<CampaignResult, "found"> & { afterOops?: true };
+type Counts = Omit<CampaignResult, "found" | "lastMutated"> & { afterOops?: true };
 
 export const benchFuzz: Scenario = {
   name: "bench: fuzz protection, kernel errors from the same mutations without and with the validating relay",
@@ -34,7 +34,7 @@ export const benchFuzz: Scenario = {
             ((out[target] ??= {})[device] ??= {})[validate ? "validated" : "unvalidated"] = { runs: 0, mutated: 0, kernelErrors: 0, findings: 0, said: [], afterOops: true };
             continue;
           }
-          const { found, ...r } = await campaign({ target, device, seconds, seed, rate, fields: "", validate, shrinkTries: 0, results: `/run/tmp/bench-fuzz-${target}-${device}-${validate}` });
+          const { found, lastMutated: _last, ...r } = await campaign({ target, device, seconds, seed, rate, fields: "", validate, shrinkTries: 0, results: `/run/tmp/bench-fuzz-${target}-${device}-${validate}` });
           hurt ||= found.some((f) => f.confirmed === "needs a new boot");
           ((out[target] ??= {})[device] ??= {})[validate ? "validated" : "unvalidated"] = r;
         }

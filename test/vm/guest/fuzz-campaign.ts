@@ -6,8 +6,9 @@
  * --mode relay --fuzz` (CMD_* mutated toward usbip-host) — each run with the next seed,
  * unvalidated unless BENCH_FUZZ_VALIDATE=1, and watches dmesg for what a kernel says when it is
  * hurt: BUG, Oops, general protection, WARNING, hung tasks, and usbip's own complaints. A run
- * whose kernel complained is a finding: its seed, mutation log, dmesg excerpt and stderr go to
- * findings/seed-S/ in the results share; it is replayed from its log (--fuzz-replay) to confirm,
+ * whose kernel complained is a finding: its seed, mutation log, dmesg excerpt, stderr and the
+ * pcapng trace of what the kernel received (the relay's `--trace`; with validation off the
+ * fuzzing stage's, each mutation the packet's comment) go to findings/seed-S/ in the results share; it is replayed from its log (--fuzz-replay) to confirm,
  * and the log is shrunk (delta debugging over its lines) to the smallest part that still makes
  * the kernel complain. A finding that oopsed the kernel ends the boot's campaign: the host side
  * replays and shrinks it in new boots ("fuzz replay" below). Parameters (BENCH_FUZZ_* env,
@@ -15,7 +16,7 @@
  * SHRINK_TRIES; for a replay REPLAY (a mutation log on the host) and REPLAY_RUNS.
  * Result: `N messages mutated, K kernel errors, F findings` as the TAP note, and a bench-json line.
  */
-import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { Scenario } from "./scenarios.js";
 import { check, dmesgMark, dmesgSince, modprobe, sh, sleep, waitFor } from "./lib.js";
@@ -33,10 +34,14 @@ interface RunResult {
   stderr: string;
   /** what the workload did */
   workload: string;
+  /** the run's pcapng trace: what the target kernel received (and sent back) */
+  trace: string;
 }
 
 const env = (k: string, d: string) => process.env[`BENCH_FUZZ_${k}`] ?? d;
 const MUTATION_LINE = /fuzz: message \d+ \(seqnum \d+\) \w+: .* -> /;
+/** each run's trace (overwritten by the next; a finding keeps a copy) */
+const TRACE = "/run/tmp/fuzz-run.pcapng";
 
 /** The relay's fuzzing arguments for a mutation log: a replay, or (no mutation in it) a stage that mutates nothing. */
 export const replayArgs = (log: string) => (readFileSync(log, "utf8").split("\n").some((l) => MUTATION_LINE.test(l)) ? ["--fuzz-replay", log] : ["--fuzz", "0,rate=0"]);
@@ -45,7 +50,8 @@ export const replayArgs = (log: string) => (readFileSync(log, "utf8").split("\n"
 async function runOnce(w: Workload, fuzz: string[], validate: boolean): Promise<RunResult> {
   const since = dmesgMark();
   const statefile = "/run/tmp/state-fuzz-campaign";
-  const flow = w.flow([...fuzz, ...(validate ? [] : ["--no-validate"])], statefile);
+  rmSync(TRACE, { force: true });
+  const flow = w.flow([...fuzz, ...(validate ? [] : ["--no-validate"]), "--trace", TRACE], statefile);
   const port = await waitFor("the imported device", () => {
     if (flow.child.exitCode !== null) return "gone";
     return vhciPorts().find((x) => x.status === 6 && x.local !== "0-0")?.local;
@@ -73,7 +79,7 @@ async function runOnce(w: Workload, fuzz: string[], validate: boolean): Promise<
   const stderr = flow.stderr();
   const complaints = dmesgSince(since).filter((l) => KERNEL_COMPLAINTS.test(l));
   if (stuck) complaints.push(`the workload is stuck in the kernel: ${workload}`);
-  return { mutations: stderr.split("\n").filter((l) => MUTATION_LINE.test(l)), complaints, stderr, workload };
+  return { mutations: stderr.split("\n").filter((l) => MUTATION_LINE.test(l)), complaints, stderr, workload, trace: TRACE };
 }
 
 export interface CampaignOptions {
@@ -96,6 +102,8 @@ export interface CampaignResult {
   findings: number;
   /** the first few distinct kernel complaints (timestamps off) */
   said: string[];
+  /** the mutations of the last run (whose trace is left in TRACE) */
+  lastMutated: number;
   /** per finding: its directory, whether the replay confirmed it, and the log's length before and after shrinking */
   found: Array<{ dir: string; seed: number; confirmed: boolean | "needs a new boot"; before: number; after: number }>;
 }
@@ -106,6 +114,7 @@ function saveFinding(dir: string, r: RunResult): string {
   writeFileSync(log, r.mutations.join("\n") + (r.mutations.length ? "\n" : ""));
   writeFileSync(path.join(dir, "dmesg.txt"), r.complaints.join("\n") + "\n");
   writeFileSync(path.join(dir, "stderr.txt"), r.stderr);
+  if (existsSync(r.trace)) copyFileSync(r.trace, path.join(dir, "trace.pcapng"));
   return log;
 }
 
@@ -126,6 +135,7 @@ export async function campaign(o: CampaignOptions): Promise<CampaignResult> {
   // what the workload was, so that a replay runs the same (the usbtest cases are a knob)
   const base = { target, device, rate, fields, validate, ...(device === "sourcesink" ? { cases: SOURCESINK_CASES.join(","), iterations: SOURCESINK_ITERATIONS } : {}) };
   let hurt = false;
+  let lastMutated = 0;
   const said: string[] = [];
   try {
     for (let seed = o.seed; Date.now() < end; seed++) {
@@ -133,6 +143,7 @@ export async function campaign(o: CampaignOptions): Promise<CampaignResult> {
       const r = await runOnce(w, ["--fuzz", spec], validate);
       runs++;
       mutated += r.mutations.length;
+      lastMutated = r.mutations.length;
       kernelErrors += r.complaints.length;
       for (const l of r.complaints.map((x) => x.replace(/^\[\s*\d+\.\d+\]\s*/, "").slice(0, 160))) if (said.length < 5 && !said.includes(l)) said.push(l);
       console.log(`# fuzz: run ${runs} (seed ${seed}, ${r.workload}): ${r.mutations.length} mutated, ${r.complaints.length} kernel errors; so far ${mutated} mutated, ${kernelErrors} kernel errors, ${findings} findings`);
@@ -179,7 +190,7 @@ export async function campaign(o: CampaignOptions): Promise<CampaignResult> {
     // in a hurt kernel, and the boot is spoiled anyway
     if (!hurt) w.remove();
   }
-  return { runs, mutated, kernelErrors, findings, said, found };
+  return { runs, mutated, kernelErrors, findings, said, lastMutated, found };
 }
 
 const summary = (r: CampaignResult, o: Pick<CampaignOptions, "target" | "device" | "validate">) => `${r.mutated} messages mutated, ${r.kernelErrors} kernel errors, ${r.findings} findings (${r.runs} runs, target ${o.target}, device ${o.device}${o.validate ? ", validated" : ""})`;
@@ -217,7 +228,8 @@ export const fuzzCampaign: Scenario = {
  * oops: the workload through the relay replaying one mutation log (BENCH_FUZZ_REPLAY, a file of
  * the host's, read through the read-only root share), up to BENCH_FUZZ_REPLAY_RUNS times until
  * the kernel complains. A race needs its timing: one boot may take more than one run. Result: a
- * bench-json line {confirmed, hurt, runs, complaints}; the dmesg excerpt in replay-dmesg.txt.
+ * bench-json line {confirmed, hurt, runs, complaints}; the dmesg excerpt in replay-dmesg.txt, the
+ * last run's stderr and trace in replay-stderr.txt and replay-trace.pcapng.
  */
 export const fuzzReplay: Scenario = {
   name: "fuzz replay: one mutation log through the relay, the workload again, dmesg watched",
@@ -249,6 +261,7 @@ export const fuzzReplay: Scenario = {
     const results = path.dirname(process.env.VM_RESULTS_TAP ?? "/run/results/results.tap");
     writeFileSync(path.join(results, "replay-dmesg.txt"), complaints.join("\n") + "\n");
     writeFileSync(path.join(results, "replay-stderr.txt"), stderr);
+    if (existsSync(TRACE)) copyFileSync(TRACE, path.join(results, "replay-trace.pcapng"));
     const hurt = complaints.some((l) => KERNEL_HURT.test(l));
     benchJson({ replay: true, target, device, validate, confirmed: complaints.length > 0, hurt, runs, complaints: complaints.slice(0, 5) });
     return `${complaints.length > 0 ? `confirmed in run ${runs}` : `not confirmed in ${runs} runs`}${hurt ? " (the kernel was hurt)" : ""}: ${complaints[0]?.slice(0, 120) ?? "the kernel said nothing"}`;
@@ -270,13 +283,25 @@ export const fuzzCampaignMachinery: Scenario = {
     check(planted.mutated > 0, "no mutation made");
     check(planted.findings >= 1 && planted.found.length >= 1, `the planted finding was not found: ${summary(planted, { target: "vhci", device: "disk", validate: false })}`);
     const f = planted.found[0]!;
-    for (const file of ["mutations.log", "dmesg.txt", "stderr.txt", "shrunk.log", "summary.json"]) check(existsSync(path.join(f.dir, file)), `${file} not saved in ${f.dir}`);
+    for (const file of ["mutations.log", "dmesg.txt", "stderr.txt", "shrunk.log", "summary.json", "trace.pcapng"]) check(existsSync(path.join(f.dir, file)), `${file} not saved in ${f.dir}`);
+    // the trace shows what vhci-hcd received: each mutation the comment of the packet it made
+    const trace = readFileSync(path.join(f.dir, "trace.pcapng"));
+    const firstMutation = readFileSync(path.join(f.dir, "mutations.log"), "utf8").split("\n")[0]!.replace(/^.*?(fuzz: message)/, "$1");
+    check(trace.includes(firstMutation), `the trace has no packet with the comment "${firstMutation}"`);
     check(/cannot find a urb of seqnum/.test(readFileSync(path.join(f.dir, "dmesg.txt"), "utf8")), "the finding's dmesg does not show vhci-hcd's complaint");
     check(f.confirmed === true, "the replay from the mutation log did not confirm the finding");
     check(f.before > 1 && f.after < f.before, `not shrunk: ${f.before} -> ${f.after}`);
     const host = await campaign({ target: "usbip-host", device: "disk", seconds: 20, seed: 1, rate: "0.05", fields: "transfer_flags+start_frame", validate: false, shrinkTries: 2, results });
     check(host.runs > 0 && host.mutated > 0, `the usbip-host campaign mutated nothing: ${summary(host, { target: "usbip-host", device: "disk", validate: false })}`);
-    return `vhci: ${summary(planted, { target: "vhci", device: "disk", validate: false })}, shrunk ${f.before} -> ${f.after}; usbip-host: ${summary(host, { target: "usbip-host", device: "disk", validate: false })}`;
+    // its last run's trace (the fuzzing stage's, no relay): the CMDs as usbip-host got them, the mutated ones with their comment, and its answers
+    const events = sh("tshark", ["-r", TRACE, "-T", "fields", "-e", "usb.urb_type", "-e", "frame.comment"], { timeoutMs: 180_000 }).trim().split("\n").map((l) => l.split("\t"));
+    const submits = events.filter(([type]) => type === "'S'").length;
+    const completions = events.filter(([type]) => type === "'C'").length;
+    const commented = events.filter(([, comment]) => /^fuzz: message \d+ \(seqnum \d+\) (transfer_flags|start_frame): /.test(comment ?? "")).length;
+    check(submits > 0 && completions > 0, `the usbip-host trace lacks submits or answers: ${submits} S, ${completions} C`);
+    // these two fields change one word in place: one packet per mutation
+    check(commented === host.lastMutated, `the last run made ${host.lastMutated} mutations, its trace shows ${commented}`);
+    return `vhci: ${summary(planted, { target: "vhci", device: "disk", validate: false })}, shrunk ${f.before} -> ${f.after}; usbip-host: ${summary(host, { target: "usbip-host", device: "disk", validate: false })}; its last trace: ${submits} submits, ${completions} completions, ${commented} mutated`;
   },
 };
 
