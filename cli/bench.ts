@@ -74,9 +74,14 @@ export const benchCommand: Command = {
         const m = b.memory as { heapGrowthMiB: number; heapGrowthBoundMiB: number; rssMaxMiB: number; rssBoundMiB: number };
         const u = b.unlinks as { sent: number; cancelled: number };
         lines.push(`soak   ${String(b.seconds)} s: ${String(b.urbs)} URBs (${String(b.urbsPerSecond)}/s, ${String(b.MBps)} MB/s), ${u.sent} unlinks (${u.cancelled} cancelled), ${String(b.stuck)} stuck; heap growth ${m.heapGrowthMiB} MiB (bound ${m.heapGrowthBoundMiB}), RSS max ${m.rssMaxMiB} MiB (bound ${m.rssBoundMiB})`);
-      } else if (b.bench === "vm-throughput") {
+      } else if (b.bench === "vm-data-path") {
+        const ratios = (r: Record<string, number | null> | undefined) => Object.entries(r ?? {}).map(([k, v]) => `${k} ${v ?? "-"}x`).join(", ");
+        const met = (m: Record<string, boolean> | undefined) => Object.entries(m ?? {}).map(([k, v]) => `${k} ${v ? "met" : "NOT met"}`).join(", ");
+        const disk = b.disk as { vsCCopyHop: Record<string, number | null>; met: Record<string, boolean> } | undefined;
+        const queued = b.queued as { readVsDirect: Record<string, number | null>; writeVsDirect: Record<string, number | null>; met: Record<string, boolean>; maxInFlight: Record<string, number> } | undefined;
         if (b.skipped) lines.push(`vm     skipped: ${String(b.skipped)}`);
-        else lines.push(`vm     vs direct kernel path: ${Object.entries((b.ratio as Record<string, number>) ?? {}).map(([k, v]) => `${k} ${v}x`).join(", ")} (target ${String(b.target)})`);
+        if (disk) lines.push(`vm     disk (one URB in flight) vs the C copy hop: ${ratios(disk.vsCCopyHop)} (goals 0.9 / userspace 0.8: ${met(disk.met)})`);
+        if (queued) lines.push(`vm     queued (${Object.entries(queued.maxInFlight).map(([k, v]) => `${k} ${v}`).join(", ")} in flight) read vs direct: ${ratios(queued.readVsDirect)}; write: ${ratios(queued.writeVsDirect)} (${met(queued.met)})`);
       }
       if (b.checks !== "ok") lines.push(`${b.bench}: CHECK FAILED: ${Array.isArray(b.checks) ? b.checks.join("; ") : b.checks}`);
     }

@@ -99,6 +99,8 @@ export interface RelayStats {
   /** the backend's answers that came after the deadline (dropped) */
   lateAnswersDropped: number;
   payloadBytes: number;
+  /** the most CMD_SUBMITs outstanding at once (the pipelining the client reached) */
+  maxInFlight: number;
 }
 
 
@@ -110,7 +112,7 @@ export const CUT_THROUGH_MIN = 16 * 1024;
 
 export class UrbRelay extends EventEmitter {
   readonly table = new UrbTable();
-  readonly stats: RelayStats = { cmdSubmit: 0, cmdUnlink: 0, retSubmit: 0, retUnlink: 0, unlinksAnswered: 0, unlinksTimedOut: 0, lateAnswersDropped: 0, payloadBytes: 0 };
+  readonly stats: RelayStats = { cmdSubmit: 0, cmdUnlink: 0, retSubmit: 0, retUnlink: 0, unlinksAnswered: 0, unlinksTimedOut: 0, lateAnswersDropped: 0, payloadBytes: 0, maxInFlight: 0 };
   private cdec: ClientStreamDecoder;
   /** the client side's streams (replaced by a client hand-over); undefined between detachClient and attachClient */
   private client: { in: Readable; out: Writable; off: () => void } | undefined;
@@ -246,6 +248,8 @@ export class UrbRelay extends EventEmitter {
       if (dev) checkCmdSubmit(m, dev, at);
       this.stats.cmdSubmit++;
       this.stats.payloadBytes += m.transferBufferLength * (m.direction === Direction.OUT ? 1 : 0);
+      // the decoder has added it to the table already
+      if (this.table.submitCount > this.stats.maxInFlight) this.stats.maxInFlight = this.table.submitCount;
     } else if (m.kind === "CMD_UNLINK") {
       if (dev) checkCmdUnlink(m, dev, (s) => this.table.getSubmit(s) !== undefined || this.recent.has(s), at);
       this.stats.cmdUnlink++;

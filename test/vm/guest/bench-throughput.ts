@@ -4,41 +4,20 @@
  * (a) the direct kernel path (usbip-host ↔ vhci-hcd on one socketpair: `qrexec-sim --link
  * direct`, which copies nothing, so only our relays are measured, not the simulator),
  * (b) the frontend relay, (c) the backend relay, (d) both relays — all in this one boot, rounds
- * alternating between the modes so drift in the emulator hits them alike. Every attach is
- * checked: the disk reads back the image's sha256 (untimed) and detach cleans up.
+ * alternating between the modes so drift in the emulator hits them alike (bench-modes.ts), and the
+ * C and Node copy hops and the userspace backend. Every attach is checked: the disk reads back
+ * the image's sha256 (untimed) and detach cleans up. BENCH_STRACE=1 adds the data path's
+ * syscalls per URB (one untimed read per mode under strace).
  * Result: one `# bench-json {...}` line appended to the TAP file (bench/vm.ts parses it).
  */
-import { appendFileSync, existsSync } from "node:fs";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { appendFileSync } from "node:fs";
 import type { Scenario } from "./scenarios.js";
 import { checkGadgetsGone, makeImage, massStorage } from "./gadget.js";
-import { check, diskOf, processesMatching, sh, sha256, start, waitFor } from "./lib.js";
-import { checkCleanedUp, cli, kernelFlow, waitImported } from "./flows.js";
+import { check, diskOf, sh, sha256, waitFor } from "./lib.js";
+import { forEachMode, median, MODES } from "./bench-modes.js";
 
 const MIB = 1 << 20;
 const SIZE_MIB = 64;
-type Mode = { name: string; importMode: "kernel" | "relay"; exportMode: "kernel" | "relay" | "userspace"; link?: "socket" | "direct"; exportWrap?: string[] };
-// bench/c/copy-hop.c, built by bench/vm.ts before the boot (absent: that mode is left out, said in the JSON)
-const COPY_HOP = fileURLToPath(new URL("../../../bench/copy-hop", import.meta.url));
-const ALL_MODES: Mode[] = [
-  { name: "direct", importMode: "kernel", exportMode: "kernel" },
-  { name: "frontendRelay", importMode: "relay", exportMode: "kernel" },
-  { name: "backendRelay", importMode: "kernel", exportMode: "relay" },
-  { name: "bothRelays", importMode: "relay", exportMode: "relay" },
-  // issue 5: the device served from userspace through libusb instead of usbip-host
-  { name: "userspace", importMode: "kernel", exportMode: "userspace" },
-  // kernel modes over qrexec-sim's socket link: a plain Node copy loop, no decoding — the cost
-  // of one userspace Node hop, to set the relays' cost against
-  { name: "nodeCopyHop", importMode: "kernel", exportMode: "kernel", link: "socket" },
-  // the cheapest userspace hop there is: a C program copying with one blocking thread per
-  // direction (bench/c/copy-hop.c) between the direct link and the export's socket — the
-  // ceiling for ANY relay process on this machine
-  ...(existsSync(COPY_HOP) ? [{ name: "cCopyHop", importMode: "kernel", exportMode: "kernel", link: "direct", exportWrap: [COPY_HOP] } as Mode] : []),
-];
-
-// BENCH_MODES=direct,frontendRelay runs a subset (experiments); the bench runs them all
-const MODES = process.env.BENCH_MODES ? ALL_MODES.filter((m) => process.env.BENCH_MODES!.split(",").includes(m.name)) : ALL_MODES;
 
 /** One O_DIRECT read of the whole disk; MB/s. */
 function directRead(disk: string): number {
@@ -48,7 +27,15 @@ function directRead(disk: string): number {
   return (SIZE_MIB * MIB) / 1e6 / s;
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+/**
+ * The URBs one 64 MiB O_DIRECT read makes: usb-storage's bulk-only transport sends each SCSI
+ * READ as three URBs (the 31-byte CBW out, the data in, the 13-byte CSW in), and the block layer
+ * splits each 1 MiB read into commands of at most max_sectors_kb.
+ */
+function urbsPerRead(disk: string): number {
+  const maxKb = Number(sh("cat", [`/sys/block/${disk.replace("/dev/", "")}/queue/max_sectors_kb`]).trim());
+  return SIZE_MIB * Math.ceil(1024 / maxKb) * 3;
+}
 
 export const benchThroughput: Scenario = {
   name: "bench: throughput of a 64 MiB gadget disk, direct kernel path vs frontend relay vs backend relay vs both",
@@ -63,43 +50,29 @@ export const benchThroughput: Scenario = {
     const runs: Record<string, number[]> = Object.fromEntries(MODES.map((m) => [m.name, []]));
     const local0 = await waitFor("the backend's own disk", () => diskOf(g.busid), 20_000);
     const localRuns: number[] = [];
-    let maxInFlight = 0;
+    let urbs = 0;
+    let loop;
     try {
       for (let i = 0; i < readsPerAttach; i++) localRuns.push(directRead(local0));
-      for (let r = 0; r < rounds; r++) {
-        for (const m of r % 2 === 0 ? MODES : [...MODES].reverse()) {
-          const statefile = `/run/tmp/state-bench-${m.name}`;
-          const flow = kernelFlow(g.busid, statefile, { link: m.link ?? "direct", exportWrap: m.exportWrap, importArgs: ["--mode", m.importMode], exportArgs: ["--mode", m.exportMode, ...(m.exportMode === "userspace" ? ["--verbose"] : [])] });
-          const { port, local } = await waitImported(statefile, flow);
+      loop = await forEachMode({
+        busid: g.busid,
+        interfaceDriver: "usb-storage",
+        rounds,
+        async attached(m, local) {
           const disk = await waitFor(`a disk on the imported device ${local}`, () => diskOf(local), 30_000);
           check(sha256(disk, SIZE_MIB * MIB) === want, `${m.name}: imported disk does not read back the image`);
           for (let i = 0; i < readsPerAttach; i++) runs[m.name]!.push(directRead(disk));
-          // BENCH_STRACE=1 (diagnostics): one more read, untimed, with the export process's syscalls counted
-          if (process.env.BENCH_STRACE && r === 0) {
-            const pid = processesMatching("usbip-qrexec.js export ").filter((p) => !p.includes("qrexec-sim"))[0]?.split(" ")[0];
-            if (pid !== undefined) {
-              const out = `${path.dirname(process.env.VM_RESULTS_TAP ?? "/run/results/x")}/strace-${m.name}.txt`;
-              const st = start("strace", ["-f", "-c", "-w", "-p", pid, "-o", out]);
-              await new Promise((res) => setTimeout(res, 1000));
-              directRead(disk);
-              st.child.kill("SIGINT");
-              await st.exited;
-            }
-          }
-          const d = cli(["detach", "--statefile", statefile]);
-          check((await d.exited).code === 0, `${m.name}: detach failed: ${d.stderr().trim()}`);
-          await checkCleanedUp({ port, statefile, busid: g.busid, interfaceDriver: "usb-storage", flow });
-          // the userspace backend logs its session stats: the most URBs it had in flight at once
-          for (const x of flow.stderr().matchAll(/"maxInFlight":(\d+)/g)) maxInFlight = Math.max(maxInFlight, Number(x[1]));
-          await waitFor("the backend's disk to come back", () => diskOf(g.busid), 20_000);
-        }
-      }
+          urbs = urbsPerRead(disk);
+        },
+        straceRun: async (local) => void directRead(diskOf(local)!),
+      });
     } finally {
       g.remove();
     }
     checkGadgetsGone();
     const mbps = Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, Math.round(median(v) * 10) / 10]));
-    const result = { sizeMiB: SIZE_MIB, readMiB: 1, rounds, readsPerAttach, gadgetLocalMBps: Math.round(median(localRuns) * 10) / 10, mbps, runs, userspaceMaxInFlight: maxInFlight };
+    const perUrb = Object.fromEntries(Object.entries(loop.syscalls).map(([k, v]) => [k, Math.round((v.total / urbs) * 100) / 100]));
+    const result = { sizeMiB: SIZE_MIB, readMiB: 1, rounds, readsPerAttach, gadgetLocalMBps: Math.round(median(localRuns) * 10) / 10, mbps, runs, maxInFlight: loop.maxInFlight, urbsPerRead: urbs, ...(process.env.BENCH_STRACE ? { syscallsPerUrb: perUrb, syscalls: loop.syscalls } : {}) };
     const tap = process.env.VM_RESULTS_TAP;
     if (tap) appendFileSync(tap, `# bench-json ${JSON.stringify(result)}\n`);
     else process.stdout.write(`# bench-json ${JSON.stringify(result)}\n`);

@@ -8,6 +8,7 @@ import { relayScenarios } from "./scenario-relay.js";
 import { hostileBackend, hostileFrontend } from "./scenario-hostile.js";
 import { policyDeniesStorage } from "./scenario-policy.js";
 import { benchThroughput } from "./bench-throughput.js";
+import { benchQueued } from "./bench-queued.js";
 import { virtualScenarios } from "./scenario-virtual.js";
 import { tcpScenarios } from "./scenario-tcp.js";
 import { userspaceScenarios } from "./scenario-userspace.js";
@@ -40,7 +41,7 @@ export interface Scenario {
   run(): Promise<void | string>;
 }
 
-export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, seedParityQubesDbReset, seedParityDetachAll, ...relayScenarios, ...portStallScenarios, ...superSpeedScenarios, policyDeniesStorage, hostileFrontend, hostileBackend, ...fuzzScenarios, fuzzCampaignMachinery, fuzzRegressions, ...virtualScenarios, ...isoScenarios, ...cameraScenarios, ...usbAudioScenarios, ...tcpScenarios, ...userspaceScenarios, directUnlink, ...faultScenarios, packageScenario, rpmPackageScenario, ...lifecycleScenarios, cycleScenario, benchThroughput, benchIso, benchAttach, fuzzCampaign, fuzzReplay, benchFuzz];
+export const scenarios: Scenario[] = [gadgetSmoke, kernelStorageFrontendDetach, kernelStorageBackendDetach, kernelUsbtest, kernelBadHandshakes, seedParityQubesDbReset, seedParityDetachAll, ...relayScenarios, ...portStallScenarios, ...superSpeedScenarios, policyDeniesStorage, hostileFrontend, hostileBackend, ...fuzzScenarios, fuzzCampaignMachinery, fuzzRegressions, ...virtualScenarios, ...isoScenarios, ...cameraScenarios, ...usbAudioScenarios, ...tcpScenarios, ...userspaceScenarios, directUnlink, ...faultScenarios, packageScenario, rpmPackageScenario, ...lifecycleScenarios, cycleScenario, benchThroughput, benchQueued, benchIso, benchAttach, fuzzCampaign, fuzzReplay, benchFuzz];
 
 /**
  * The core set (VM_SET=core): what CI runs on every kernel besides the one that gets the full

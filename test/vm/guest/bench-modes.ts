@@ -1,0 +1,111 @@
+/**
+ * The data paths the VM benchmarks compare in one boot (bench-throughput.ts: a disk, one URB in
+ * flight; bench-queued.ts: usbtest's queued bulk reads and writes, many URBs in flight), and the
+ * loop that attaches a device through each in turn: rounds alternating the order so that drift
+ * in the emulator hits all alike, every attach checked by the caller and cleaned up here
+ * (detach, the port free, the device back on its driver, no process left).
+ *
+ * `BENCH_STRACE=1`: once per mode, one more untimed workload run with every userspace process of
+ * the data path under `strace -f -c` (ours, qrexec-sim's copy loop, the C hop): the syscalls it
+ * took, for the calls-per-URB figures. `BENCH_CPU_PROF=1` (diagnostics): every Node process of
+ * each flow writes a V8 CPU profile into the results share (cpu-prof-MODE/), for Chrome's
+ * DevTools or a script; the timings of such a run are not comparable.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { check, processesMatching, sleep, start, waitFor, type Spawned } from "./lib.js";
+import { checkCleanedUp, cli, kernelFlow, waitImported } from "./flows.js";
+
+export type Mode = { name: string; importMode: "kernel" | "relay"; exportMode: "kernel" | "relay" | "userspace"; link?: "socket" | "direct"; exportWrap?: string[] };
+// bench/c/copy-hop.c, built by bench/vm.ts before the boot (absent: that mode is left out, said in the JSON)
+const COPY_HOP = fileURLToPath(new URL("../../../bench/copy-hop", import.meta.url));
+const ALL_MODES: Mode[] = [
+  { name: "direct", importMode: "kernel", exportMode: "kernel" },
+  { name: "frontendRelay", importMode: "relay", exportMode: "kernel" },
+  { name: "backendRelay", importMode: "kernel", exportMode: "relay" },
+  { name: "bothRelays", importMode: "relay", exportMode: "relay" },
+  // the device served from userspace through libusb instead of usbip-host
+  { name: "userspace", importMode: "kernel", exportMode: "userspace" },
+  // kernel modes over qrexec-sim's socket link: a plain Node copy loop, no decoding — the cost
+  // of one userspace Node hop, to set the relays' cost against
+  { name: "nodeCopyHop", importMode: "kernel", exportMode: "kernel", link: "socket" },
+  // the cheapest userspace hop there is: a C program copying with one blocking thread per
+  // direction (bench/c/copy-hop.c) between the direct link and the export's socket — the
+  // ceiling for ANY relay process on this machine
+  ...(existsSync(COPY_HOP) ? [{ name: "cCopyHop", importMode: "kernel", exportMode: "kernel", link: "direct", exportWrap: [COPY_HOP] } as Mode] : []),
+];
+
+/** BENCH_MODES=direct,frontendRelay runs a subset (experiments); the benches run them all. */
+export const MODES = process.env.BENCH_MODES ? ALL_MODES.filter((m) => process.env.BENCH_MODES!.split(",").includes(m.name)) : ALL_MODES;
+
+export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+export interface ModeLoop {
+  busid: string;
+  /** the driver the device's interface is back on after each detach */
+  interfaceDriver: string;
+  rounds: number;
+  /** the imported device `local` through mode `m`: check it, then measure */
+  attached(m: Mode, local: string): Promise<void>;
+  /** BENCH_STRACE: one more untimed run of the workload on `local` */
+  straceRun?: (local: string) => Promise<void>;
+}
+
+export interface ModeLoopResult {
+  /** per mode: the most URBs in flight any relay or the userspace backend saw ("maxInFlight" in their stats) */
+  maxInFlight: Record<string, number>;
+  /** per mode, BENCH_STRACE only: syscalls of the data path's userspace processes in one untimed run */
+  syscalls: Record<string, { total: number; calls: Record<string, number> }>;
+}
+
+/** Every mode in turn, `rounds` times. */
+export async function forEachMode(o: ModeLoop): Promise<ModeLoopResult> {
+  const maxInFlight: Record<string, number> = {};
+  const syscalls: ModeLoopResult["syscalls"] = {};
+  for (let r = 0; r < o.rounds; r++) {
+    for (const m of r % 2 === 0 ? MODES : [...MODES].reverse()) {
+      const statefile = `/run/tmp/state-bench-${m.name}`;
+      // --verbose: the relays and the userspace backend log their statistics when they end
+      const verbose = (mode: string) => (mode === "kernel" ? [] : ["--verbose"]);
+      const prof = process.env.BENCH_CPU_PROF ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${path.join(path.dirname(process.env.VM_RESULTS_TAP ?? "/run/results/x"), `cpu-prof-${m.name}`)}` } : undefined;
+      const flow = kernelFlow(o.busid, statefile, { link: m.link ?? "direct", exportWrap: m.exportWrap, importArgs: ["--mode", m.importMode, ...verbose(m.importMode)], exportArgs: ["--mode", m.exportMode, ...verbose(m.exportMode)], env: prof });
+      const { port, local } = await waitImported(statefile, flow);
+      await o.attached(m, local);
+      if (process.env.BENCH_STRACE && r === 0 && o.straceRun) syscalls[m.name] = await straced(() => o.straceRun!(local));
+      const d = cli(["detach", "--statefile", statefile]);
+      check((await d.exited).code === 0, `${m.name}: detach failed: ${d.stderr().trim()}`);
+      await checkCleanedUp({ port, statefile, busid: o.busid, interfaceDriver: o.interfaceDriver, flow });
+      for (const x of flow.stderr().matchAll(/"maxInFlight":(\d+)/g)) maxInFlight[m.name] = Math.max(maxInFlight[m.name] ?? 0, Number(x[1]));
+    }
+  }
+  return { maxInFlight, syscalls };
+}
+
+/** The data path's userspace processes: ours (not the CLI waiting in detach) and the C hop. */
+function dataPathPids(): string[] {
+  return [...processesMatching("usbip-qrexec"), ...processesMatching("bench/copy-hop")].map((p) => p.split(" ")[0]!);
+}
+
+/** `run` with strace -f -c attached to the data path; the calls per syscall and their total. */
+async function straced(run: () => Promise<void>): Promise<{ total: number; calls: Record<string, number> }> {
+  const out = `/run/tmp/strace-${process.hrtime.bigint()}.txt`;
+  const st: Spawned = start("strace", ["-f", "-c", "-o", out, ...dataPathPids().flatMap((p) => ["-p", p])]);
+  // strace says "Process N attached" for each before it counts anything
+  await waitFor("strace attached", () => (st.stderr().match(/attached/g)?.length ?? 0) > 0 || st.child.exitCode !== null, 10_000).catch(() => {});
+  await sleep(500);
+  await run();
+  st.child.kill("SIGINT");
+  await st.exited;
+  const calls: Record<string, number> = {};
+  let total = 0;
+  // "% time     seconds  usecs/call     calls    errors syscall": calls is the 4th column
+  for (const line of (existsSync(out) ? readFileSync(out, "utf8") : "").split("\n")) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 5 || !/^\d+\.\d+$/.test(f[0]!) || !/^\d+$/.test(f[3]!)) continue;
+    const name = f[f.length - 1]!;
+    if (name === "total") total = Number(f[3]);
+    else calls[name] = Number(f[3]);
+  }
+  return { total, calls };
+}
