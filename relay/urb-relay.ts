@@ -121,7 +121,13 @@ export class UrbRelay extends EventEmitter {
   /** where answers go while no client is attached (a client hand-over in progress) */
   private readonly discard = new Writable({ write: (_c, _e, cb) => cb() });
   /** when the client side last sent a message (or was attached) */
-  private clientActiveAt = Date.now();
+  /**
+   * The client's activity, for clientIdleMs: a count of its chunks, and the time at which a look
+   * first saw the count as it is (no clock read per chunk: the data path does not pay for a
+   * question asked only while a port enumerates).
+   */
+  private clientChunks = 0;
+  private clientSeen = { chunks: 0, at: Date.now() };
   private readonly sdec: ServerStreamDecoder;
   /** answered seqnums, for "unlink of a known seqnum" */
   private readonly recent = new RecentSeqnums();
@@ -175,13 +181,17 @@ export class UrbRelay extends EventEmitter {
       out.off("error", onEnd);
     };
     this.client = { in: input, out, off };
-    this.clientActiveAt = Date.now();
+    this.clientChunks++;
     input.resume();
   }
 
-  /** How long the client side has been silent (since its last message, or since it was attached). */
+  /**
+   * How long the client side has been silent: since the first look (a call of this) after its
+   * last chunk, or after it was attached — at most one polling interval later than the chunk.
+   */
   clientIdleMs(now = Date.now()): number {
-    return now - this.clientActiveAt;
+    if (this.clientSeen.chunks !== this.clientChunks) this.clientSeen = { chunks: this.clientChunks, at: now };
+    return now - this.clientSeen.at;
   }
 
   /** URBs (submits and unlinks) the current client is waiting for. */
@@ -220,7 +230,7 @@ export class UrbRelay extends EventEmitter {
 
   private fromClient(chunk: Buffer): void {
     if (this.client === undefined) return;
-    this.clientActiveAt = Date.now();
+    this.clientChunks++;
     this.pump(chunk, "client", this.cdec, this.client.in, this.o.serverOut, (m, at) => this.clientMessage(m, at), () => this.cutThroughCmd());
   }
 

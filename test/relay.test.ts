@@ -520,11 +520,15 @@ test("client hand-over is refused while a message passes cut-through, and after 
   t.false(r.relay.detachClient());
 });
 
-test("clientIdleMs counts from the client's last message", async (t) => {
+test("clientIdleMs counts from the first look after the client's last message (no clock read per chunk)", async (t) => {
   const r = rig();
-  const t0 = Date.now();
+  const t0 = Date.now() + 60_000;
+  t.is(r.relay.clientIdleMs(t0), 0, "attached since the last look: active now");
+  t.is(r.relay.clientIdleMs(t0 + 1_000), 1_000);
   r.client.write(encodeToBuffer(IN64));
   await tick();
-  t.true(r.relay.clientIdleMs(t0 + 10_000) <= 10_000 && r.relay.clientIdleMs(t0 + 10_000) >= 9_000);
+  t.is(r.relay.clientIdleMs(t0 + 2_000), 0, "a message since the last look: active now");
+  t.is(r.relay.clientIdleMs(t0 + 12_000), 10_000);
+  t.is(r.relay.clientIdleMs(t0 + 13_000), 11_000, "silent: the idle time grows");
   r.relay.stop();
 });

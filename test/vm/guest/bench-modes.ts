@@ -7,9 +7,10 @@
  *
  * `BENCH_STRACE=1`: once per mode, one more untimed workload run with every userspace process of
  * the data path under `strace -f -c` (ours, qrexec-sim's copy loop, the C hop): the syscalls it
- * took, for the calls-per-URB figures. `BENCH_CPU_PROF=1` (diagnostics): every Node process of
+ * took, for the calls-per-URB figures. `BENCH_CPU_PROF=1` (diagnostics): the export process of
  * each flow writes a V8 CPU profile into the results share (cpu-prof-MODE/), for Chrome's
- * DevTools or a script; the timings of such a run are not comparable.
+ * DevTools or a script (Node refuses --cpu-prof in NODE_OPTIONS, so the export is started
+ * through a wrapper that adds it); the timings of such a run are not comparable.
  */
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
@@ -68,8 +69,9 @@ export async function forEachMode(o: ModeLoop): Promise<ModeLoopResult> {
       const statefile = `/run/tmp/state-bench-${m.name}`;
       // --verbose: the relays and the userspace backend log their statistics when they end
       const verbose = (mode: string) => (mode === "kernel" ? [] : ["--verbose"]);
-      const prof = process.env.BENCH_CPU_PROF ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${path.join(path.dirname(process.env.VM_RESULTS_TAP ?? "/run/results/x"), `cpu-prof-${m.name}`)}` } : undefined;
-      const flow = kernelFlow(o.busid, statefile, { link: m.link ?? "direct", exportWrap: m.exportWrap, importArgs: ["--mode", m.importMode, ...verbose(m.importMode)], exportArgs: ["--mode", m.exportMode, ...verbose(m.exportMode)], env: prof });
+      const profDir = path.join(path.dirname(process.env.VM_RESULTS_TAP ?? "/run/results/x"), `cpu-prof-${m.name}`);
+      const wrap = process.env.BENCH_CPU_PROF && !m.exportWrap ? ["sh", "-c", `n=$1; shift; exec "$n" --cpu-prof --cpu-prof-dir=${profDir} "$@"`, "sh"] : m.exportWrap;
+      const flow = kernelFlow(o.busid, statefile, { link: m.link ?? "direct", exportWrap: wrap, importArgs: ["--mode", m.importMode, ...verbose(m.importMode)], exportArgs: ["--mode", m.exportMode, ...verbose(m.exportMode)] });
       const { port, local } = await waitImported(statefile, flow);
       await o.attached(m, local);
       if (process.env.BENCH_STRACE && r === 0 && o.straceRun) syscalls[m.name] = await straced(() => o.straceRun!(local));
