@@ -41,11 +41,12 @@ if (skip) {
   process.stdout.write(JSON.stringify({ bench: "vm-data-path", skipped: skip[1] }, null, 2) + "\n");
   process.exit(0);
 }
-for (const s of scenarios) if (!new RegExp(`^ok \\d+ - vm\\S*: ${s}`, "m").test(out)) checks.push(`the VM scenario "${s}" did not pass`);
+// the TAP line is "ok N - vm[KERNEL] NAME …"
+for (const s of scenarios) if (!new RegExp(`^ok \\d+ - vm\\S* ${s}`, "m").test(out)) checks.push(`the VM scenario "${s}" did not pass`);
 const lines = out.split("\n").filter((l) => l.startsWith("# bench-json ")).map((l) => JSON.parse(l.slice("# bench-json ".length)) as Record<string, unknown>);
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
 const ratio = (mbps: Record<string, number>, k: string, base: string) => (mbps[k] !== undefined && (mbps[base] ?? 0) > 0 ? r3(mbps[k]! / mbps[base]!) : null);
-const kernel = /Linux (\S+)/.exec(out)?.[1];
+const kernel = /Linux ([^\s,]+)/.exec(out)?.[1];
 const result: Record<string, unknown> = { kernel };
 
 const disk = lines.find((l) => "sizeMiB" in l) as { mbps: Record<string, number>; gadgetLocalMBps: number; runs: Record<string, number[]>; rounds: number; readsPerAttach: number; maxInFlight: Record<string, number>; urbsPerRead: number; syscallsPerUrb?: Record<string, number> } | undefined;
