@@ -6,8 +6,8 @@
  *   "bench: queued" (bench-queued.ts) — usbtest's queued bulk reads and writes, SGLEN URBs in
  *     flight: pipelining decides.
  * Each through the direct kernel path, the frontend relay, the backend relay, both, the
- * userspace backend, a Node copy hop and a C copy hop (bench/c/copy-hop.c, built here: the
- * cheapest userspace hop there is). Prints JSON with every ratio against a baseline measured in
+ * userspace backend, a Node copy hop, a C copy hop (bench/c/copy-hop.c, built here: the
+ * cheapest userspace hop there is) and the same hop in Node off the event loop (bench/koffi-hop.ts). Prints JSON with every ratio against a baseline measured in
  * the same boot, and the goals: on the disk the relays against the C hop (≥ 0.9: the same number
  * of userspace hops) and the userspace backend against the C hop + usbip-host (≥ 0.8); queued,
  * the relays against the direct path (≥ 0.9) and the userspace backend against usbip-host
@@ -62,7 +62,7 @@ if (workloads.includes("throughput")) {
       rounds: disk.rounds,
       mbps: { gadgetLocal: disk.gadgetLocalMBps, ...m },
       vsDirect: Object.fromEntries(Object.keys(m).filter((k) => k !== "direct").map((k) => [k, ratio(m, k, "direct")])),
-      vsCCopyHop: vsHop,
+      vsCCopyHop: { ...vsHop, nodeCopyHop: ratio(m, "nodeCopyHop", "cCopyHop"), koffiCopyHop: ratio(m, "koffiCopyHop", "cCopyHop") },
       goals: { relaysVsCCopyHop: 0.9, userspaceVsCCopyHopAndUsbipHost: 0.8 },
       met: { relays: (vsHop.frontendRelay ?? 0) >= 0.9 && (vsHop.backendRelay ?? 0) >= 0.9, userspace: (vsHop.userspace ?? 0) >= 0.8 },
       maxInFlight: disk.maxInFlight,
@@ -81,7 +81,7 @@ if (workloads.includes("queued")) {
     for (const [k, v] of Object.entries(queued.read)) if (v.length !== queued.rounds) checks.push(`queued ${k}: ${v.length} runs`);
     // the relays must have seen the pipelining the workload asks for, or it measured something else
     for (const k of ["frontendRelay", "backendRelay", "userspace"]) if (queued.maxInFlight[k] !== undefined && queued.maxInFlight[k]! < 2) checks.push(`queued ${k}: at most ${queued.maxInFlight[k]} URB in flight`);
-    const vs = (mb: Record<string, number>) => ({ frontendRelay: ratio(mb, "frontendRelay", "direct"), backendRelay: ratio(mb, "backendRelay", "direct"), bothRelays: ratio(mb, "bothRelays", "direct"), userspaceVsUsbipHost: ratio(mb, "userspace", "direct"), nodeCopyHop: ratio(mb, "nodeCopyHop", "direct"), cCopyHop: ratio(mb, "cCopyHop", "direct") });
+    const vs = (mb: Record<string, number>) => ({ frontendRelay: ratio(mb, "frontendRelay", "direct"), backendRelay: ratio(mb, "backendRelay", "direct"), bothRelays: ratio(mb, "bothRelays", "direct"), userspaceVsUsbipHost: ratio(mb, "userspace", "direct"), nodeCopyHop: ratio(mb, "nodeCopyHop", "direct"), koffiCopyHop: ratio(mb, "koffiCopyHop", "direct"), cCopyHop: ratio(mb, "cCopyHop", "direct") });
     const read = vs(queued.readMBps);
     const write = vs(queued.writeMBps);
     const atLeast = (x: number | null, g: number) => (x ?? 0) >= g;

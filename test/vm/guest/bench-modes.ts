@@ -21,6 +21,7 @@ import { checkCleanedUp, cli, kernelFlow, waitImported } from "./flows.js";
 export type Mode = { name: string; importMode: "kernel" | "relay"; exportMode: "kernel" | "relay" | "userspace"; link?: "socket" | "direct"; exportWrap?: string[] };
 // bench/c/copy-hop.c, built by bench/vm.ts before the boot (absent: that mode is left out, said in the JSON)
 const COPY_HOP = fileURLToPath(new URL("../../../bench/copy-hop", import.meta.url));
+const KOFFI_HOP = fileURLToPath(new URL("../../../bench/koffi-hop.js", import.meta.url));
 const ALL_MODES: Mode[] = [
   { name: "direct", importMode: "kernel", exportMode: "kernel" },
   { name: "frontendRelay", importMode: "relay", exportMode: "kernel" },
@@ -35,6 +36,9 @@ const ALL_MODES: Mode[] = [
   // direction (bench/c/copy-hop.c) between the direct link and the export's socket — the
   // ceiling for ANY relay process on this machine
   ...(existsSync(COPY_HOP) ? [{ name: "cCopyHop", importMode: "kernel", exportMode: "kernel", link: "direct", exportWrap: [COPY_HOP] } as Mode] : []),
+  // the same hop in Node off the event loop (bench/koffi-hop.ts: a worker thread per direction
+  // blocking only in poll(), reads and writes through koffi): the floor of a relay built that way
+  { name: "koffiCopyHop", importMode: "kernel", exportMode: "kernel", link: "direct", exportWrap: [process.execPath, KOFFI_HOP] },
 ];
 
 /** BENCH_MODES=direct,frontendRelay runs a subset (experiments); the benches run them all. */

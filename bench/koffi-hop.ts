@@ -1,0 +1,80 @@
+/**
+ * koffi-hop: the C copy hop's twin in Node, for the VM data-path bench (the "koffiCopyHop" path):
+ * what a Node process can reach when its data path leaves the event loop. Usage:
+ * `node koffi-hop.js CMD [ARGS...]` — runs CMD with fd 0 and fd 1 on one end of a new Unix
+ * socketpair and copies bytes between our fd 0 / fd 1 and the other end: one worker thread per
+ * direction that blocks only in poll() (100 ms timeout: it can always be stopped) and then
+ * reads and writes with koffi's read()/write(), one 1 MiB buffer each; no parsing, no libuv
+ * stream. EOF is passed on with shutdown(SHUT_WR). Exits with CMD's status once CMD has exited.
+ * Not a product path: the measurement that says whether a relay built this way can approach the
+ * C hop under emulation (docs/BENCHMARKS.md).
+ */
+import { spawn } from "node:child_process";
+import { closeSync } from "node:fs";
+import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
+import koffi from "koffi";
+
+const POLLIN = 0x001;
+const POLLHUP = 0x010;
+const SHUT_WR = 1;
+
+function libcCalls() {
+  const c = koffi.load("libc.so.6");
+  return {
+    read: c.func("long read(int fd, void *buf, unsigned long n)"),
+    write: c.func("long write(int fd, void *buf, unsigned long n)"),
+    poll: c.func("int poll(void *fds, unsigned long nfds, int timeout)"),
+    shutdown: c.func("int shutdown(int fd, int how)"),
+    socketpair: c.func("int socketpair(int domain, int type, int protocol, void *sv)"),
+  } as Record<string, (...a: unknown[]) => number>;
+}
+
+/** One direction: from → to until EOF or an error. */
+function copy(from: number, to: number): void {
+  const c = libcCalls();
+  const buf = Buffer.allocUnsafe(1 << 20);
+  // struct pollfd { int fd; short events; short revents; }
+  const pfd = Buffer.alloc(8);
+  pfd.writeInt32LE(from, 0);
+  pfd.writeInt16LE(POLLIN, 4);
+  for (;;) {
+    pfd.writeInt16LE(0, 6);
+    const ready = c.poll!(pfd, 1, 100);
+    if (ready === 0) continue;
+    if (ready < 0) continue; // EINTR
+    if ((pfd.readInt16LE(6) & (POLLIN | POLLHUP)) === 0) break;
+    const n = c.read!(from, buf, buf.length);
+    if (n <= 0) break;
+    for (let off = 0; off < n; ) {
+      const w = c.write!(to, off === 0 ? buf : buf.subarray(off), n - off);
+      if (w <= 0) return;
+      off += w;
+    }
+  }
+  c.shutdown!(to, SHUT_WR);
+}
+
+if (!isMainThread) {
+  const { from, to } = workerData as { from: number; to: number };
+  copy(from, to);
+  parentPort?.postMessage("done");
+} else {
+  const [cmd, ...args] = process.argv.slice(2);
+  if (cmd === undefined) {
+    process.stderr.write("usage: koffi-hop CMD [ARGS...]\n");
+    process.exit(64);
+  }
+  const c = libcCalls();
+  const sv = Buffer.alloc(8);
+  // AF_UNIX 1, SOCK_STREAM 1
+  if (c.socketpair!(1, 1, 0, sv) !== 0) {
+    process.stderr.write("koffi-hop: socketpair failed\n");
+    process.exit(1);
+  }
+  const [ours, theirs] = [sv.readInt32LE(0), sv.readInt32LE(4)];
+  const child = spawn(cmd, args, { stdio: [theirs, theirs, "inherit"] });
+  closeSync(theirs); // the child has its own copies: its exit is our EOF
+  for (const [from, to] of [[0, ours], [ours, 1]] as const) new Worker(new URL(import.meta.url), { workerData: { from, to } }).unref();
+  child.on("exit", (code, signal) => process.exit(code ?? (signal ? 128 : 1)));
+  for (const s of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(s, () => child.kill(s));
+}
