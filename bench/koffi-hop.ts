@@ -15,6 +15,9 @@ import { isMainThread, parentPort, Worker, workerData } from "node:worker_thread
 import koffi from "koffi";
 
 const POLLIN = 0x001;
+const POLLOUT = 0x004;
+const EINTR = 4;
+const EAGAIN = 11;
 const POLLHUP = 0x010;
 const SHUT_WR = 1;
 
@@ -35,18 +38,28 @@ function copy(from: number, to: number): void {
   const buf = Buffer.allocUnsafe(1 << 20);
   // struct pollfd { int fd; short events; short revents; }
   const pfd = Buffer.alloc(8);
-  pfd.writeInt32LE(from, 0);
-  pfd.writeInt16LE(POLLIN, 4);
-  for (;;) {
+  const wait = (fd: number, events: number): number => {
+    pfd.writeInt32LE(fd, 0);
+    pfd.writeInt16LE(events, 4);
     pfd.writeInt16LE(0, 6);
-    const ready = c.poll!(pfd, 1, 100);
+    return c.poll!(pfd, 1, 100) > 0 ? pfd.readInt16LE(6) : 0;
+  };
+  // the link's fds may be non-blocking (another process of the flow set O_NONBLOCK on the file
+  // they share): EAGAIN means wait for readiness again
+  const again = () => [EAGAIN, EINTR].includes(koffi.errno());
+  for (;;) {
+    const ready = wait(from, POLLIN);
     if (ready === 0) continue;
-    if (ready < 0) continue; // EINTR
-    if ((pfd.readInt16LE(6) & (POLLIN | POLLHUP)) === 0) break;
+    if ((ready & (POLLIN | POLLHUP)) === 0) break;
     const n = c.read!(from, buf, buf.length);
+    if (n < 0 && again()) continue;
     if (n <= 0) break;
     for (let off = 0; off < n; ) {
       const w = c.write!(to, off === 0 ? buf : buf.subarray(off), n - off);
+      if (w < 0 && again()) {
+        wait(to, POLLOUT);
+        continue;
+      }
       if (w <= 0) return;
       off += w;
     }
