@@ -14,7 +14,7 @@ import { execFileSync } from "node:child_process";
 import path from "node:path";
 import type { Scenario } from "./scenarios.js";
 import { checkGadgetsGone, interfaceDriver, sourceSink } from "./gadget.js";
-import { check, tryRead, waitFor } from "./lib.js";
+import { check, usbfsNode, waitFor } from "./lib.js";
 import { repo } from "./flows.js";
 import { forEachMode, median, MODES } from "./bench-modes.js";
 
@@ -26,7 +26,7 @@ const BYTES = ITERATIONS * SGLEN * LENGTH;
 /** usbtest `test` (27 write, 28 read) on the imported device `local`; MB/s by usbtest's own clock. */
 async function queued(local: string, test: 27 | 28): Promise<number> {
   await waitFor(`usbtest bound to ${local}`, () => interfaceDriver(local) === "usbtest", 30_000);
-  const node = `/dev/bus/usb/${tryRead(`/sys/bus/usb/devices/${local}/busnum`)!.padStart(3, "0")}/${tryRead(`/sys/bus/usb/devices/${local}/devnum`)!.padStart(3, "0")}`;
+  const node = usbfsNode(local);
   const out = execFileSync("/usr/bin/python3", [path.join(repo, "test/vm/guest/usbtest.py"), node, String(test), String(ITERATIONS), String(LENGTH), String(SGLEN)], { encoding: "utf8", timeout: 300_000, stdio: ["ignore", "pipe", "ignore"] });
   const r = JSON.parse(out.trim().split("\n").pop()!) as { ok: boolean; errno: string | null; kernelSeconds?: number };
   check(r.ok && r.kernelSeconds !== undefined && r.kernelSeconds > 0, `usbtest case ${test} failed: ${r.errno}`);

@@ -18,7 +18,7 @@
  */
 import path from "node:path";
 import { driverOf, interfaceDriver, makeImage, massStorage, sourceSink, type Gadget } from "./gadget.js";
-import { diskOf, modprobe, sh, sleep, start, tryRead, waitFor, type Spawned } from "./lib.js";
+import { diskOf, modprobe, sh, sleep, start, usbfsNode, waitFor, type Spawned } from "./lib.js";
 import { cli, CLI, kernelFlow, repo } from "./flows.js";
 import { cardOf } from "./scenario-iso.js";
 import { videoOf } from "./scenario-camera.js";
@@ -89,7 +89,7 @@ async function readDisk(local: string): Promise<string> {
 async function usbtestRun(local: string): Promise<string> {
   const bound = await waitFor(`usbtest bound to ${local}`, () => interfaceDriver(local) === "usbtest", 30_000).then(() => true, () => false);
   if (!bound) return "usbtest never bound";
-  const node = `/dev/bus/usb/${tryRead(`/sys/bus/usb/devices/${local}/busnum`)?.padStart(3, "0")}/${tryRead(`/sys/bus/usb/devices/${local}/devnum`)?.padStart(3, "0")}`;
+  const node = usbfsNode(local);
   const r = await bounded("/usr/bin/python3", [path.join(repo, "test/vm/guest/usbtest.py"), node, SOURCESINK_CASES.join(","), SOURCESINK_ITERATIONS], 120);
   const done = r.out.trim().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as { test: number; ok: boolean });
   return `usbtest cases ${SOURCESINK_CASES.join(",")}: ${done.filter((x) => x.ok).length} passed, ${done.filter((x) => !x.ok).length} failed${r.code === "killed" ? ", stopped after 120 s" : r.code === "stuck in the kernel" ? ", stuck in the kernel after 120 s" : ""}`;

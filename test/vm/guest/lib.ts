@@ -175,3 +175,9 @@ export async function ended(p: Spawned, ms: number, what: string): Promise<numbe
 export function readLoop(disk: string, mib: number): Spawned {
   return start("sh", ["-c", `while dd if=${disk} of=/dev/null bs=1M count=${mib} iflag=direct 2>/dev/null; do :; done`]);
 }
+
+/** The usbfs node of the USB device `busid` (/dev/bus/usb/BBB/DDD, from its sysfs busnum and devnum). */
+export function usbfsNode(busid: string): string {
+  const n = (f: string) => (tryRead(`/sys/bus/usb/devices/${busid}/${f}`) ?? "").padStart(3, "0");
+  return `/dev/bus/usb/${n("busnum")}/${n("devnum")}`;
+}

@@ -13,7 +13,7 @@ import path from "node:path";
 import type { Scenario } from "./scenarios.js";
 import { sourceSink, checkGadgetsGone, interfaceDriver } from "./gadget.js";
 import { execFileSync } from "node:child_process";
-import { check, tryRead, waitFor } from "./lib.js";
+import { check, usbfsNode, waitFor } from "./lib.js";
 import { checkCleanedUp, cli, kernelFlow, repo, waitImported } from "./flows.js";
 
 export const USBTEST_CASES = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 17, 18, 19, 20, 21, 24, 27, 28, 29];
@@ -24,9 +24,7 @@ const HELPER = path.join(repo, "test/vm/guest/usbtest.py");
 /** Run the cases on the usbtest-bound device `busid`; returns the failures. */
 export async function runUsbtest(busid: string, cases = USBTEST_CASES, iterations = 10): Promise<string[]> {
   await waitFor(`usbtest bound to ${busid}`, () => interfaceDriver(busid) === "usbtest", 30_000);
-  const bus = tryRead(`/sys/bus/usb/devices/${busid}/busnum`)!;
-  const dev = tryRead(`/sys/bus/usb/devices/${busid}/devnum`)!;
-  const node = `/dev/bus/usb/${bus.padStart(3, "0")}/${dev.padStart(3, "0")}`;
+  const node = usbfsNode(busid);
   const out = execFileSync("/usr/bin/python3", [HELPER, node, cases.join(","), String(iterations)], { encoding: "utf8", timeout: 600_000, stdio: ["ignore", "pipe", "inherit"] });
   const results = out.trim().split("\n").map((l) => JSON.parse(l) as { test: number; ok: boolean; errno: string | null });
   const failures = results.filter((r) => !r.ok).map((r) => `test ${r.test}: ${r.errno}`);
