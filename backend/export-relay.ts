@@ -5,12 +5,14 @@
  * away (relay/urb-relay.ts). Works with the single socket or separate pipes (no SIGUSR1).
  */
 import type { Sysfs } from "../kernel-glue/sysfs.js";
-import { handOverSocket } from "../kernel-glue/handover.js";
-import { SysfsDeviceView } from "../kernel-glue/endpoints.js";
+import { handOverFd, handOverSocket } from "../kernel-glue/handover.js";
+import { SysfsDeviceView, watchReconfiguration } from "../kernel-glue/endpoints.js";
 import { sendHandshake } from "./send-handshake.js";
 import type { Logger } from "../shared/log.js";
-import { openLink } from "../qrexec/link.js";
-import { UrbRelay } from "../relay/urb-relay.js";
+import { openLink, relayThreadUsable } from "../qrexec/link.js";
+import { UrbRelay, type RelayResult } from "../relay/urb-relay.js";
+import { RelayThread } from "../relay/relay-thread.js";
+import type { ExportRelayThreadData } from "./export-relay-thread.js";
 import { runExport } from "./export-lifecycle.js";
 import { RelayViolationError } from "../protocol/errors.js";
 import type { Message } from "../protocol/messages.js";
@@ -52,8 +54,46 @@ export async function exportRelay(opts: ExportRelayOptions): Promise<number> {
   }
 }
 
+/** How long usbip-host's unlinks are held by default (relay/urb-relay.ts: Unlink hold). */
+const UNLINK_GRACE_MS = 100;
+
 function exportRelayTraced(opts: ExportRelayOptions, trace: PcapngTrace | undefined): Promise<number> {
   let violation: RelayViolationError | undefined;
+  const ended = (r: RelayResult, log: Logger) => {
+    if (r.violation) {
+      violation = new RelayViolationError(r.violation.error, "frontend");
+      log.warn(violation.message);
+    }
+    log.info(`relay: ${JSON.stringify(r.stats)}`);
+  };
+  // the relay's own thread when nothing needs the event loop's streams (a trace file, the
+  // fuzzing stage) and the link's fds can be polled
+  if (!trace && !opts.fuzz && relayThreadUsable())
+    return runExport({
+      ...opts,
+      async body(ctx) {
+        // started now: its modules load while the device is handed to usbip-host
+        const thread = new RelayThread(new URL("../backend/export-relay-thread.js", import.meta.url), { sysfsRoot: ctx.sysfs.root, busid: ctx.busid, devid: ctx.devid } satisfies ExportRelayThreadData);
+        let stub: number;
+        try {
+          stub = handOverFd(ctx.sysfs, `bus/usb/devices/${ctx.busid}/usbip_sockfd`, (fd) => String(fd));
+          // nothing reads fd 0 before the thread: the frontend's first bytes come after this line
+          await sendHandshake(1, ctx);
+          await ctx.exported();
+        } catch (e) {
+          thread.cancel();
+          throw e;
+        }
+        thread.start({ fds: { clientIn: 0, clientOut: 1, serverIn: stub, serverOut: stub }, unlinkGraceMs: opts.unlinkGraceMs ?? UNLINK_GRACE_MS });
+        ctx.signal.then(() => thread.stop(), () => {});
+        const r = await thread.done;
+        ended(r, ctx.log);
+        return r.reason;
+      },
+    }).then((code) => {
+      if (violation !== undefined) throw violation;
+      return code;
+    });
   return runExport({
     ...opts,
     async body(ctx) {
@@ -84,32 +124,23 @@ function exportRelayTraced(opts: ExportRelayOptions, trace: PcapngTrace | undefi
         client = { input: toRelay, output: fromRelay };
       }
       const view = new SysfsDeviceView(ctx.sysfs, ctx.busid, ctx.devid);
-      const reconfiguring = new Set<number>();
+      const reconfigured = watchReconfiguration(view);
       const relay = new UrbRelay({
         clientIn: client.input,
         clientOut: client.output,
         serverIn: stub,
         serverOut: stub,
         device: view,
-        unlinkGraceMs: opts.unlinkGraceMs ?? 100,
-        onMessage(_from, m, urb) {
+        unlinkGraceMs: opts.unlinkGraceMs ?? UNLINK_GRACE_MS,
+        onMessage(from, m, urb) {
           trace?.record(m, { urb, xferType: xferTypeOf(view, m, urb) });
-          // SET_CONFIGURATION (0x00/0x09) and SET_INTERFACE (0x01/0x0b) change the endpoints
-          if (m.kind === "CMD_SUBMIT" && m.ep === 0 && ((m.setup[0] === 0x00 && m.setup[1] === 0x09) || (m.setup[0] === 0x01 && m.setup[1] === 0x0b))) {
-            reconfiguring.add(m.seqnum);
-            view.markStale();
-          } else if (m.kind === "RET_SUBMIT" && reconfiguring.delete(m.seqnum)) view.markStale();
+          reconfigured(from, m);
         },
       });
       relay.start();
       ctx.signal.then(() => relay.stop(), () => {});
       const r = await relay.done;
-      if (r.violation) {
-        const e = r.violation.error;
-        violation = new RelayViolationError(e, "frontend");
-        ctx.log.warn(violation.message);
-      }
-      ctx.log.info(`relay: ${JSON.stringify(r.stats)}`);
+      ended(r, ctx.log);
       if (stage) {
         stage.stop();
         const f = await stage.done;

@@ -9,10 +9,10 @@ import type { Writable } from "node:stream";
 import { formatHandshake } from "../protocol/handshake.js";
 import type { Handshake } from "../protocol/messages.js";
 
-export function sendHandshake(to: Writable | 0, hs: Pick<Handshake, "devid" | "speed">): Promise<void> {
+export function sendHandshake(to: Writable | number, hs: Pick<Handshake, "devid" | "speed">): Promise<void> {
   const line = formatHandshake(hs);
-  if (to === 0) {
-    writeSync(0, line);
+  if (typeof to === "number") {
+    writeSync(to, line);
     return Promise.resolve();
   }
   return new Promise<void>((resolve, reject) => to.write(line, (e) => (e ? reject(e) : resolve())));

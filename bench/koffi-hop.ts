@@ -67,14 +67,62 @@ function copy(from: number, to: number): void {
   c.shutdown!(to, SHUT_WR);
 }
 
+/**
+ * Both directions in one thread (`--one-thread`): one poll() over both inputs, then each
+ * ready input read once and its bytes written out — what a relay's single loop would do.
+ */
+function copyBoth(pairs: Array<{ from: number; to: number }>): void {
+  const c = libcCalls();
+  const buf = Buffer.allocUnsafe(1 << 20);
+  const pfd = Buffer.alloc(8 * pairs.length);
+  const one = Buffer.alloc(8);
+  const open = pairs.map(() => true);
+  const again = () => [EAGAIN, EINTR].includes(koffi.errno());
+  while (open.some((o) => o)) {
+    pairs.forEach((p, i) => {
+      pfd.writeInt32LE(open[i] ? p.from : -1, 8 * i);
+      pfd.writeInt16LE(POLLIN, 8 * i + 4);
+      pfd.writeInt16LE(0, 8 * i + 6);
+    });
+    if (c.poll!(pfd, pairs.length, 100) <= 0) continue;
+    pairs.forEach((p, i) => {
+      const ready = pfd.readInt16LE(8 * i + 6);
+      if (!open[i] || ready === 0) return;
+      const n = (ready & (POLLIN | POLLHUP)) === 0 ? 0 : c.read!(p.from, buf, buf.length);
+      if (n < 0 && again()) return;
+      if (n <= 0) {
+        open[i] = false;
+        c.shutdown!(p.to, SHUT_WR);
+        return;
+      }
+      for (let off = 0; off < n; ) {
+        const w = c.write!(p.to, off === 0 ? buf : buf.subarray(off), n - off);
+        if (w < 0 && again()) {
+          one.writeInt32LE(p.to, 0);
+          one.writeInt16LE(POLLOUT, 4);
+          c.poll!(one, 1, 100);
+          continue;
+        }
+        if (w <= 0) {
+          open[i] = false;
+          return;
+        }
+        off += w;
+      }
+    });
+  }
+}
+
 if (!isMainThread) {
-  const { from, to } = workerData as { from: number; to: number };
-  copy(from, to);
+  const d = workerData as { from: number; to: number } | { pairs: Array<{ from: number; to: number }> };
+  if ("pairs" in d) copyBoth(d.pairs);
+  else copy(d.from, d.to);
   parentPort?.postMessage("done");
 } else {
-  const [cmd, ...args] = process.argv.slice(2);
+  const oneThread = process.argv[2] === "--one-thread";
+  const [cmd, ...args] = process.argv.slice(oneThread ? 3 : 2);
   if (cmd === undefined) {
-    process.stderr.write("usage: koffi-hop CMD [ARGS...]\n");
+    process.stderr.write("usage: koffi-hop [--one-thread] CMD [ARGS...]\n");
     process.exit(64);
   }
   const c = libcCalls();
@@ -87,7 +135,12 @@ if (!isMainThread) {
   const [ours, theirs] = [sv.readInt32LE(0), sv.readInt32LE(4)];
   const child = spawn(cmd, args, { stdio: [theirs, theirs, "inherit"] });
   closeSync(theirs); // the child has its own copies: its exit is our EOF
-  for (const [from, to] of [[0, ours], [ours, 1]] as const) new Worker(new URL(import.meta.url), { workerData: { from, to } }).unref();
+  const pairs = [
+    { from: 0, to: ours },
+    { from: ours, to: 1 },
+  ];
+  if (oneThread) new Worker(new URL(import.meta.url), { workerData: { pairs } }).unref();
+  else for (const p of pairs) new Worker(new URL(import.meta.url), { workerData: p }).unref();
   child.on("exit", (code, signal) => process.exit(code ?? (signal ? 128 : 1)));
   for (const s of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(s, () => child.kill(s));
 }

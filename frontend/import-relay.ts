@@ -5,26 +5,27 @@
  * the rule, seqnum and byte offset are logged, the connection is torn down, the port detached,
  * and the exit status is non-zero. Works with the single socket or separate pipes (no SIGUSR1).
  */
-import { Direction } from "../protocol/constants.js";
 import { release } from "node:os";
 import type { Readable, Writable } from "node:stream";
 import { kernelSupportsSuperPlus, speedFromString, type SpeedString } from "../protocol/speed.js";
 import { InterruptedError, UsbipError, RelayViolationError, type Violation, GlueCode } from "../protocol/errors.js";
 import { Sysfs } from "../kernel-glue/sysfs.js";
-import { attachHandover } from "../kernel-glue/handover.js";
+import { attachHandover, attachHandoverFd } from "../kernel-glue/handover.js";
 import { withTerminationSignal, type TerminationSignal } from "../qrexec/agent.js";
 import { waitNotice, type Logger } from "../shared/log.js";
 import { qrexecRemote } from "./import-state.js";
 import { runImport, type Attachment } from "./import-lifecycle.js";
-import { openLink } from "../qrexec/link.js";
+import { openLink, relayThreadUsable } from "../qrexec/link.js";
+import { RelayThread } from "../relay/relay-thread.js";
+import { giveUpReading } from "../shared/stop-reading.js";
+import type net from "node:net";
 import { readHandshake } from "../qrexec/read-handshake.js";
-import { UNLINK_DEADLINE_MS, UrbRelay } from "../relay/urb-relay.js";
+import { UNLINK_DEADLINE_MS, UrbRelay, type RelayResult } from "../relay/urb-relay.js";
 import { FuzzStage, type FuzzStageOptions } from "../relay/fuzz-stage.js";
 import type { Mutator } from "../relay/mutator.js";
 import { PassThrough } from "node:stream";
 import { PcapngTrace } from "../trace/writer.js";
-import { checkDescriptor, type Policy } from "../protocol/policy.js";
-import { contiguous } from "../protocol/messages.js";
+import { policyScreen, type Policy } from "../protocol/policy.js";
 
 export interface ImportRelayOptions {
   statefile: string;
@@ -65,6 +66,9 @@ async function importRelayUntilSignal(opts: ImportRelayOptions, sysfs: Sysfs, lo
 }
 
 async function importRelayTraced(opts: ImportRelayOptions, sysfs: Sysfs, log: Logger, signal: TerminationSignal, trace: PcapngTrace | undefined): Promise<number> {
+  // the relay's own thread when nothing needs the event loop's streams (a trace file, the
+  // fuzzing stage, a TCP link) and the link's fds can be polled
+  if (!opts.link && !trace && !opts.fuzz && relayThreadUsable()) return importRelayThreaded(opts, sysfs, log, signal);
   const link = opts.link ?? openLink();
   const handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 60_000;
   const notice = opts.link ? () => {} : waitNotice(log, `waiting for the backend's handshake line (gives up after ${handshakeTimeoutMs / 1000} s)`);
@@ -95,49 +99,107 @@ async function importRelayTraced(opts: ImportRelayOptions, sysfs: Sysfs, log: Lo
       serverPrefix: server.prefix,
       unlinkDeadlineMs: UNLINK_DEADLINE_MS,
       onMessage: trace && ((_f, m, urb) => trace.record(m, { urb })),
-      screen: policy && ((m, urb, at) => {
-        if (urb.ep === 0 && urb.direction === Direction.IN && urb.setup !== undefined && m.actualLength > 0) checkDescriptor(policy, urb.setup, contiguous(m.payload), at, m.seqnum);
-      }),
+      screen: policyScreen(policy),
     });
     relay.start();
     // said however the import ends (before the device enumerated too)
     if (stage) void Promise.all([stage.done, relay.done]).then(([f, r]) => log.warn(`fuzz: ${f.messages} messages, ${f.mutated} mutated; the relay ${r.violation ? "stopped one" : "let all through"}`));
-    const ends = endings(signal, relay, (r) => relayError(r.violation?.error));
-    let violation: RelayViolationError | undefined;
-    const endedEarly = ends.endedEarly;
-    const attachment: Attachment = {
-      port: first.port,
-      how: " through the relay",
-      endedEarly,
-      // the relay owns the link: it ends when either side closes, on a violation, or on a signal
-      untilEnd: async () => {
-        const r = await relay.done;
-        log.info(`relay ended (${r.reason}): ${JSON.stringify(r.stats)}, ${relay.outstanding} outstanding`);
-        stage?.stop();
-        violation = relayError(r.violation?.error);
-        return ends.stoppedBy() ? `signal ${ends.stoppedBy()}` : `link ${r.reason}`;
+    return relayAttachment(relay, first.port, signal, log, {
+      detachClient: () => relay.detachClient(),
+      attachClient: async (from) => {
+        vhci.release(from);
+        socket.destroy();
+        const next = await attachHandover(vhci, hs.devid, speed, from);
+        socket = next.socket;
+        relay.attachClient(socket, socket);
+        return next.port;
       },
-      afterRelease: () => {
-        if (violation) throw violation;
+      onEnd: () => stage?.stop(),
+    });
+  });
+}
+
+/** The relay as import-lifecycle.ts sees it, on the event loop (UrbRelay) or on its thread (RelayThread). */
+interface RelayPump {
+  readonly done: Promise<RelayResult>;
+  stop(): void;
+  readonly outstanding: number;
+  clientIdleMs(): number;
+}
+
+/**
+ * The attachment of a relay: it owns the link and ends when either side closes, on a violation,
+ * or on a signal; a port that never enumerates (vhci-hcd quiet, nothing outstanding) is moved:
+ * `client.detachClient` lets the old socket go, `client.attachClient(from)` releases port `from`
+ * and gives the relay a socket on another port.
+ */
+function relayAttachment(relay: RelayPump, port: number, signal: TerminationSignal, log: Logger, client: { detachClient(): boolean | Promise<boolean>; attachClient(from: number): Promise<number>; onEnd?: () => void }): Attachment {
+  const ends = endings(signal, relay, (r) => relayError(r.violation?.error));
+  let violation: RelayViolationError | undefined;
+  const attachment: Attachment = {
+    port,
+    how: " through the relay",
+    endedEarly: ends.endedEarly,
+    untilEnd: async () => {
+      const r = await relay.done;
+      log.info(`relay ended (${r.reason}): ${JSON.stringify(r.stats)}, ${relay.outstanding} outstanding`);
+      client.onEnd?.();
+      violation = relayError(r.violation?.error);
+      return ends.stoppedBy() ? `signal ${ends.stoppedBy()}` : `link ${r.reason}`;
+    },
+    afterRelease: () => {
+      if (violation) throw violation;
+    },
+    abort: () => relay.stop(),
+    // a port that never enumerates: vhci-hcd quiet, nothing outstanding (import-lifecycle.ts)
+    move: {
+      quietMs: () => (relay.outstanding === 0 ? relay.clientIdleMs() : 0),
+      toAnotherPort: async () => {
+        const from = attachment.port;
+        if (!(await client.detachClient())) throw new UsbipError(GlueCode.ATTACH, `vhci port ${from} did not enumerate the device and the relay cannot move it now`);
+        return client.attachClient(from);
       },
-      abort: () => relay.stop(),
-      // a port that never enumerates: vhci-hcd quiet, nothing outstanding (import-lifecycle.ts)
-      move: {
-        quietMs: () => (relay.outstanding === 0 ? relay.clientIdleMs() : 0),
-        toAnotherPort: async () => {
-          const from = attachment.port;
-          if (!relay.detachClient()) throw new UsbipError(GlueCode.ATTACH, `vhci port ${from} did not enumerate the device and the relay cannot move it now`);
+    },
+  };
+  return attachment;
+}
+
+/**
+ * The relay on its own thread (relay/relay-thread.ts) over fd 0, fd 1 and vhci-hcd's socket:
+ * the same checks, the same port move, the bytes moved by a poll() loop. The thread is started
+ * before the handshake, so its modules load meanwhile.
+ */
+async function importRelayThreaded(opts: ImportRelayOptions, sysfs: Sysfs, log: Logger, signal: TerminationSignal): Promise<number> {
+  const thread = new RelayThread(new URL("../frontend/import-relay-thread.js", import.meta.url), { policy: opts.policy });
+  let started = false;
+  try {
+    const link = openLink();
+    const handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 60_000;
+    const notice = waitNotice(log, `waiting for the backend's handshake line (gives up after ${handshakeTimeoutMs / 1000} s)`);
+    const { handshake: hs, rest } = await readHandshake(link.input, handshakeTimeoutMs, signal.promise).finally(notice);
+    // fd 0 is the thread's from now on: Node stops reading it, and what it read past the line goes first
+    giveUpReading(link.input as net.Socket);
+    const prefix: Buffer[] = [rest];
+    for (let c = link.input.read() as Buffer | null; c !== null; c = link.input.read() as Buffer | null) prefix.push(c);
+    const speed = speedFromString(hs.speed as SpeedString, kernelSupportsSuperPlus(release()));
+    log.info(`handshake: devid ${hs.devid} speed ${hs.speed} (enum ${speed})`);
+    return await runImport({ statefile: opts.statefile, log, sysfs, mode: "relay", remote: opts.remote ?? qrexecRemote(opts.statefile), signal, attachTimeoutMs: opts.attachTimeoutMs, onAttached: opts.onAttached }, async (vhci, after) => {
+      const first = await attachHandoverFd(vhci, hs.devid, speed, after);
+      thread.start({ fds: { clientIn: first.fd, clientOut: first.fd, serverIn: 0, serverOut: 1 }, serverPrefix: Buffer.concat(prefix), unlinkDeadlineMs: UNLINK_DEADLINE_MS });
+      started = true;
+      return relayAttachment(thread, first.port, signal, log, {
+        detachClient: () => thread.detachClient(),
+        attachClient: async (from) => {
           vhci.release(from);
-          socket.destroy();
-          const next = await attachHandover(vhci, hs.devid, speed, from);
-          socket = next.socket;
-          relay.attachClient(socket, socket);
+          const next = await attachHandoverFd(vhci, hs.devid, speed, from);
+          thread.attachClient(next.fd);
           return next.port;
         },
-      },
-    };
-    return attachment;
-  });
+      });
+    });
+  } finally {
+    if (!started) thread.cancel();
+  }
 }
 
 /**

@@ -7,6 +7,7 @@
 import { Direction } from "../protocol/constants.js";
 import type { EndpointType } from "../protocol/client-decoder.js";
 import type { DeviceView } from "../protocol/relay-rules.js";
+import type { Message } from "../protocol/messages.js";
 import type { Sysfs } from "./sysfs.js";
 
 const TYPES: Record<string, EndpointType> = { Control: "control", Bulk: "bulk", Interrupt: "interrupt", Isoc: "iso" };
@@ -76,4 +77,19 @@ export function isoBytesPerInterval(wMaxPacketSize: number, speedMbps: number): 
   if (speedMbps >= 5000) return size * 16 * 3;
   if (speedMbps === 480) return size * (1 + ((wMaxPacketSize >> 11) & 3));
   return size;
+}
+
+/**
+ * RelayOptions.onMessage for a device view: SET_CONFIGURATION (0x00/0x09) and SET_INTERFACE
+ * (0x01/0x0b) change the endpoints, so the view is read again when one is submitted and when it
+ * is answered.
+ */
+export function watchReconfiguration(view: SysfsDeviceView): (from: unknown, m: Message) => void {
+  const reconfiguring = new Set<number>();
+  return (_from, m) => {
+    if (m.kind === "CMD_SUBMIT" && m.ep === 0 && ((m.setup[0] === 0x00 && m.setup[1] === 0x09) || (m.setup[0] === 0x01 && m.setup[1] === 0x0b))) {
+      reconfiguring.add(m.seqnum);
+      view.markStale();
+    } else if (m.kind === "RET_SUBMIT" && reconfiguring.delete(m.seqnum)) view.markStale();
+  };
 }

@@ -8,7 +8,7 @@ import { closeSync } from "node:fs";
 import net from "node:net";
 import { giveUpReading } from "../shared/stop-reading.js";
 import { socketFd } from "../shared/socketpair.js";
-import { libc } from "./libc.js";
+import { libc } from "../shared/libc.js";
 import type { Sysfs } from "./sysfs.js";
 import type { Vhci } from "./vhci.js";
 
@@ -19,6 +19,13 @@ import type { Vhci } from "./vhci.js";
  * waiting in its buffer. The other end is closed once the kernel holds it.
  */
 export async function handOverSocket(sysfs: Sysfs, rel: string, text: (fd: number) => string): Promise<net.Socket> {
+  const sock = new net.Socket({ fd: handOverFd(sysfs, rel, text), readable: true, writable: true, allowHalfOpen: true });
+  sock.pause();
+  return sock;
+}
+
+/** handOverSocket's raw form: our end of the socketpair as a bare fd (for the relay thread's poll loop). */
+export function handOverFd(sysfs: Sysfs, rel: string, text: (fd: number) => string): number {
   const [mine, theirs] = libc().socketpair();
   try {
     sysfs.write(rel, text(theirs));
@@ -28,14 +35,17 @@ export async function handOverSocket(sysfs: Sysfs, rel: string, text: (fd: numbe
   } finally {
     closeSync(theirs);
   }
-  const sock = new net.Socket({ fd: mine, readable: true, writable: true, allowHalfOpen: true });
-  sock.pause();
-  return sock;
+  return mine;
 }
 
 /** vhci-hcd attach through a handed-over socket, on the first free port of the right hub (EBUSY: next). */
 export async function attachHandover(vhci: Vhci, devid: number, speed: number, after?: number): Promise<{ port: number; socket: net.Socket }> {
   return vhci.attachOnFreePort(speed, after, async (port) => ({ port, socket: await handOverSocket(vhci.sysfs, `${vhci.dir()}/attach`, (fd) => `${port} ${fd} ${devid >>> 0} ${speed}`) }));
+}
+
+/** attachHandover with our end as a bare fd. */
+export async function attachHandoverFd(vhci: Vhci, devid: number, speed: number, after?: number): Promise<{ port: number; fd: number }> {
+  return vhci.attachOnFreePort(speed, after, async (port) => ({ port, fd: handOverFd(vhci.sysfs, `${vhci.dir()}/attach`, (fd) => `${port} ${fd} ${devid >>> 0} ${speed}`) }));
 }
 
 /** vhci-hcd attach of an existing socket (connect --tcp's TCP connection). */

@@ -9,7 +9,7 @@
 import { closeSync, readSync, writeSync } from "node:fs";
 import type { Socket } from "node:net";
 import { socketFd } from "../shared/socketpair.js";
-import { libc, POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLRDHUP } from "./libc.js";
+import { libc, POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLRDHUP } from "../shared/libc.js";
 
 export interface HangupWatch {
   /** resolves when the socket has hung up, the watch was stopped, or it could not run */

@@ -8,7 +8,7 @@ import { execFile } from "node:child_process";
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { promisify } from "node:util";
 import { GlueError, GlueErrorCode } from "./errors.js";
-import { libc, MSG_DONTWAIT, MSG_PEEK, POLLIN, POLLNVAL } from "./libc.js";
+import { libc, MSG_DONTWAIT, MSG_PEEK, POLLIN, POLLNVAL } from "../shared/libc.js";
 import type { Sysfs } from "./sysfs.js";
 
 export { watchHangup, type HangupWatch } from "./hangup-watcher.js";

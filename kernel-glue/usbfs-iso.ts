@@ -23,7 +23,7 @@
  */
 import { closeSync, openSync } from "node:fs";
 import { GlueError, GlueErrorCode } from "./errors.js";
-import { libc, POLLERR, POLLHUP, POLLOUT, type Libc } from "./libc.js";
+import { libc, POLLERR, POLLHUP, POLLOUT, type Libc } from "../shared/libc.js";
 
 const URB_SIZE = 56;
 const DESC_SIZE = 12;

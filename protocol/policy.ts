@@ -10,6 +10,9 @@
  * Without a matching rule the default applies (allow, unless "default deny").
  */
 import { ErrorCode, ProtocolError, RuntimeCode, UsbipError } from "./errors.js";
+import { Direction } from "./constants.js";
+import { contiguous, type RetSubmit } from "./messages.js";
+import type { SubmittedUrb } from "./urb-table.js";
 
 export const NAMED_CLASSES: Record<string, [number, number?, number?]> = {
   audio: [0x01],
@@ -123,4 +126,15 @@ export function checkDescriptor(p: Policy, setup: Buffer, data: Buffer, at: numb
   };
   if (setup[3] === 1 && data.length >= 7 && data[4] !== 0) decide({ cls: data[4]!, sub: data[5]!, proto: data[6]! }, "the device");
   if (setup[3] === 2) for (const i of interfacesOf(data)) decide(i, `interface ${i.number}`);
+}
+
+/**
+ * The relay's screen for a policy (RelayOptions.screen): every control IN answer with data that
+ * a descriptor request got is checked by checkDescriptor before it is forwarded.
+ */
+export function policyScreen(p: Policy | undefined): ((m: RetSubmit, urb: SubmittedUrb, at: number) => void) | undefined {
+  if (p === undefined) return undefined;
+  return (m, urb, at) => {
+    if (urb.ep === 0 && urb.direction === Direction.IN && urb.setup !== undefined && m.actualLength > 0) checkDescriptor(p, urb.setup, contiguous(m.payload), at, m.seqnum);
+  };
 }

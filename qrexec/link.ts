@@ -15,8 +15,8 @@ export interface Link {
   output: Writable;
 }
 
-/** true for a socket or a pipe (FIFO): what libuv can poll. */
-function pollable(fd: number): boolean {
+/** true for a socket or a pipe (FIFO): what libuv — and the relay thread's poll() loop — can poll. */
+export function pollable(fd: number): boolean {
   try {
     const st = fstatSync(fd);
     return st.isSocket() || st.isFIFO();
@@ -29,4 +29,13 @@ export function openLink(inFd = 0, outFd = 1): Link {
   const input: Readable = pollable(inFd) ? new net.Socket({ fd: inFd, readable: true, writable: false, allowHalfOpen: true }) : createReadStream("", { fd: inFd, highWaterMark: 1 << 16 });
   const output: Writable = pollable(outFd) ? new net.Socket({ fd: outFd, readable: false, writable: true }) : createWriteStream("", { fd: outFd });
   return { input, output };
+}
+
+/**
+ * Whether the relay runs on its own thread over the link's raw fds (relay/relay-thread.ts): when
+ * both are pollable, unless USBIP_QREXEC_RELAY_THREAD=0 asks for the event-loop relay (the
+ * comparison in the benchmarks; a fallback should the thread misbehave somewhere).
+ */
+export function relayThreadUsable(inFd = 0, outFd = 1): boolean {
+  return process.env.USBIP_QREXEC_RELAY_THREAD !== "0" && pollable(inFd) && pollable(outFd);
 }

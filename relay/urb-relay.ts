@@ -44,7 +44,8 @@
  */
 import { Direction } from "../protocol/constants.js";
 import { EventEmitter } from "node:events";
-import { Writable, type Readable } from "node:stream";
+import { Writable } from "node:stream";
+import type { ByteSink, ByteSource } from "../shared/byte-stream.js";
 import { ClientStreamDecoder, type EndpointType } from "../protocol/client-decoder.js";
 import { ServerStreamDecoder } from "../protocol/server-decoder.js";
 import { encode, encodeSubmitHeader } from "../protocol/encoder.js";
@@ -58,10 +59,10 @@ import { pauseWhileBacklogged } from "../shared/backpressure.js";
 export type RelayEnd = "client" | "server";
 
 export interface RelayOptions {
-  clientIn: Readable;
-  clientOut: Writable;
-  serverIn: Readable;
-  serverOut: Writable;
+  clientIn: ByteSource;
+  clientOut: ByteSink;
+  serverIn: ByteSource;
+  serverOut: ByteSink;
   /** Backend role: the exported device (devid, endpoints); enables the CMD_* device checks. */
   device?: DeviceView;
   /** Backend role: how long a CMD_UNLINK is held (see above). Defaults to 0 (forward at once). */
@@ -115,7 +116,7 @@ export class UrbRelay extends EventEmitter {
   readonly stats: RelayStats = { cmdSubmit: 0, cmdUnlink: 0, retSubmit: 0, retUnlink: 0, unlinksAnswered: 0, unlinksTimedOut: 0, lateAnswersDropped: 0, payloadBytes: 0, maxInFlight: 0 };
   private cdec: ClientStreamDecoder;
   /** the client side's streams (replaced by a client hand-over); undefined between detachClient and attachClient */
-  private client: { in: Readable; out: Writable; off: () => void } | undefined;
+  private client: { in: ByteSource; out: ByteSink; off: () => void } | undefined;
   /** seqnums (submits and unlinks) a previous client left outstanding: answers checked, then dropped */
   private readonly orphans = new Set<number>();
   /** where answers go while no client is attached (a client hand-over in progress) */
@@ -167,7 +168,7 @@ export class UrbRelay extends EventEmitter {
     serverIn.resume();
   }
 
-  private listenToClient(input: Readable, out: Writable): void {
+  private listenToClient(input: ByteSource, out: ByteSink): void {
     const onData = (c: Buffer) => this.fromClient(c);
     const onEnd = () => this.closed("client");
     input.on("data", onData);
@@ -194,6 +195,16 @@ export class UrbRelay extends EventEmitter {
     return now - this.clientSeen.at;
   }
 
+  /** The client's chunks so far (its activity, for a clientIdleMs kept on another thread). */
+  get clientChunkCount(): number {
+    return this.clientChunks;
+  }
+
+  /** An unlink is held or has a deadline: a timer will fire (whoever drives the relay's I/O should not sleep long). */
+  get timersPending(): boolean {
+    return this.held.size + this.deadlines.size > 0;
+  }
+
   /** URBs (submits and unlinks) the current client is waiting for. */
   get outstanding(): number {
     return this.table.size - this.orphans.size - this.late.size;
@@ -214,7 +225,7 @@ export class UrbRelay extends EventEmitter {
   }
 
   /** Give the client side to new streams (a new vhci-hcd port), decoded from their first byte. */
-  attachClient(input: Readable, out: Writable): void {
+  attachClient(input: ByteSource, out: ByteSink): void {
     if (this.finished) {
       out.end();
       return;
@@ -235,7 +246,7 @@ export class UrbRelay extends EventEmitter {
   }
 
   /** Decode a chunk from one side and hand each message on; writes of one chunk are corked together. */
-  private pump<M>(chunk: Buffer, from: RelayEnd, dec: { push(c: Buffer): void; next(): M | null; readonly messageOffset: number; readonly error: ProtocolError | null }, src: Readable, out: Writable, handle: (m: M, at: number) => void, after?: () => void): void {
+  private pump<M>(chunk: Buffer, from: RelayEnd, dec: { push(c: Buffer): void; next(): M | null; readonly messageOffset: number; readonly error: ProtocolError | null }, src: ByteSource, out: ByteSink, handle: (m: M, at: number) => void, after?: () => void): void {
     if (this.finished) return;
     dec.push(chunk);
     out.cork();
@@ -323,7 +334,7 @@ export class UrbRelay extends EventEmitter {
   }
 
   /** Write a whole message, or only what is left of it if it began passing cut-through. */
-  private forward(from: RelayEnd, m: Message, at: number, out: Writable): void {
+  private forward(from: RelayEnd, m: Message, at: number, out: ByteSink): void {
     const p = this.partial[from];
     if (p?.at === at && (m.kind === "CMD_SUBMIT" || m.kind === "RET_SUBMIT")) {
       for (const b of skipPayload(m.payload, p.sent)) out.write(b);
@@ -336,7 +347,7 @@ export class UrbRelay extends EventEmitter {
    * (see Cut-through above); `fresh` starts after the bytes already sent (the decoders were asked
    * from `sent`).
    */
-  private passPartial(from: RelayEnd, at: number, header: CmdSubmit | RetSubmit, fresh: Buffer[], out: Writable): void {
+  private passPartial(from: RelayEnd, at: number, header: CmdSubmit | RetSubmit, fresh: Buffer[], out: ByteSink): void {
     let p = this.partial[from];
     if (p?.at !== at) {
       p = this.partial[from] = { at, sent: 0 };
@@ -369,7 +380,7 @@ export class UrbRelay extends EventEmitter {
   }
 
   /** The client stream RETs go to (nothing between detachClient and attachClient). */
-  private get clientOut(): Writable {
+  private get clientOut(): ByteSink {
     return this.client?.out ?? this.discard;
   }
 
@@ -430,7 +441,7 @@ export class UrbRelay extends EventEmitter {
     throw new ProtocolError(WireCode.UNEXPECTED_OP, at, `${m.kind} in the URB phase`);
   }
 
-  private write(out: Writable, m: Message): void {
+  private write(out: ByteSink, m: Message): void {
     for (const b of encode(m)) out.write(b);
   }
 
@@ -449,7 +460,7 @@ export class UrbRelay extends EventEmitter {
     this.held.clear();
     this.deadlines.clear();
     const { serverIn, serverOut } = this.o;
-    const sides: Array<{ in: Readable; out: Writable }> = [{ in: serverIn, out: serverOut }, ...(this.client ? [this.client] : [])];
+    const sides: Array<{ in: ByteSource; out: ByteSink }> = [{ in: serverIn, out: serverOut }, ...(this.client ? [this.client] : [])];
     if (r.reason === "violation") {
       // tear down hard: nothing more reaches either side
       for (const s of sides) s.in.pause();

@@ -4,7 +4,7 @@
  * output (not at the output's own 16 KiB high-water mark, which every 64 KiB URB crosses), and
  * resumed when the output drains.
  */
-import type { Readable, Writable } from "node:stream";
+import type { ByteSink, ByteSource } from "./byte-stream.js";
 
 /**
  * Bytes that may wait in one output stream before the input feeding it is paused (relay,
@@ -13,10 +13,10 @@ import type { Readable, Writable } from "node:stream";
  */
 export const STREAM_BUFFER = 1 << 20;
 
-const waiting = new WeakSet<Readable>();
+const waiting = new WeakSet<ByteSource>();
 
 /** Call after writing to `out` what `src` brought: pauses `src` if `out` is backlogged. */
-export function pauseWhileBacklogged(src: Readable, out: Writable): void {
+export function pauseWhileBacklogged(src: ByteSource, out: ByteSink): void {
   if (waiting.has(src) || out.writableLength <= STREAM_BUFFER || !out.writableNeedDrain) return;
   waiting.add(src);
   src.pause();

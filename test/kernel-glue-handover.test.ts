@@ -10,7 +10,7 @@ import { closeSync, mkdtempSync, readSync, readdirSync, writeSync } from "node:f
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { handOverExisting, handOverSocket } from "../kernel-glue/handover.js";
-import { libc } from "../kernel-glue/libc.js";
+import { libc } from "../shared/libc.js";
 import { Sysfs, SysfsWriteError } from "../kernel-glue/sysfs.js";
 import { socketPair } from "../shared/socketpair.js";
 import { stopReading } from "../shared/stop-reading.js";

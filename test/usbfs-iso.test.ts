@@ -11,7 +11,7 @@ import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } fr
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { USBFS_IOCTL, USBFS_URB_LAYOUT } from "../kernel-glue/usbfs-iso.js";
-import { libc, POLLIN, POLLOUT } from "../kernel-glue/libc.js";
+import { libc, POLLIN, POLLOUT } from "../shared/libc.js";
 import { gatherIsoOut, packedOffsets, scatterIsoIn, type IsoSlot } from "../usb/iso-layout.js";
 
 test("usbfs ioctl numbers and struct usbdevfs_urb's layout are the kernel header's", (t) => {

@@ -39,6 +39,8 @@ const ALL_MODES: Mode[] = [
   // the same hop in Node off the event loop (bench/koffi-hop.ts: a worker thread per direction
   // blocking only in poll(), reads and writes through koffi): the floor of a relay built that way
   { name: "koffiCopyHop", importMode: "kernel", exportMode: "kernel", link: "direct", exportWrap: [process.execPath, KOFFI_HOP] },
+  // the same with both directions in one thread's poll() loop (what one relay loop would do)
+  { name: "koffiLoopHop", importMode: "kernel", exportMode: "kernel", link: "direct", exportWrap: [process.execPath, KOFFI_HOP, "--one-thread"] },
 ];
 
 /** BENCH_MODES=direct,frontendRelay runs a subset (experiments); the benches run them all. */

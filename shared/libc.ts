@@ -4,10 +4,13 @@
  * prebuilt binaries: nothing is compiled at install). Loaded on first use.
  * poll() and the blocking ioctls run on koffi's worker threads (libuv's pool: `pollAsync`,
  * `ioctlAsync`), so the event loop never blocks in them; a long wait should share one poll
- * (kernel-glue/hangup-watcher.ts) rather than hold a pool thread each.
+ * (kernel-glue/hangup-watcher.ts) rather than hold a pool thread each. The synchronous poll,
+ * read, writev and shutdown are for a thread that runs its own poll() loop (shared/fd-loop.ts,
+ * on a worker thread): on the main thread they would stop the event loop.
  */
 import { createRequire } from "node:module";
-import { GlueError, GlueErrorCode } from "./errors.js";
+import { UsbipError } from "../protocol/errors.js";
+import { GlueCode } from "../protocol/error-codes.js";
 
 /** poll(2) events (asm-generic/poll.h) */
 export const POLLIN = 0x001;
@@ -25,6 +28,12 @@ const SOCK_CLOEXEC = 0o2000000;
 const F_DUPFD_CLOEXEC = 1030;
 const EFD_CLOEXEC = 0o2000000;
 const EFD_NONBLOCK = 0o4000;
+/** errno values the fd loop tells apart (asm-generic/errno-base.h, errno.h) */
+export const EINTR = 4;
+export const EAGAIN = 11;
+export const ENOTSOCK = 88;
+/** shutdown(2) how */
+export const SHUT_WR = 1;
 
 interface KoffiFunction {
   (...args: unknown[]): number;
@@ -51,8 +60,20 @@ export interface Libc {
   recv(fd: number, buf: Buffer, flags: number): number;
   /** fcntl(fd, F_DUPFD_CLOEXEC, 0): a new fd for the same open file, or -1 and errno() */
   dup(fd: number): number;
+  /** fcntl(fd, cmd, arg) with an int argument (F_GETFL, F_SETFL, …): its result, or -1 and errno() */
+  fcntl(fd: number, cmd: number, arg: number): number;
   /** eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), or -1 and errno() */
   eventfd(): number;
+  /** poll(pfds, n, timeout) on this thread: pfds holds n struct pollfd (8 bytes each); returns poll's result */
+  pollSync(pfds: Buffer, n: number, timeoutMs: number): number;
+  /** read(fd, buf, buf.length) on this thread: bytes read, 0 at EOF, -1 and errno() */
+  read(fd: number, buf: Buffer): number;
+  /** writev(fd, bufs): bytes written, or -1 and errno(); at most IOV_MAX buffers */
+  writev(fd: number, bufs: readonly Buffer[]): number;
+  /** close(fd) through libc (a worker thread's fs.closeSync warns about fds it did not open) */
+  close(fd: number): number;
+  /** shutdown(fd, how): 0, or -1 and errno() */
+  shutdown(fd: number, how: number): number;
   /** the calling thread's errno after the last failed call made through this module */
   errno(): number;
   /** the address of a Buffer's memory, as the kernel will see it in a struct */
@@ -71,7 +92,7 @@ export function libc(): Libc {
   try {
     koffi = createRequire(import.meta.url)("koffi") as typeof koffi;
   } catch (e) {
-    throw new GlueError(GlueErrorCode.LIBUSB, `this needs koffi (the FFI package) for ioctl(), poll() and socketpair(): ${(e as Error).message.split("\n")[0]}`);
+    throw new UsbipError(GlueCode.LIBUSB, `this needs koffi (the FFI package) for ioctl(), poll() and socketpair(): ${(e as Error).message.split("\n")[0]}`);
   }
   const c = koffi.load("libc.so.6");
   // ioctl and fcntl are variadic in C; on the Linux ABIs we run on, a third pointer or int
@@ -83,6 +104,12 @@ export function libc(): Libc {
   const socketpair = c.func("int socketpair(int domain, int type, int protocol, void *sv)");
   const recv = c.func("long recv(int fd, void *buf, unsigned long len, int flags)");
   const eventfd = c.func("int eventfd(unsigned int initval, int flags)");
+  const read = c.func("long read(int fd, void *buf, unsigned long n)");
+  const writev = c.func("long writev(int fd, void *iov, int iovcnt)");
+  const shutdown = c.func("int shutdown(int fd, int how)");
+  const close = c.func("int close(int fd)");
+  // struct iovec { void *iov_base; size_t iov_len; }: 16 bytes each; one array reused
+  let iov = Buffer.alloc(16 * 64);
   const errno = () => koffi.errno();
   const pollMany = (fds: readonly PollFd[], timeoutMs: number) =>
     new Promise<number[]>((resolve, reject) => {
@@ -108,12 +135,26 @@ export function libc(): Libc {
     pollManyAsync: pollMany,
     socketpair: () => {
       const sv = Buffer.alloc(8);
-      if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) throw new GlueError(GlueErrorCode.SYSFS, `socketpair failed: errno ${errno()}`);
+      if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) throw new UsbipError(GlueCode.SYSFS, `socketpair failed: errno ${errno()}`);
       return [sv.readInt32LE(0), sv.readInt32LE(4)];
     },
     recv: (fd, buf, flags) => Number(recv(fd, buf, buf.length, flags)),
     dup: (fd) => fcntl(fd, F_DUPFD_CLOEXEC, 0),
+    fcntl: (fd, cmd, arg) => fcntl(fd, cmd, arg),
     eventfd: () => eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK),
+    pollSync: (pfds, n, timeoutMs) => poll(pfds, n, timeoutMs),
+    read: (fd, buf) => Number(read(fd, buf, buf.length)),
+    writev: (fd, bufs) => {
+      if (iov.length < 16 * bufs.length) iov = Buffer.alloc(16 * bufs.length);
+      // Buffers' memory lives outside V8's heap and does not move; `bufs` keeps it alive for the call
+      bufs.forEach((b, i) => {
+        iov.writeBigUInt64LE(koffi.address(b), 16 * i);
+        iov.writeBigUInt64LE(BigInt(b.length), 16 * i + 8);
+      });
+      return Number(writev(fd, iov, bufs.length));
+    },
+    shutdown: (fd, how) => shutdown(fd, how),
+    close: (fd) => close(fd),
     errno,
     address: (b) => koffi.address(b),
   };

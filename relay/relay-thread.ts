@@ -1,0 +1,209 @@
+/**
+ * The validating relay on a worker thread, its bytes moved by a poll() loop (shared/fd-loop.ts)
+ * instead of libuv's streams: the same UrbRelay, every message checked before it is forwarded,
+ * on raw fds (the kernel's socketpair end, the qrexec link's fd 0 and fd 1). The main thread
+ * keeps the control: start, stop, the client hand-over, the counters the importer polls.
+ *
+ * The worker is started before the fds exist (`prepare`), so its module loading overlaps the
+ * handshake and the attach; `start` gives it the fds, which then belong to it: it closes them
+ * when the relay ends. Each message to the worker is followed by a write to an eventfd the
+ * worker's poll() watches, so a stop or a hand-over is seen within one poll, however busy.
+ * The role (frontend: the policy screen; backend: the device's endpoints from sysfs) is built
+ * in the worker by the role's entry module, from plain data.
+ *
+ * Main → worker: {t: "start"}, {t: "stop"}, {t: "detach"}, {t: "attach", fd}.
+ * Worker → main: {t: "detached", ok}, {t: "done", result} — or an uncaught error (the worker's "error").
+ */
+import { closeSync, writeSync } from "node:fs";
+import { parentPort, Worker, workerData } from "node:worker_threads";
+import { ProtocolError, type PeerDataErrorCode } from "../protocol/errors.js";
+import { libc } from "../shared/libc.js";
+import { FdLoop } from "../shared/fd-loop.js";
+import { UrbRelay, type RelayEnd, type RelayOptions, type RelayResult } from "./urb-relay.js";
+
+/** The fds a relay thread moves bytes between: the client side is one socket (vhci-hcd's end, or the link in the backend role when it is one socket). */
+export interface RelayThreadFds {
+  clientIn: number;
+  clientOut: number;
+  serverIn: number;
+  serverOut: number;
+}
+
+export interface RelayThreadStart {
+  fds: RelayThreadFds;
+  /** bytes already read from the server side (after the handshake line) */
+  serverPrefix?: Uint8Array;
+  unlinkGraceMs?: number;
+  unlinkDeadlineMs?: number;
+}
+
+/** What the role's entry builds in the worker, from the role data. */
+export type RoleParts = Pick<RelayOptions, "device" | "screen" | "onMessage">;
+
+type ToWorker = ({ t: "start" } & RelayThreadStart) | { t: "stop" } | { t: "detach" } | { t: "attach"; fd: number };
+type WireViolation = { from: RelayEnd; code: PeerDataErrorCode; offset: number; rule: string; seqnum: number | undefined };
+type FromWorker = { t: "detached"; ok: boolean } | { t: "done"; result: Omit<RelayResult, "violation"> & { violation?: WireViolation } };
+
+/** state shared with the worker: Int32 [0] URBs outstanding for the current client, [1] the client's chunks so far */
+const OUTSTANDING = 0;
+const CLIENT_CHUNKS = 1;
+/** how long an orderly end waits for the backlog to be written before the fds are closed anyway */
+const FLUSH_MS = 2000;
+
+export class RelayThread {
+  private readonly worker: Worker;
+  private readonly wakeFd: number;
+  private readonly state = new Int32Array(new SharedArrayBuffer(8));
+  private clientSeen = { chunks: -1, at: 0 };
+  private detachAnswer: ((ok: boolean) => void) | undefined;
+  private ended = false;
+  private exited = false;
+  readonly done: Promise<RelayResult>;
+
+  /** Start the worker (`entry`: the role's module, which calls serveRelayThread) with the role's data. */
+  constructor(entry: URL, role: unknown) {
+    this.wakeFd = libc().eventfd();
+    this.worker = new Worker(entry, { workerData: { role, wakeFd: this.wakeFd, state: this.state.buffer } });
+    this.done = new Promise<RelayResult>((resolve, reject) => {
+      this.worker.on("message", (m: FromWorker) => {
+        if (m.t === "detached") this.detachAnswer?.(m.ok);
+        else if (m.t === "done") {
+          this.ended = true;
+          const v = m.result.violation;
+          resolve({ ...m.result, violation: v && { from: v.from, error: new ProtocolError(v.code, v.offset, v.rule, v.seqnum) } });
+        }
+      });
+      this.worker.on("error", (e) => reject(e));
+      this.worker.on("exit", (code) => {
+        // the worker polled the wake fd until now
+        this.exited = true;
+        closeSync(this.wakeFd);
+        reject(new Error(`the relay thread exited (${code}) before the relay ended`));
+      });
+    });
+  }
+
+  /** Hand the fds over (they are the worker's from now on) and start relaying. */
+  start(s: RelayThreadStart): void {
+    this.post({ t: "start", ...s });
+  }
+
+  stop(): void {
+    if (!this.ended) this.post({ t: "stop" });
+  }
+
+  /** URBs (submits and unlinks) the current client is waiting for. */
+  get outstanding(): number {
+    return Atomics.load(this.state, OUTSTANDING);
+  }
+
+  /** How long the client side has been silent (as UrbRelay.clientIdleMs: from the first look after its last chunk). */
+  clientIdleMs(now = Date.now()): number {
+    const chunks = Atomics.load(this.state, CLIENT_CHUNKS);
+    if (this.clientSeen.chunks !== chunks) this.clientSeen = { chunks, at: now };
+    return now - this.clientSeen.at;
+  }
+
+  /** UrbRelay.detachClient in the worker; the old client's fd stays open until the next attachClient (the caller releases the port first). */
+  detachClient(): Promise<boolean> {
+    if (this.ended) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      this.detachAnswer = resolve;
+      this.post({ t: "detach" });
+      void this.done.then(() => resolve(false), () => resolve(false));
+    });
+  }
+
+  /** UrbRelay.attachClient with a new socket fd (it becomes the worker's). */
+  attachClient(fd: number): void {
+    this.post({ t: "attach", fd });
+  }
+
+  /** End a worker that was never started (e.g. the handshake failed); its done rejects. */
+  cancel(): void {
+    void this.worker.terminate();
+  }
+
+  private post(m: ToWorker): void {
+    if (this.exited) return;
+    this.worker.postMessage(m);
+    // eventfd: an 8-byte counter; any write wakes the worker's poll() (EAGAIN only when it is
+    // already at its maximum, i.e. awake anyway)
+    try {
+      writeSync(this.wakeFd, WAKE);
+    } catch {
+      // see above
+    }
+  }
+}
+
+const WAKE = Buffer.from([1, 0, 0, 0, 0, 0, 0, 0]);
+
+/**
+ * The worker side, called by a role's entry module: waits for "start", runs the relay on the fd
+ * loop, answers the main thread's requests, and reports the result once the relay has ended and
+ * its backlog is written (or FLUSH_MS passed); then every fd is closed and the thread ends.
+ */
+export function serveRelayThread(role: (data: unknown) => RoleParts): void {
+  const port = parentPort;
+  if (port === null) throw new Error("serveRelayThread runs in a worker thread");
+  const { role: roleData, wakeFd, state: stateBuffer } = workerData as { role: unknown; wakeFd: number; state: SharedArrayBuffer };
+  const state = new Int32Array(stateBuffer);
+  const parts = role(roleData);
+  let relay: UrbRelay | undefined;
+  let loop: FdLoop | undefined;
+  let client: { fd: number; close: () => void } | undefined;
+  port.on("message", (m: ToWorker) => {
+    if (m.t === "start") {
+      const l = (loop = new FdLoop({ wakeFd, idleMs: () => (relay?.timersPending ? 5 : 500), afterBatch: () => publish() }));
+      const clientIn = l.reader(m.fds.clientIn);
+      const clientOut = l.writer(m.fds.clientOut);
+      client = { fd: m.fds.clientIn, close: () => (clientIn.destroy(), clientOut.destroy(), l.closeOnce(m.fds.clientIn), l.closeOnce(m.fds.clientOut)) };
+      const r = (relay = new UrbRelay({
+        ...parts,
+        clientIn,
+        clientOut,
+        serverIn: l.reader(m.fds.serverIn),
+        serverOut: l.writer(m.fds.serverOut),
+        serverPrefix: m.serverPrefix && Buffer.from(m.serverPrefix),
+        unlinkGraceMs: m.unlinkGraceMs,
+        unlinkDeadlineMs: m.unlinkDeadlineMs,
+      }));
+      r.start();
+      l.start();
+      void r.done.then((result) => finish(result, l));
+    } else if (m.t === "stop") relay?.stop();
+    else if (m.t === "detach") {
+      const ok = relay?.detachClient() ?? false;
+      publish();
+      port.postMessage({ t: "detached", ok } satisfies FromWorker);
+    } else if (m.t === "attach" && relay && loop) {
+      // the old client's port was released meanwhile: its socket can go
+      client?.close();
+      const l = loop;
+      const input = l.reader(m.fd);
+      const output = l.writer(m.fd);
+      client = { fd: m.fd, close: () => (input.destroy(), output.destroy(), l.closeOnce(m.fd)) };
+      relay.attachClient(input, output);
+      publish();
+    }
+  });
+  const publish = () => {
+    if (relay === undefined) return;
+    Atomics.store(state, OUTSTANDING, relay.outstanding);
+    Atomics.store(state, CLIENT_CHUNKS, relay.clientChunkCount);
+  };
+  const finish = (result: RelayResult, l: FdLoop) => {
+    publish();
+    const until = Date.now() + FLUSH_MS;
+    const whenFlushed = () => {
+      if (!l.flushed && Date.now() < until) return void setTimeout(whenFlushed, 5);
+      l.stop();
+      const v = result.violation;
+      const wire: FromWorker = { t: "done", result: { ...result, violation: v && { from: v.from, code: v.error.code as PeerDataErrorCode, offset: v.error.offset, rule: v.error.rule, seqnum: v.error.seqnum } } };
+      port.postMessage(wire);
+      port.close();
+    };
+    whenFlushed();
+  };
+}

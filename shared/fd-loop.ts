@@ -1,0 +1,306 @@
+/**
+ * Byte streams on raw file descriptors, moved by one poll() loop on the calling thread: the
+ * relay's data path on a worker thread (relay/relay-thread.ts), off libuv's stream handles.
+ * Measured in the VM (docs/BENCHMARKS.md): a copy hop built this way moves 2.5x the bytes of an
+ * event-loop hop with 32 URBs in flight — one thread or two alike — so the cost was the stream
+ * machinery per chunk, not the lack of threads.
+ *
+ * The loop blocks only in poll(), with a timeout, and gives the thread's own event loop a turn
+ * (setImmediate) when poll() times out, when the wake fd (an eventfd the owner writes after it
+ * posts a message) is readable, and after TURN_MS of continuous work: the thread's timers and
+ * messages are never late by more than that. Reads go into a fresh buffer each (the relay keeps
+ * views of what it read until they are written); writes are queued and leave in one writev() per
+ * uncork. Every fd is made non-blocking: a peer that stops reading can hold up nothing but its
+ * own backlog. The loop closes each fd once, when it is stopped.
+ */
+import { EventEmitter } from "node:events";
+import { EAGAIN, EINTR, ENOTSOCK, libc, POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, SHUT_WR } from "./libc.js";
+import type { ByteSink, ByteSource } from "./byte-stream.js";
+
+/** The longest the loop works before the thread's event loop gets a turn. */
+export const TURN_MS = 5;
+/** One read: a fresh buffer this large (a 64 KiB URB with its header and the next ones fit). */
+const READ_SIZE = 256 * 1024;
+/** Reads this small are copied out, and the read buffer kept for the next read. */
+const COPY_BELOW = 4096;
+/** Buffers per writev() (Linux's IOV_MAX is 1024). */
+const IOV_BATCH = 256;
+/** fcntl(2) */
+const F_GETFL = 3;
+const F_SETFL = 4;
+const O_NONBLOCK = 0o4000;
+
+export class FdError extends Error {
+  constructor(
+    readonly op: string,
+    readonly errno: number,
+  ) {
+    super(`${op} failed: errno ${errno}`);
+  }
+}
+
+/** Reads of one fd: "data" for each read, "end" at EOF, "error" for a failed read. */
+export class FdReader extends EventEmitter implements ByteSource {
+  private paused = true;
+  private ended = false;
+  destroyed = false;
+  private spare: Buffer | undefined;
+
+  constructor(
+    private readonly loop: FdLoop,
+    readonly fd: number,
+  ) {
+    super();
+  }
+
+  pause(): this {
+    this.paused = true;
+    return this;
+  }
+
+  resume(): this {
+    this.paused = false;
+    return this;
+  }
+
+  destroy(): this {
+    this.destroyed = true;
+    return this;
+  }
+
+  /** polled for POLLIN now */
+  get wants(): boolean {
+    return !this.paused && !this.ended && !this.destroyed;
+  }
+
+  /** poll() said the fd is readable (or hung up, or failed): one read */
+  ready(): void {
+    const buf = this.spare ?? Buffer.allocUnsafeSlow(READ_SIZE);
+    this.spare = undefined;
+    const n = this.loop.c.read(this.fd, buf);
+    if (n < 0) {
+      const e = this.loop.c.errno();
+      this.spare = buf;
+      if (e === EAGAIN || e === EINTR) return;
+      this.ended = true;
+      this.emit("error", new FdError("read", e));
+      return;
+    }
+    if (n === 0) {
+      this.ended = true;
+      this.spare = buf;
+      this.emit("end");
+      return;
+    }
+    let chunk: Buffer;
+    if (n < COPY_BELOW) {
+      chunk = Buffer.from(buf.subarray(0, n));
+      this.spare = buf;
+    } else chunk = buf.subarray(0, n);
+    this.emit("data", chunk);
+  }
+}
+
+/** Writes to one fd: queued, written at once unless corked, the rest when poll() says POLLOUT. */
+export class FdWriter extends EventEmitter implements ByteSink {
+  private queue: Buffer[] = [];
+  writableLength = 0;
+  private corked = 0;
+  private ending = false;
+  private failed = false;
+  /** after end(): the backlog written and EOF sent (or the writer destroyed) */
+  finished = false;
+  destroyed = false;
+  /** a "drain" is owed: the backlog grew past nothing while someone may be waiting */
+  writableNeedDrain = false;
+
+  constructor(
+    private readonly loop: FdLoop,
+    readonly fd: number,
+  ) {
+    super();
+  }
+
+  write(chunk: Buffer): boolean {
+    if (this.destroyed || this.ending || this.failed) return false;
+    if (chunk.length === 0) return true;
+    this.queue.push(chunk);
+    this.writableLength += chunk.length;
+    if (this.corked === 0) this.flush();
+    if (this.writableLength > 0) this.writableNeedDrain = true;
+    return this.writableLength === 0;
+  }
+
+  cork(): void {
+    this.corked++;
+  }
+
+  uncork(): void {
+    if (this.corked > 0 && --this.corked === 0) this.flush();
+  }
+
+  /** EOF after the backlog: shutdown(SHUT_WR) on a socket, close() on anything else (a pipe) */
+  end(): this {
+    if (this.ending || this.destroyed) return this;
+    this.ending = true;
+    this.corked = 0;
+    this.flush();
+    return this;
+  }
+
+  destroy(): this {
+    this.destroyed = true;
+    this.finished = true;
+    this.queue = [];
+    this.writableLength = 0;
+    return this;
+  }
+
+  /** polled for POLLOUT now */
+  get wants(): boolean {
+    return this.writableLength > 0 && !this.destroyed && !this.failed;
+  }
+
+  /** Write what is queued, as much as the fd takes now. */
+  flush(): void {
+    while (this.queue.length > 0 && !this.destroyed && !this.failed) {
+      const batch = this.queue.length <= IOV_BATCH ? this.queue : this.queue.slice(0, IOV_BATCH);
+      const n = this.loop.c.writev(this.fd, batch);
+      if (n < 0) {
+        const e = this.loop.c.errno();
+        if (e === EAGAIN || e === EINTR) return;
+        this.failed = true;
+        this.finished = true;
+        this.queue = [];
+        this.writableLength = 0;
+        // said after the caller's work on this chunk (as Node's streams do)
+        process.nextTick(() => this.emit("error", new FdError("write", e)));
+        return;
+      }
+      this.writableLength -= n;
+      let left = n;
+      let i = 0;
+      while (i < this.queue.length && left >= this.queue[i]!.length) left -= this.queue[i++]!.length;
+      this.queue = i === this.queue.length ? [] : this.queue.slice(i);
+      if (left > 0) this.queue[0] = this.queue[0]!.subarray(left);
+    }
+    if (this.writableLength > 0 || this.failed || this.destroyed) return;
+    if (this.writableNeedDrain) {
+      this.writableNeedDrain = false;
+      this.emit("drain");
+    }
+    if (this.ending && !this.finished) {
+      this.finished = true;
+      if (this.loop.c.shutdown(this.fd, SHUT_WR) < 0 && this.loop.c.errno() === ENOTSOCK) this.loop.closeOnce(this.fd);
+      this.emit("finish");
+    }
+  }
+}
+
+export interface FdLoopOptions {
+  /** an eventfd (non-blocking) the owner writes after posting a message: wakes the loop */
+  wakeFd?: number;
+  /** how long poll() may wait while nothing happens (ms); asked before each poll */
+  idleMs: () => number;
+  /** after each batch of reads and writes (e.g. to publish counters) */
+  afterBatch?: () => void;
+}
+
+export class FdLoop {
+  readonly c = libc();
+  private readonly readers: FdReader[] = [];
+  private readonly writers: FdWriter[] = [];
+  private readonly closed = new Set<number>();
+  private stopped = false;
+  private pfd = Buffer.alloc(8 * 8);
+  private readonly drained = Buffer.alloc(8);
+
+  constructor(private readonly o: FdLoopOptions) {}
+
+  reader(fd: number): FdReader {
+    this.nonBlocking(fd);
+    const r = new FdReader(this, fd);
+    this.readers.push(r);
+    return r;
+  }
+
+  writer(fd: number): FdWriter {
+    this.nonBlocking(fd);
+    const w = new FdWriter(this, fd);
+    this.writers.push(w);
+    return w;
+  }
+
+  /** Start turning (on the next turn of the thread's event loop). */
+  start(): void {
+    setImmediate(() => this.turn());
+  }
+
+  /** Stop turning; every fd the loop was given is closed (once). */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const x of [...this.readers, ...this.writers]) this.closeOnce(x.fd);
+  }
+
+  /** true once every writer that was ended has written its backlog (or failed, or was destroyed) */
+  get flushed(): boolean {
+    return this.writers.every((w) => w.finished || w.writableLength === 0);
+  }
+
+  closeOnce(fd: number): void {
+    if (this.closed.has(fd)) return;
+    this.closed.add(fd);
+    this.c.close(fd);
+  }
+
+  private nonBlocking(fd: number): void {
+    const fl = this.c.fcntl(fd, F_GETFL, 0);
+    if (fl >= 0 && (fl & O_NONBLOCK) === 0) this.c.fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+  }
+
+  private turn(): void {
+    const began = performance.now();
+    while (!this.stopped) {
+      const waiting: Array<FdReader | FdWriter | undefined> = [];
+      const readers = this.readers.filter((r) => r.wants && !this.closed.has(r.fd));
+      const writers = this.writers.filter((w) => w.wants && !this.closed.has(w.fd));
+      const n = readers.length + writers.length + (this.o.wakeFd === undefined ? 0 : 1);
+      if (this.pfd.length < 8 * n) this.pfd = Buffer.alloc(8 * n);
+      let i = 0;
+      const put = (fd: number, events: number, who: FdReader | FdWriter | undefined) => {
+        this.pfd.writeInt32LE(fd, 8 * i);
+        this.pfd.writeInt16LE(events, 8 * i + 4);
+        this.pfd.writeInt16LE(0, 8 * i + 6);
+        waiting.push(who);
+        i++;
+      };
+      for (const r of readers) put(r.fd, POLLIN, r);
+      for (const w of writers) put(w.fd, POLLOUT, w);
+      if (this.o.wakeFd !== undefined) put(this.o.wakeFd, POLLIN, undefined);
+      if (n === 0) {
+        // nothing to wait for (everything paused or done, no wake fd): a timer turns us again
+        if (!this.stopped) setTimeout(() => this.turn(), this.o.idleMs());
+        return;
+      }
+      const got = this.c.pollSync(this.pfd, n, this.o.idleMs());
+      if (got < 0 && this.c.errno() !== EINTR) throw new FdError("poll", this.c.errno());
+      if (got <= 0) break;
+      let woken = false;
+      for (let k = 0; k < n; k++) {
+        const revents = this.pfd.readInt16LE(8 * k + 6);
+        if (revents === 0) continue;
+        const who = waiting[k];
+        if (who === undefined) {
+          woken = true;
+          this.c.read(this.o.wakeFd!, this.drained);
+        } else if (who instanceof FdReader) {
+          if (who.wants) who.ready();
+        } else if (revents & (POLLOUT | POLLERR | POLLHUP | POLLNVAL)) who.flush();
+      }
+      this.o.afterBatch?.();
+      if (woken || performance.now() - began > TURN_MS) break;
+    }
+    if (!this.stopped) setImmediate(() => this.turn());
+  }
+}
