@@ -66,9 +66,9 @@ export const benchCommand: Command = {
     for (const b of results) {
       if (b.bench === "codec") for (const c of (b.cases as { name: string; ratio: number; target: number; met: boolean }[]) ?? []) lines.push(`codec  ${c.name}: ${c.ratio}x (target ${c.target}, ${c.met ? "met" : "NOT met"})`);
       else if (b.bench === "relay") {
-        const t = b.throughput as { relayMBps: number; catMBps: number; ratio: number; target: number; met: boolean; nodePipeRatio: number };
+        const t = b.throughput as { relayThreadMBps: number; eventLoopRelayRatio: number; catMBps: number; ratio: number; target: number; met: boolean; nodePipeRatio: number };
         const l = b.latency as { addedP50us: number; addedP99us: number };
-        if (t) lines.push(`relay  throughput vs cat: ${t.ratio}x (${t.relayMBps} vs ${t.catMBps} MB/s; bare Node pipe ${t.nodePipeRatio}x; target ${t.target}, ${t.met ? "met" : "NOT met"})`);
+        if (t) lines.push(`relay  throughput vs cat: ${t.ratio}x (${t.relayThreadMBps} vs ${t.catMBps} MB/s; on the event loop ${t.eventLoopRelayRatio}x, a bare Node pipe ${t.nodePipeRatio}x; target ${t.target}, ${t.met ? "met" : "NOT met"})`);
         if (l) lines.push(`relay  added latency per small URB: p50 +${l.addedP50us} us, p99 +${l.addedP99us} us`);
       } else if (b.bench === "soak") {
         const m = b.memory as { heapGrowthMiB: number; heapGrowthBoundMiB: number; rssMaxMiB: number; rssBoundMiB: number };

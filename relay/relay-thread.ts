@@ -81,6 +81,8 @@ export class RelayThread {
         reject(new Error(`the relay thread exited (${code}) before the relay ended`));
       });
     });
+    // a thread cancelled before it started is awaited by no one
+    this.done.catch(() => {});
   }
 
   /** Hand the fds over (they are the worker's from now on) and start relaying. */

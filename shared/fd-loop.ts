@@ -8,17 +8,20 @@
  * The loop blocks only in poll(), with a timeout, and gives the thread's own event loop a turn
  * (setImmediate) when poll() times out, when the wake fd (an eventfd the owner writes after it
  * posts a message) is readable, and after TURN_MS of continuous work: the thread's timers and
- * messages are never late by more than that. Reads go into a fresh buffer each (the relay keeps
+ * messages are never late by much more than that. Reads go into a fresh buffer each (the relay keeps
  * views of what it read until they are written); writes are queued and leave in one writev() per
  * uncork. Every fd is made non-blocking: a peer that stops reading can hold up nothing but its
- * own backlog. The loop closes each fd once, when it is stopped.
+ * own backlog. The loop closes each fd once, when it is stopped (fd 0 and 1: see closeOnce).
  */
 import { EventEmitter } from "node:events";
+import { closeSync, openSync } from "node:fs";
 import { EAGAIN, EINTR, ENOTSOCK, libc, POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, SHUT_WR } from "./libc.js";
 import type { ByteSink, ByteSource } from "./byte-stream.js";
 
 /** The longest the loop works before the thread's event loop gets a turn. */
 export const TURN_MS = 5;
+/** Batches between two looks at the clock (for TURN_MS). */
+const CLOCK_EVERY = 8;
 /** One read: a fresh buffer this large (a 64 KiB URB with its header and the next ones fit). */
 const READ_SIZE = 256 * 1024;
 /** Reads this small are copied out, and the read buffer kept for the next read. */
@@ -248,10 +251,21 @@ export class FdLoop {
     return this.writers.every((w) => w.finished || w.writableLength === 0);
   }
 
+  /**
+   * Close `fd` (once). Standard input and output (the qrexec link) are not closed but pointed at
+   * /dev/null: the link is let go all the same, the numbers stay taken (nothing opened later can
+   * become "fd 1"), and Node's exit, which looks at its stdio fds, finds them valid.
+   */
   closeOnce(fd: number): void {
     if (this.closed.has(fd)) return;
     this.closed.add(fd);
-    this.c.close(fd);
+    if (fd > 2) {
+      this.c.close(fd);
+      return;
+    }
+    const nul = openSync("/dev/null", "r+");
+    this.c.dup2(nul, fd);
+    closeSync(nul);
   }
 
   private nonBlocking(fd: number): void {
@@ -261,7 +275,9 @@ export class FdLoop {
 
   private turn(): void {
     const began = performance.now();
-    while (!this.stopped) {
+    // the clock is read every CLOCK_EVERY batches only: in a VM whose clocksource has no vDSO
+    // path each read is a system call
+    for (let batch = 1; !this.stopped; batch++) {
       const waiting: Array<FdReader | FdWriter | undefined> = [];
       const readers = this.readers.filter((r) => r.wants && !this.closed.has(r.fd));
       const writers = this.writers.filter((w) => w.wants && !this.closed.has(w.fd));
@@ -299,7 +315,7 @@ export class FdLoop {
         } else if (revents & (POLLOUT | POLLERR | POLLHUP | POLLNVAL)) who.flush();
       }
       this.o.afterBatch?.();
-      if (woken || performance.now() - began > TURN_MS) break;
+      if (woken || (batch % CLOCK_EVERY === 0 && performance.now() - began > TURN_MS)) break;
     }
     if (!this.stopped) setImmediate(() => this.turn());
   }

@@ -72,6 +72,8 @@ export interface Libc {
   writev(fd: number, bufs: readonly Buffer[]): number;
   /** close(fd) through libc (a worker thread's fs.closeSync warns about fds it did not open) */
   close(fd: number): number;
+  /** dup2(from, to): `to` becomes a copy of `from` (what it was is closed); `to`, or -1 and errno() */
+  dup2(from: number, to: number): number;
   /** shutdown(fd, how): 0, or -1 and errno() */
   shutdown(fd: number, how: number): number;
   /** the calling thread's errno after the last failed call made through this module */
@@ -108,6 +110,7 @@ export function libc(): Libc {
   const writev = c.func("long writev(int fd, void *iov, int iovcnt)");
   const shutdown = c.func("int shutdown(int fd, int how)");
   const close = c.func("int close(int fd)");
+  const dup2 = c.func("int dup2(int oldfd, int newfd)");
   // struct iovec { void *iov_base; size_t iov_len; }: 16 bytes each; one array reused
   let iov = Buffer.alloc(16 * 64);
   const errno = () => koffi.errno();
@@ -155,6 +158,7 @@ export function libc(): Libc {
     },
     shutdown: (fd, how) => shutdown(fd, how),
     close: (fd) => close(fd),
+    dup2: (from, to) => dup2(from, to),
     errno,
     address: (b) => koffi.address(b),
   };

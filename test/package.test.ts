@@ -68,6 +68,12 @@ function checkUnpacked(t: import("ava").ExecutionContext, dir: string): void {
   t.is(usb.status, 0, usb.stderr);
   t.true(usb.stdout.startsWith(path.join(dir, "usr/lib/usbip-qrexec/node_modules/usb/")), usb.stdout);
   t.regex(usb.stdout, /^true$/m, "node-usb's addon did not load from the package");
+  // the relay threads' entries, bundled where the CLI's bundle looks for them: each loads with
+  // every import resolved (outside a worker it stops at its own check, after loading)
+  for (const entry of ["frontend/import-relay-thread.js", "backend/export-relay-thread.js"]) {
+    const r = spawnSync(process.execPath, [path.join(dir, "usr/lib/usbip-qrexec/dist", entry)], { encoding: "utf8", env, cwd: dir });
+    t.regex(r.stderr, /serveRelayThread runs in a worker thread/, `${entry}: ${r.stderr}`);
+  }
   // koffi (usbfs iso transfers): its one addon, loaded from the package
   const koffiAddons = files(path.join(dir, "usr/lib/usbip-qrexec/node_modules/koffi")).filter((f) => f.endsWith(".node"));
   t.is(koffiAddons.length, 1, `koffi addons: ${koffiAddons.join(", ")}`);

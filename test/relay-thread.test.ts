@@ -206,3 +206,28 @@ test("thread: client hand-over — the old client's answers are dropped, its soc
   t.is((await r.thread.done).reason, "client closed");
   for (const p of [r.client.peer, r.server.peer, second.peer]) p.destroy();
 });
+
+test("thread: cancelled before it started, its done rejects and nothing is left unhandled", async (t) => {
+  const thread = new RelayThread(FRONTEND, {});
+  thread.cancel();
+  await t.throwsAsync(thread.done, { message: /exited .* before the relay ended/ });
+  t.false(await thread.detachClient());
+});
+
+test("thread: stopped while the client reads nothing and megabytes wait for it, it still ends (the backlog is dropped after a bound) and closes the server side", async (t) => {
+  const r = rig(FRONTEND, {});
+  r.client.peer.pause(); // vhci-hcd that stopped reading
+  const big: CmdSubmit = { ...IN64, transferBufferLength: 1 << 16 };
+  const cmds = Array.from({ length: 64 }, (_, i) => encodeToBuffer({ ...big, seqnum: 100 + i }));
+  r.client.peer.write(Buffer.concat(cmds));
+  await until("the CMDs forwarded", () => bytes(r.server.got).length >= 64 * 48);
+  const payload = Buffer.alloc(1 << 16, 9);
+  r.server.peer.write(Buffer.concat(cmds.map((_, i) => encodeToBuffer(ret({ seqnum: 100 + i, actualLength: payload.length, payload: [payload] })))));
+  await new Promise((res) => setTimeout(res, 200));
+  r.thread.stop();
+  const res = await r.thread.done;
+  t.is(res.reason, "stopped");
+  await r.server.ended;
+  r.client.peer.destroy();
+  r.server.peer.destroy();
+});

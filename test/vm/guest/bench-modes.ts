@@ -18,7 +18,7 @@ import { fileURLToPath } from "node:url";
 import { check, processesMatching, sleep, start, waitFor, type Spawned } from "./lib.js";
 import { checkCleanedUp, cli, kernelFlow, waitImported } from "./flows.js";
 
-export type Mode = { name: string; importMode: "kernel" | "relay"; exportMode: "kernel" | "relay" | "userspace"; link?: "socket" | "direct"; exportWrap?: string[] };
+export type Mode = { name: string; importMode: "kernel" | "relay"; exportMode: "kernel" | "relay" | "userspace"; link?: "socket" | "direct"; exportWrap?: string[]; env?: NodeJS.ProcessEnv };
 // bench/c/copy-hop.c, built by bench/vm.ts before the boot (absent: that mode is left out, said in the JSON)
 const COPY_HOP = fileURLToPath(new URL("../../../bench/copy-hop", import.meta.url));
 const KOFFI_HOP = fileURLToPath(new URL("../../../bench/koffi-hop.js", import.meta.url));
@@ -39,12 +39,17 @@ const ALL_MODES: Mode[] = [
   // the same hop in Node off the event loop (bench/koffi-hop.ts: a worker thread per direction
   // blocking only in poll(), reads and writes through koffi): the floor of a relay built that way
   { name: "koffiCopyHop", importMode: "kernel", exportMode: "kernel", link: "direct", exportWrap: [process.execPath, KOFFI_HOP] },
-  // the same with both directions in one thread's poll() loop (what one relay loop would do)
+  // the same with both directions in one thread's poll() loop (what the relay thread does)
   { name: "koffiLoopHop", importMode: "kernel", exportMode: "kernel", link: "direct", exportWrap: [process.execPath, KOFFI_HOP, "--one-thread"] },
+];
+/** Not run by default (BENCH_MODES names them): the relays on the event loop, as before the relay thread. */
+const EXTRA_MODES: Mode[] = [
+  { name: "frontendRelayEventLoop", importMode: "relay", exportMode: "kernel", env: { USBIP_QREXEC_RELAY_THREAD: "0" } },
+  { name: "backendRelayEventLoop", importMode: "kernel", exportMode: "relay", env: { USBIP_QREXEC_RELAY_THREAD: "0" } },
 ];
 
 /** BENCH_MODES=direct,frontendRelay runs a subset (experiments); the benches run them all. */
-export const MODES = process.env.BENCH_MODES ? ALL_MODES.filter((m) => process.env.BENCH_MODES!.split(",").includes(m.name)) : ALL_MODES;
+export const MODES = process.env.BENCH_MODES ? [...ALL_MODES, ...EXTRA_MODES].filter((m) => process.env.BENCH_MODES!.split(",").includes(m.name)) : ALL_MODES;
 
 export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
@@ -77,7 +82,7 @@ export async function forEachMode(o: ModeLoop): Promise<ModeLoopResult> {
       const verbose = (mode: string) => (mode === "kernel" ? [] : ["--verbose"]);
       const profDir = path.join(path.dirname(process.env.VM_RESULTS_TAP ?? "/run/results/x"), `cpu-prof-${m.name}`);
       const wrap = process.env.BENCH_CPU_PROF && !m.exportWrap ? ["sh", "-c", `n=$1; shift; exec "$n" --cpu-prof --cpu-prof-dir=${profDir} "$@"`, "sh"] : m.exportWrap;
-      const flow = kernelFlow(o.busid, statefile, { link: m.link ?? "direct", exportWrap: wrap, importArgs: ["--mode", m.importMode, ...verbose(m.importMode)], exportArgs: ["--mode", m.exportMode, ...verbose(m.exportMode)] });
+      const flow = kernelFlow(o.busid, statefile, { link: m.link ?? "direct", exportWrap: wrap, env: m.env, importArgs: ["--mode", m.importMode, ...verbose(m.importMode)], exportArgs: ["--mode", m.exportMode, ...verbose(m.exportMode)] });
       const { port, local } = await waitImported(statefile, flow);
       await o.attached(m, local);
       if (process.env.BENCH_STRACE && r === 0 && o.straceRun) syscalls[m.name] = await straced(() => o.straceRun!(local));
