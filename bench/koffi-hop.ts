@@ -58,7 +58,10 @@ function copy(from: number, to: number): void {
 
 /**
  * Both directions in one thread (`--one-thread`): one poll() over both inputs, then each
- * ready input read once and its bytes written out — what the relay thread's loop does.
+ * ready input read once and its bytes written out before the next poll (unlike the relay
+ * thread's loop, which queues them): fit for USB/IP's traffic, whose bytes in flight are bounded
+ * by the URBs in flight, not for an unbounded full-duplex stream, where both socket buffers
+ * can fill while each side writes.
  */
 function copyBoth(pairs: Array<{ from: number; to: number }>): void {
   const c = libc();

@@ -40,5 +40,15 @@ if (force || built < 0 || built < Math.max(newest(root), mtime(path.join(root, "
   const broken = violations();
   for (const line of broken) process.stderr.write(`layer rule broken: ${line}\n`);
   if (broken.length) process.exit(1);
+  // the relay threads' entries as one file each (scripts/bundle.mjs), over what tsc wrote;
+  // without esbuild (a production install) tsc's modules serve as they are
+  const { bundle, THREAD_ENTRIES } = await import("./bundle.mjs");
+  for (const e of THREAD_ENTRIES) {
+    try {
+      await bundle(`${e}.ts`, path.join(root, "dist", `${e}.js`), { sourcemap: true });
+    } catch (err) {
+      if (err?.code !== "ERR_MODULE_NOT_FOUND") throw err;
+    }
+  }
   writeFileSync(stamp, new Date().toISOString() + "\n");
 }

@@ -14,6 +14,7 @@
 // The relative paths inside /usr/lib/usbip-qrexec are the source tree's, so the bundle finds
 // package.json, node-usb and koffi exactly as the unbundled CLI does.
 import { execFileSync } from "node:child_process";
+import { bundle, THREAD_ENTRIES } from "./bundle.mjs";
 import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -58,13 +59,10 @@ export async function stageFiles(stage, { udevDir, docDir, copyright }) {
   };
 
   // the CLI: one ESM bundle; node-usb stays outside (a native addon, loaded on first use)
-  const { build } = await import("esbuild");
-  const bundle = (from, to) => build({ entryPoints: [path.join(root, from)], bundle: true, platform: "node", format: "esm", target: "node20", external: ["usb", "koffi"], banner: { js: "import { createRequire as __usbipQrexecCreateRequire } from \"node:module\"; const require = __usbipQrexecCreateRequire(import.meta.url);" }, logLevel: "warning", outfile: path.join(lib, to) });
-  await bundle("cli/main.ts", "dist/cli/main.js");
-  // the relay threads' entries (relay/relay-thread.ts), where the bundle looks for them:
-  // new URL("../frontend/…", import.meta.url) from dist/cli/main.js is dist/frontend/…
-  await bundle("frontend/import-relay-thread.ts", "dist/frontend/import-relay-thread.js");
-  await bundle("backend/export-relay-thread.ts", "dist/backend/export-relay-thread.js");
+  await bundle("cli/main.ts", path.join(lib, "dist/cli/main.js"));
+  // the relay threads' entries, where the bundle looks for them: new URL("../frontend/…",
+  // import.meta.url) from dist/cli/main.js is dist/frontend/…
+  for (const e of THREAD_ENTRIES) await bundle(`${e}.ts`, path.join(lib, `dist/${e}.js`));
   put("bin/usbip-qrexec.js", path.join(lib, "bin/usbip-qrexec.js"), 0o755);
   write(path.join(lib, "package.json"), JSON.stringify({ name: pkg.name, version: pkg.version, type: "module", private: true }, null, 2) + "\n");
   // node-usb: its JS, package.json and the one prebuilt addon this target loads; its loader
