@@ -116,9 +116,11 @@ export class RelayThread {
     });
   }
 
-  /** UrbRelay.attachClient with a new socket fd (it becomes the worker's). */
+  /** UrbRelay.attachClient with a new socket fd (it becomes the worker's; closed here if the relay has ended). */
   attachClient(fd: number): void {
-    this.post({ t: "attach", fd });
+    // after the relay ended nobody would close it
+    if (this.ended || this.exited) libc().close(fd);
+    else this.post({ t: "attach", fd });
   }
 
   /** End a worker that was never started (e.g. the handshake failed); its done rejects. */
@@ -179,6 +181,9 @@ export function serveRelayThread(role: (data: unknown) => RoleParts): void {
       const ok = relay?.detachClient() ?? false;
       publish();
       port.postMessage({ t: "detached", ok } satisfies FromWorker);
+    } else if (m.t === "attach" && (loop === undefined || loop.isStopped)) {
+      // the relay already ended: the new port's socket is not ours to keep open
+      libc().close(m.fd);
     } else if (m.t === "attach" && relay && loop) {
       // the old client's port was released meanwhile: its socket can go
       client?.close();

@@ -246,6 +246,10 @@ export class FdLoop {
     for (const x of [...this.readers, ...this.writers]) this.closeOnce(x.fd);
   }
 
+  get isStopped(): boolean {
+    return this.stopped;
+  }
+
   /** true once every writer that was ended has written its backlog (or failed, or was destroyed) */
   get flushed(): boolean {
     return this.writers.every((w) => w.finished || w.writableLength === 0);

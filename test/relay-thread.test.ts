@@ -233,3 +233,15 @@ test("thread: stopped while the client reads nothing and megabytes wait for it, 
   r.client.peer.destroy();
   r.server.peer.destroy();
 });
+
+test("thread: a socket handed over after the relay ended is closed, not kept (its peer sees the end)", async (t) => {
+  const r = rig(FRONTEND, {});
+  r.thread.stop();
+  t.is((await r.thread.done).reason, "stopped");
+  const late = pair();
+  r.thread.attachClient(late.fd);
+  // the relay has ended: the fd is closed instead of kept (RelayThread.attachClient)
+  await late.ended;
+  t.true(late.peer.readableEnded);
+  for (const p of [r.client.peer, r.server.peer, late.peer]) p.destroy();
+});
