@@ -11,8 +11,11 @@
  * The role (frontend: the policy screen; backend: the device's endpoints from sysfs) is built
  * in the worker by the role's entry module, from plain data.
  *
- * Main → worker: {t: "start"}, {t: "stop"}, {t: "detach"}, {t: "attach", fd}.
+ * Main → worker: {t: "start"}, {t: "stop"}, {t: "detach"}, {t: "attach", fd}, {t: "close"}.
  * Worker → main: {t: "detached", ok}, {t: "done", result} — or an uncaught error (the worker's "error").
+ * The worker closes the fds on "close", which the main thread sends once it has taken "done" in:
+ * so the end's cause (a violation, a stop) is known before a kernel sees the sockets close —
+ * as with the relay on the event loop, whose result is settled before its sockets close.
  */
 import { closeSync, writeSync } from "node:fs";
 import { parentPort, Worker, workerData } from "node:worker_threads";
@@ -40,7 +43,7 @@ export interface RelayThreadStart {
 /** What the role's entry builds in the worker, from the role data. */
 export type RoleParts = Pick<RelayOptions, "device" | "screen" | "onMessage">;
 
-type ToWorker = ({ t: "start" } & RelayThreadStart) | { t: "stop" } | { t: "detach" } | { t: "attach"; fd: number };
+type ToWorker = ({ t: "start" } & RelayThreadStart) | { t: "stop" } | { t: "detach" } | { t: "attach"; fd: number } | { t: "close" };
 type WireViolation = { from: RelayEnd; code: PeerDataErrorCode; offset: number; rule: string; seqnum: number | undefined };
 type FromWorker = { t: "detached"; ok: boolean } | { t: "done"; result: Omit<RelayResult, "violation"> & { violation?: WireViolation } };
 
@@ -71,6 +74,10 @@ export class RelayThread {
           this.ended = true;
           const v = m.result.violation;
           resolve({ ...m.result, violation: v && { from: v.from, error: new ProtocolError(v.code, v.offset, v.rule, v.seqnum) } });
+          // the fds are closed only now, after what awaits `done` has seen the result: the
+          // kernel's side noticing the close (vhci-hcd releasing the port) must not be taken
+          // for the cause of the end
+          setImmediate(() => this.post({ t: "close" }));
         }
       });
       this.worker.on("error", (e) => reject(e));
@@ -146,7 +153,7 @@ const WAKE = Buffer.from([1, 0, 0, 0, 0, 0, 0, 0]);
 /**
  * The worker side, called by a role's entry module: waits for "start", runs the relay on the fd
  * loop, answers the main thread's requests, and reports the result once the relay has ended and
- * its backlog is written (or FLUSH_MS passed); then every fd is closed and the thread ends.
+ * its backlog is written (or FLUSH_MS passed); on "close" every fd is closed and the thread ends.
  */
 export function serveRelayThread(role: (data: unknown) => RoleParts): void {
   const port = parentPort;
@@ -177,6 +184,10 @@ export function serveRelayThread(role: (data: unknown) => RoleParts): void {
       l.start();
       void r.done.then((result) => finish(result, l));
     } else if (m.t === "stop") relay?.stop();
+    else if (m.t === "close") {
+      loop?.stop();
+      port.close();
+    }
     else if (m.t === "detach") {
       const ok = relay?.detachClient() ?? false;
       publish();
@@ -205,11 +216,10 @@ export function serveRelayThread(role: (data: unknown) => RoleParts): void {
     const until = Date.now() + FLUSH_MS;
     const whenFlushed = () => {
       if (!l.flushed && Date.now() < until) return void setTimeout(whenFlushed, 5);
-      l.stop();
+      // nothing more is read or written (the relay has ended); the fds stay open until "close"
       const v = result.violation;
       const wire: FromWorker = { t: "done", result: { ...result, violation: v && { from: v.from, code: v.error.code as PeerDataErrorCode, offset: v.error.offset, rule: v.error.rule, seqnum: v.error.seqnum } } };
       port.postMessage(wire);
-      port.close();
     };
     whenFlushed();
   };
