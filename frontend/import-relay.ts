@@ -26,6 +26,7 @@ import type { Mutator } from "../relay/mutator.js";
 import { PassThrough } from "node:stream";
 import { PcapngTrace } from "../trace/writer.js";
 import { policyScreen, type Policy } from "../protocol/policy.js";
+import type { Handshake } from "../protocol/messages.js";
 
 export interface ImportRelayOptions {
   statefile: string;
@@ -70,11 +71,7 @@ async function importRelayTraced(opts: ImportRelayOptions, sysfs: Sysfs, log: Lo
   // fuzzing stage, a TCP link) and the link's fds can be polled
   if (!opts.link && !trace && !opts.fuzz && relayThreadUsable()) return importRelayThreaded(opts, sysfs, log, signal);
   const link = opts.link ?? openLink();
-  const handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 60_000;
-  const notice = opts.link ? () => {} : waitNotice(log, `waiting for the backend's handshake line (gives up after ${handshakeTimeoutMs / 1000} s)`);
-  const { handshake: hs, rest } = opts.link ? { handshake: { devid: opts.link.devid, speed: opts.link.speed }, rest: opts.link.rest } : await readHandshake(link.input, handshakeTimeoutMs, signal.promise).finally(notice);
-  const speed = speedFromString(hs.speed as SpeedString, kernelSupportsSuperPlus(release()));
-  log.info(`handshake: devid ${hs.devid} speed ${hs.speed} (enum ${speed})`);
+  const { hs, rest, speed } = opts.link ? linkHandshake({ devid: opts.link.devid, speed: opts.link.speed }, opts.link.rest, log) : await awaitHandshake(link, opts, log, signal);
   const policy = opts.policy;
   const fuzz = opts.fuzz;
   return runImport({ statefile: opts.statefile, log, sysfs, mode: "relay", remote: opts.remote ?? qrexecRemote(opts.statefile), signal, attachTimeoutMs: opts.attachTimeoutMs, onAttached: opts.onAttached }, async (vhci, after) => {
@@ -164,6 +161,21 @@ function relayAttachment(relay: RelayPump, port: number, signal: TerminationSign
   return attachment;
 }
 
+/** The backend's handshake line from the link (with a notice while it is awaited), and what came after it. */
+async function awaitHandshake(link: { input: Readable }, opts: ImportRelayOptions, log: Logger, signal: TerminationSignal): Promise<{ hs: Pick<Handshake, "devid" | "speed">; rest: Buffer; speed: number }> {
+  const handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 60_000;
+  const notice = waitNotice(log, `waiting for the backend's handshake line (gives up after ${handshakeTimeoutMs / 1000} s)`);
+  const { handshake, rest } = await readHandshake(link.input, handshakeTimeoutMs, signal.promise).finally(notice);
+  return linkHandshake(handshake, rest, log);
+}
+
+/** The vhci-hcd speed a handshake announces on this kernel, logged. */
+function linkHandshake(hs: Pick<Handshake, "devid" | "speed">, rest: Buffer, log: Logger): { hs: Pick<Handshake, "devid" | "speed">; rest: Buffer; speed: number } {
+  const speed = speedFromString(hs.speed as SpeedString, kernelSupportsSuperPlus(release()));
+  log.info(`handshake: devid ${hs.devid} speed ${hs.speed} (enum ${speed})`);
+  return { hs, rest, speed };
+}
+
 /**
  * The relay on its own thread (relay/relay-thread.ts) over fd 0, fd 1 and vhci-hcd's socket:
  * the same checks, the same port move, the bytes moved by a poll() loop. The thread is started
@@ -174,15 +186,11 @@ async function importRelayThreaded(opts: ImportRelayOptions, sysfs: Sysfs, log: 
   let started = false;
   try {
     const link = openLink();
-    const handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 60_000;
-    const notice = waitNotice(log, `waiting for the backend's handshake line (gives up after ${handshakeTimeoutMs / 1000} s)`);
-    const { handshake: hs, rest } = await readHandshake(link.input, handshakeTimeoutMs, signal.promise).finally(notice);
+    const { hs, rest, speed } = await awaitHandshake(link, opts, log, signal);
     // fd 0 is the thread's from now on: Node stops reading it, and what it read past the line goes first
     giveUpReading(link.input as net.Socket);
     const prefix: Buffer[] = [rest];
     for (let c = link.input.read() as Buffer | null; c !== null; c = link.input.read() as Buffer | null) prefix.push(c);
-    const speed = speedFromString(hs.speed as SpeedString, kernelSupportsSuperPlus(release()));
-    log.info(`handshake: devid ${hs.devid} speed ${hs.speed} (enum ${speed})`);
     return await runImport({ statefile: opts.statefile, log, sysfs, mode: "relay", remote: opts.remote ?? qrexecRemote(opts.statefile), signal, attachTimeoutMs: opts.attachTimeoutMs, onAttached: opts.onAttached }, async (vhci, after) => {
       const first = await attachHandoverFd(vhci, hs.devid, speed, after);
       thread.start({ fds: { clientIn: first.fd, clientOut: first.fd, serverIn: 0, serverOut: 1 }, serverPrefix: Buffer.concat(prefix), unlinkDeadlineMs: UNLINK_DEADLINE_MS });

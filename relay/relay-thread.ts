@@ -22,6 +22,7 @@ import { parentPort, Worker, workerData } from "node:worker_threads";
 import { ProtocolError, type PeerDataErrorCode } from "../protocol/errors.js";
 import { libc } from "../shared/libc.js";
 import { FdLoop } from "../shared/fd-loop.js";
+import { IdleClock } from "./idle-clock.js";
 import { UrbRelay, type RelayEnd, type RelayOptions, type RelayResult } from "./urb-relay.js";
 
 /** The fds a relay thread moves bytes between: the client side is one socket (vhci-hcd's end, or the link in the backend role when it is one socket). */
@@ -57,7 +58,7 @@ export class RelayThread {
   private readonly worker: Worker;
   private readonly wakeFd: number;
   private readonly state = new Int32Array(new SharedArrayBuffer(8));
-  private clientSeen = { chunks: -1, at: 0 };
+  private readonly clientClock = new IdleClock();
   private detachAnswer: ((ok: boolean) => void) | undefined;
   private ended = false;
   private exited = false;
@@ -108,9 +109,7 @@ export class RelayThread {
 
   /** How long the client side has been silent (as UrbRelay.clientIdleMs: from the first look after its last chunk). */
   clientIdleMs(now = Date.now()): number {
-    const chunks = Atomics.load(this.state, CLIENT_CHUNKS);
-    if (this.clientSeen.chunks !== chunks) this.clientSeen = { chunks, at: now };
-    return now - this.clientSeen.at;
+    return this.clientClock.idleMs(Atomics.load(this.state, CLIENT_CHUNKS), now);
   }
 
   /** UrbRelay.detachClient in the worker; the old client's fd stays open until the next attachClient (the caller releases the port first). */
@@ -163,13 +162,13 @@ export function serveRelayThread(role: (data: unknown) => RoleParts): void {
   const parts = role(roleData);
   let relay: UrbRelay | undefined;
   let loop: FdLoop | undefined;
-  let client: { fd: number; close: () => void } | undefined;
+  let client: { close: () => void } | undefined;
   port.on("message", (m: ToWorker) => {
     if (m.t === "start") {
       const l = (loop = new FdLoop({ wakeFd, idleMs: () => (relay?.timersPending ? 5 : 500), afterBatch: () => publish() }));
       const clientIn = l.reader(m.fds.clientIn);
       const clientOut = l.writer(m.fds.clientOut);
-      client = { fd: m.fds.clientIn, close: () => (clientIn.destroy(), clientOut.destroy(), l.closeOnce(m.fds.clientIn), l.closeOnce(m.fds.clientOut)) };
+      client = { close: () => (clientIn.destroy(), clientOut.destroy(), l.closeOnce(m.fds.clientIn), l.closeOnce(m.fds.clientOut)) };
       const r = (relay = new UrbRelay({
         ...parts,
         clientIn,
@@ -201,7 +200,7 @@ export function serveRelayThread(role: (data: unknown) => RoleParts): void {
       const l = loop;
       const input = l.reader(m.fd);
       const output = l.writer(m.fd);
-      client = { fd: m.fd, close: () => (input.destroy(), output.destroy(), l.closeOnce(m.fd)) };
+      client = { close: () => (input.destroy(), output.destroy(), l.closeOnce(m.fd)) };
       relay.attachClient(input, output);
       publish();
     }

@@ -55,6 +55,7 @@ import { checkCmdSubmit, checkCmdUnlink, checkRetSubmit, checkRetUnlink, type De
 import { UrbTable, type SubmittedUrb } from "../protocol/urb-table.js";
 import { RecentSeqnums } from "../protocol/recent-seqnums.js";
 import { pauseWhileBacklogged } from "../shared/backpressure.js";
+import { IdleClock } from "./idle-clock.js";
 
 export type RelayEnd = "client" | "server";
 
@@ -128,7 +129,7 @@ export class UrbRelay extends EventEmitter {
    * question asked only while a port enumerates).
    */
   private clientChunks = 0;
-  private clientSeen = { chunks: 0, at: Date.now() };
+  private readonly clientClock = new IdleClock();
   private readonly sdec: ServerStreamDecoder;
   /** answered seqnums, for "unlink of a known seqnum" */
   private readonly recent = new RecentSeqnums();
@@ -191,8 +192,7 @@ export class UrbRelay extends EventEmitter {
    * last chunk, or after it was attached — at most one polling interval later than the chunk.
    */
   clientIdleMs(now = Date.now()): number {
-    if (this.clientSeen.chunks !== this.clientChunks) this.clientSeen = { chunks: this.clientChunks, at: now };
-    return now - this.clientSeen.at;
+    return this.clientClock.idleMs(this.clientChunks, now);
   }
 
   /** The client's chunks so far (its activity, for a clientIdleMs kept on another thread). */
