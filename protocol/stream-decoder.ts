@@ -26,6 +26,8 @@ export abstract class StreamDecoder<M> {
   private _error: ProtocolError | null = null;
   private _messageOffset = 0;
   private _count = 0;
+  /** set by step() for a CMD_SUBMIT / RET_SUBMIT whose header is canonical (see canonicalHeader) */
+  protected _canonicalHeader: Buffer | undefined;
 
   protected constructor(phase: Phase, opts: StreamDecoderOptions) {
     this.limits = resolveLimits(opts.limits);
@@ -44,6 +46,17 @@ export abstract class StreamDecoder<M> {
   /** Absolute stream offset of the message last returned by next(). */
   get messageOffset(): number {
     return this._messageOffset;
+  }
+  /**
+   * The 48 header bytes of the CMD_SUBMIT or RET_SUBMIT last returned by next(), as received,
+   * when they are byte for byte what encodeSubmitHeader writes for that message (every field
+   * is kept as received but number_of_packets, written as the descriptor count, and a RET's
+   * 8 padding bytes, written as zeros): a relay may forward them instead of re-encoding.
+   * undefined for any other message, or when the header is not canonical (e.g. 0xffffffff
+   * packets from a non-Linux client): then encode.
+   */
+  get canonicalHeader(): Buffer | undefined {
+    return this._canonicalHeader;
   }
   /** Messages decoded so far. */
   get count(): number {
@@ -67,6 +80,7 @@ export abstract class StreamDecoder<M> {
   next(): M | null {
     if (this._error !== null || this.q.length === 0) return null;
     const start = this.q.offset;
+    this._canonicalHeader = undefined;
     try {
       const m = this.step();
       if (m !== null) {
@@ -107,6 +121,7 @@ export abstract class StreamDecoder<M> {
     this._phase = phase;
     this._messageOffset = 0;
     this._count = 0;
+    this._canonicalHeader = undefined;
     this.onReset();
   }
 

@@ -333,13 +333,23 @@ export class UrbRelay extends EventEmitter {
     this.deadlines.delete(victim);
   }
 
-  /** Write a whole message, or only what is left of it if it began passing cut-through. */
+  /**
+   * Write a whole message, or only what is left of it if it began passing cut-through. A
+   * non-ISO submit whose header the decoder found canonical leaves with that header as received
+   * (the same bytes encode() would write, without building them), then its payload views.
+   */
   private forward(from: RelayEnd, m: Message, at: number, out: ByteSink): void {
     const p = this.partial[from];
-    if (p?.at === at && (m.kind === "CMD_SUBMIT" || m.kind === "RET_SUBMIT")) {
+    if (m.kind !== "CMD_SUBMIT" && m.kind !== "RET_SUBMIT") return this.write(out, m);
+    if (p?.at === at) {
       for (const b of skipPayload(m.payload, p.sent)) out.write(b);
       this.partial[from] = undefined;
-    } else this.write(out, m);
+      return;
+    }
+    const header = (from === "client" ? this.cdec : this.sdec).canonicalHeader;
+    if (header === undefined || m.isoPackets !== undefined) return this.write(out, m);
+    out.write(header);
+    for (const b of m.payload) if (b.length > 0) out.write(b);
   }
 
   /**

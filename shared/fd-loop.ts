@@ -216,6 +216,8 @@ export class FdLoop {
   private readonly closed = new Set<number>();
   private stopped = false;
   private pfd = Buffer.alloc(8 * 8);
+  /** who asked for entry k of the pollfd list (undefined: the wake fd) */
+  private readonly waiting: Array<FdReader | FdWriter | undefined> = [];
   private readonly drained = Buffer.alloc(8);
 
   constructor(private readonly o: FdLoopOptions) {}
@@ -272,6 +274,20 @@ export class FdLoop {
     closeSync(nul);
   }
 
+  /** Entry `i` of the pollfd list (struct pollfd { int fd; short events; short revents; }); returns i + 1. */
+  private put(i: number, fd: number, events: number, who: FdReader | FdWriter | undefined): number {
+    if (this.pfd.length < 8 * (i + 1)) {
+      const bigger = Buffer.alloc(2 * this.pfd.length);
+      this.pfd.copy(bigger);
+      this.pfd = bigger;
+    }
+    this.pfd.writeInt32LE(fd, 8 * i);
+    this.pfd.writeInt16LE(events, 8 * i + 4);
+    this.pfd.writeInt16LE(0, 8 * i + 6);
+    this.waiting[i] = who;
+    return i + 1;
+  }
+
   private nonBlocking(fd: number): void {
     const fl = this.c.fcntl(fd, F_GETFL, 0);
     if (fl >= 0 && (fl & O_NONBLOCK) === 0) this.c.fcntl(fd, F_SETFL, fl | O_NONBLOCK);
@@ -281,23 +297,14 @@ export class FdLoop {
     const began = performance.now();
     // the clock is read every CLOCK_EVERY batches only: in a VM whose clocksource has no vDSO
     // path each read is a system call
+    const waiting = this.waiting;
     for (let batch = 1; !this.stopped; batch++) {
-      const waiting: Array<FdReader | FdWriter | undefined> = [];
-      const readers = this.readers.filter((r) => r.wants && !this.closed.has(r.fd));
-      const writers = this.writers.filter((w) => w.wants && !this.closed.has(w.fd));
-      const n = readers.length + writers.length + (this.o.wakeFd === undefined ? 0 : 1);
-      if (this.pfd.length < 8 * n) this.pfd = Buffer.alloc(8 * n);
-      let i = 0;
-      const put = (fd: number, events: number, who: FdReader | FdWriter | undefined) => {
-        this.pfd.writeInt32LE(fd, 8 * i);
-        this.pfd.writeInt16LE(events, 8 * i + 4);
-        this.pfd.writeInt16LE(0, 8 * i + 6);
-        waiting.push(who);
-        i++;
-      };
-      for (const r of readers) put(r.fd, POLLIN, r);
-      for (const w of writers) put(w.fd, POLLOUT, w);
-      if (this.o.wakeFd !== undefined) put(this.o.wakeFd, POLLIN, undefined);
+      // the pollfd list, rebuilt each batch (who wants what changes with every read and write)
+      // into buffers kept across batches: nothing allocated per poll
+      let n = 0;
+      for (const r of this.readers) if (r.wants && !this.closed.has(r.fd)) n = this.put(n, r.fd, POLLIN, r);
+      for (const w of this.writers) if (w.wants && !this.closed.has(w.fd)) n = this.put(n, w.fd, POLLOUT, w);
+      if (this.o.wakeFd !== undefined) n = this.put(n, this.o.wakeFd, POLLIN, undefined);
       if (n === 0) {
         // nothing to wait for (everything paused or done, no wake fd): a timer turns us again
         if (!this.stopped) setTimeout(() => this.turn(), this.o.idleMs());

@@ -113,6 +113,19 @@ export function libc(): Libc {
   const dup2 = c.func("int dup2(int oldfd, int newfd)");
   // struct iovec { void *iov_base; size_t iov_len; }: 16 bytes each; one array reused
   let iov = Buffer.alloc(16 * 64);
+  let iov32 = new Uint32Array(iov.buffer, iov.byteOffset, iov.length / 4);
+  // an ArrayBuffer's backing store: its address, asked of koffi once (a BigInt each time)
+  const bases = new WeakMap<ArrayBufferLike, number>();
+  let lastAb: ArrayBufferLike | undefined;
+  let lastBase = 0;
+  const baseAddress = (ab: ArrayBufferLike): number => {
+    if (ab === lastAb) return lastBase;
+    let a = bases.get(ab);
+    if (a === undefined) bases.set(ab, (a = Number(koffi.address(ab))));
+    lastAb = ab;
+    lastBase = a;
+    return a;
+  };
   const errno = () => koffi.errno();
   const pollMany = (fds: readonly PollFd[], timeoutMs: number) =>
     new Promise<number[]>((resolve, reject) => {
@@ -148,12 +161,22 @@ export function libc(): Libc {
     pollSync: (pfds, n, timeoutMs) => poll(pfds, n, timeoutMs),
     read: (fd, buf) => Number(read(fd, buf, buf.length)),
     writev: (fd, bufs) => {
-      if (iov.length < 16 * bufs.length) iov = Buffer.alloc(16 * bufs.length);
-      // Buffers' memory lives outside V8's heap and does not move; `bufs` keeps it alive for the call
-      bufs.forEach((b, i) => {
-        iov.writeBigUInt64LE(koffi.address(b), 16 * i);
-        iov.writeBigUInt64LE(BigInt(b.length), 16 * i + 8);
-      });
+      if (iov.length < 16 * bufs.length) {
+        iov = Buffer.alloc(16 * bufs.length);
+        iov32 = new Uint32Array(iov.buffer, iov.byteOffset, iov.length / 4);
+      }
+      // Buffers' memory lives outside V8's heap and does not move; `bufs` keeps it alive for the
+      // call. The address is the backing store's (looked up once per ArrayBuffer: the buffers of
+      // one writev are mostly views of the same read buffer or pool slab) plus the view's offset,
+      // written as two 32-bit halves (little-endian x86-64 / arm64): no BigInt per buffer
+      for (let i = 0; i < bufs.length; i++) {
+        const b = bufs[i]!;
+        const addr = baseAddress(b.buffer) + b.byteOffset;
+        iov32[4 * i] = addr % 0x1_0000_0000;
+        iov32[4 * i + 1] = Math.floor(addr / 0x1_0000_0000);
+        iov32[4 * i + 2] = b.length;
+        iov32[4 * i + 3] = 0;
+      }
       return Number(writev(fd, iov, bufs.length));
     },
     shutdown: (fd, how) => shutdown(fd, how),

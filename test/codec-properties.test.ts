@@ -11,6 +11,8 @@ import { ErrorCode, ProtocolError } from "../protocol/errors.js";
 import { formatHandshake, scanHandshake } from "../protocol/handshake.js";
 import { SPEED_STRINGS } from "../protocol/speed.js";
 import { UrbTable } from "../protocol/urb-table.js";
+import { encodeSubmitHeader, encodeToBuffer } from "../protocol/encoder.js";
+import type { Message } from "../protocol/messages.js";
 import { normalize, splitAt } from "./helpers/fixtures.js";
 import { decodePair, encodeAll, opSession, urbSession } from "./helpers/session.js";
 
@@ -162,4 +164,61 @@ test("mutated valid sessions (byte flips, truncation) yield only typed errors, n
     { numRuns: RUNS },
   );
   t.true(detected > RUNS / 10, `only ${detected} of ${RUNS} mutations detected`);
+});
+
+/**
+ * canonicalHeader (what a relay may forward instead of re-encoding): after each submit next()
+ * returns, it is defined exactly when the 48 header bytes as received equal encodeSubmitHeader
+ * of the decoded message, and then it holds those bytes — under any chunking, with some headers
+ * made non-canonical the ways a peer may send them (0xffffffff packets on a non-ISO URB, a RET's
+ * padding not zero).
+ */
+test("canonicalHeader is set exactly for submits whose header is what encodeSubmitHeader writes, under any chunking", (t) => {
+  let canonical = 0;
+  let other = 0;
+  fc.assert(
+    fc.property(urbSession, fc.array(fc.nat(), { maxLength: 20 }), fc.array(fc.nat(), { maxLength: 20 }), fc.infiniteStream(fc.nat({ max: 7 })), (s, cc, sc, rnd) => {
+      const it = rnd[Symbol.iterator]();
+      const roll = () => it.next().value as number;
+      // the wire streams with some headers bent (framing unchanged: non-ISO np, RET padding)
+      const bend = (msgs: Message[]): Buffer =>
+        Buffer.concat(
+          msgs.map((m) => {
+            const b = encodeToBuffer(m);
+            const submit = m.kind === "CMD_SUBMIT" || m.kind === "RET_SUBMIT";
+            if (submit && m.isoPackets === undefined && roll() === 0) b.writeInt32BE(-1, 32);
+            if (m.kind === "RET_SUBMIT" && roll() === 0) b[40 + roll()] = 1 + roll();
+            return b;
+          }),
+        );
+      const cb = bend(s.client);
+      const sb = bend(s.server);
+      const table = new UrbTable();
+      const check = (dec: ClientStreamDecoder | ServerStreamDecoder, wire: Buffer, chunks: Buffer[]) => {
+        for (const c of chunks) {
+          dec.push(c);
+          for (let m = dec.next(); m !== null; m = dec.next()) {
+            const h = dec.canonicalHeader;
+            if (m.kind !== "CMD_SUBMIT" && m.kind !== "RET_SUBMIT") {
+              if (h !== undefined) throw new Error(`canonicalHeader set for ${m.kind}`);
+              continue;
+            }
+            const received = wire.subarray(dec.messageOffset, dec.messageOffset + 48);
+            const same = received.equals(encodeSubmitHeader(m));
+            if (same !== (h !== undefined)) throw new Error(`${m.kind} ${m.seqnum}: canonical ${same}, canonicalHeader ${h === undefined ? "unset" : "set"}`);
+            if (h !== undefined && !h.equals(received)) throw new Error(`${m.kind} ${m.seqnum}: canonicalHeader differs from the bytes received`);
+            if (same) canonical++;
+            else other++;
+          }
+        }
+        if (dec.end() !== null) throw dec.error!;
+      };
+      check(new ClientStreamDecoder({ table }), cb, splitAt(cb, cc.map((x) => x % (cb.length + 1))));
+      check(new ServerStreamDecoder({ table }), sb, splitAt(sb, sc.map((x) => x % (sb.length + 1))));
+    }),
+    { numRuns: RUNS },
+  );
+  // both outcomes were met (the bending is not a no-op and the plain headers are canonical)
+  t.true(canonical > 0);
+  t.true(other > 0);
 });

@@ -241,6 +241,18 @@ test("the relay re-encodes: a non-ISO number_of_packets of 0xffffffff reaches us
   t.is(Buffer.concat(r.toServer).readInt32BE(32), 0);
 });
 
+test("the relay re-encodes: a RET_SUBMIT's padding bytes that are not zero reach vhci-hcd as zeros, the rest as sent", async (t) => {
+  const r = rig({ device });
+  const wire = encodeToBuffer(ret({ seqnum: 10, actualLength: 64, payload: [Buffer.alloc(64, 0x3c)] }));
+  wire.fill(0xee, 40, 48);
+  const res = await run(r, encodeToBuffer(IN64), wire);
+  t.is(res.violation, undefined);
+  const got = Buffer.concat(r.toClient);
+  t.is(got.length, wire.length);
+  t.true(got.subarray(40, 48).equals(Buffer.alloc(8)));
+  t.true(got.subarray(0, 40).equals(wire.subarray(0, 40)) && got.subarray(48).equals(wire.subarray(48)));
+});
+
 // the message kinds are typed: keep the imports used
 export type _Kinds = ClientMessage | ServerMessage;
 
