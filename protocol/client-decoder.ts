@@ -151,7 +151,8 @@ export class ClientStreamDecoder extends StreamDecoder<ClientMessage> {
       iso,
       numberOfPackets: np,
       isoPackets,
-      setup: ep === 0 ? msg.setup : undefined,
+      // a copy: the message's view would keep the whole read buffer alive while the URB is outstanding
+      setup: ep === 0 ? Buffer.from(msg.setup) : undefined,
     });
     if (added !== "ok") this.tableError(added, at, seqnum);
     // canonical unless number_of_packets was written other than as the descriptor count (the
@@ -171,11 +172,14 @@ export class ClientStreamDecoder extends StreamDecoder<ClientMessage> {
    * `from` on (found from the end of the queue: linear when asked after every chunk). Nothing is
    * consumed; next() returns the whole message later. undefined when the buffered bytes do not
    * start such a message. Throws ProtocolError on a header next() would refuse. For the relay's
-   * cut-through.
+   * cut-through. `minPayload`: undefined at once, nothing built, when transfer_buffer_length
+   * is at most this (a relay that passes only large payloads early asks after every chunk; the
+   * header was checked by next() already).
    */
-  partialCmdSubmit(from = 0): { msg: CmdSubmit; payloadSoFar: Buffer[] } | undefined {
+  partialCmdSubmit(from = 0, minPayload = -1): { msg: CmdSubmit; payloadSoFar: Buffer[] } | undefined {
     const q = this.q;
     if (this._phase !== "urb" || this.error !== null || q.length < URB_HEADER_SIZE) return undefined;
+    if ((q.u32At(24) | 0) <= minPayload) return undefined;
     const h = q.peek(URB_HEADER_SIZE);
     if (u32(h, 0) !== UrbCommand.CMD_SUBMIT) return undefined;
     const { msg, iso, dataLen } = this.submitHeader(h, 0, q.offset);

@@ -212,10 +212,13 @@ export class ServerStreamDecoder extends StreamDecoder<ServerMessage> {
    * Nothing is consumed; next() returns the whole message later. undefined when the buffered
    * bytes do not start such a message. Throws ProtocolError (and the stream is then broken) on a
    * header that next() would refuse. For the relay's cut-through of large payloads.
+   * `minPayload`: undefined at once, nothing built, when actual_length is at most this (asked
+   * after every chunk; the header was checked by next() already).
    */
-  partialRetSubmit(from = 0): { msg: RetSubmit; urb: SubmittedUrb; payloadSoFar: Buffer[] } | undefined {
+  partialRetSubmit(from = 0, minPayload = -1): { msg: RetSubmit; urb: SubmittedUrb; payloadSoFar: Buffer[] } | undefined {
     const q = this.q;
     if (this._phase !== "urb" || this.error !== null || q.length < URB_HEADER_SIZE) return undefined;
+    if ((q.u32At(24) | 0) <= minPayload) return undefined;
     const h = q.peek(URB_HEADER_SIZE);
     if (u32(h, 0) !== UrbCommand.RET_SUBMIT) return undefined;
     const { msg, urb, dataLen, isoLen } = this.retSubmitHeader(h, 0, q.offset);

@@ -378,7 +378,7 @@ export class UrbRelay extends EventEmitter {
   /** A large bulk/interrupt OUT CMD_SUBMIT: checked (decoder, table, device rules), then passed on as it arrives. */
   private cutThroughCmd(): void {
     const at = this.cdec.offset;
-    const p = this.cdec.partialCmdSubmit(this.sentOf("client", at));
+    const p = this.cdec.partialCmdSubmit(this.sentOf("client", at), CUT_THROUGH_MIN);
     if (p === undefined || p.msg.ep === 0 || p.msg.transferBufferLength <= CUT_THROUGH_MIN) return;
     if (this.partial.client?.at !== at && this.o.device) checkCmdSubmit(p.msg, this.o.device, at);
     this.passPartial("client", at, p.msg, p.payloadSoFar, this.o.serverOut);
@@ -397,7 +397,7 @@ export class UrbRelay extends EventEmitter {
   /** A large bulk/interrupt IN RET_SUBMIT: checked (decoder, table, relay rules), then passed on as it arrives. */
   private cutThrough(): void {
     const at = this.sdec.offset;
-    const p = this.sdec.partialRetSubmit(this.sentOf("server", at));
+    const p = this.sdec.partialRetSubmit(this.sentOf("server", at), CUT_THROUGH_MIN);
     if (p === undefined || p.urb.iso || p.urb.ep === 0 || p.msg.actualLength <= CUT_THROUGH_MIN || this.orphans.has(p.msg.seqnum)) return;
     if (this.partial.server?.at !== at) checkRetSubmit(p.msg, p.urb, at);
     this.passPartial("server", at, p.msg, p.payloadSoFar, this.clientOut);

@@ -8,8 +8,8 @@
  * The loop blocks only in poll(), with a timeout, and gives the thread's own event loop a turn
  * (setImmediate) when poll() times out, when the wake fd (an eventfd the owner writes after it
  * posts a message) is readable, and after TURN_MS of continuous work: the thread's timers and
- * messages are never late by much more than that. Reads go into a fresh buffer each (the relay keeps
- * views of what it read until they are written); writes are queued and leave in one writev() per
+ * messages are never late by much more than that. Reads go into the free end of a 1 MiB slab (the relay
+ * keeps views of what it read until they are written, so no read overwrites an earlier one); writes are queued and leave in one writev() per
  * uncork. Every fd is made non-blocking: a peer that stops reading can hold up nothing but its
  * own backlog. The loop closes each fd once, when it is stopped (fd 0 and 1: see closeOnce).
  */
@@ -22,10 +22,10 @@ import type { ByteSink, ByteSource } from "./byte-stream.js";
 export const TURN_MS = 5;
 /** Batches between two looks at the clock (for TURN_MS). */
 const CLOCK_EVERY = 8;
-/** One read: a fresh buffer this large (a 64 KiB URB with its header and the next ones fit). */
-const READ_SIZE = 256 * 1024;
-/** Reads this small are copied out, and the read buffer kept for the next read. */
-const COPY_BELOW = 4096;
+/** Reads go into slabs this large, one after another (see FdReader.ready). */
+const SLAB_SIZE = 1024 * 1024;
+/** The least room a read is given (a 64 KiB URB with its header fits). */
+const MIN_READ = 128 * 1024;
 /** Buffers per writev() (Linux's IOV_MAX is 1024). */
 const IOV_BATCH = 256;
 /** fcntl(2) */
@@ -47,7 +47,9 @@ export class FdReader extends EventEmitter implements ByteSource {
   private paused = true;
   private ended = false;
   destroyed = false;
-  private spare: Buffer | undefined;
+  /** where reads go: bytes [0, used) are handed out as chunks */
+  private slab: Buffer | undefined;
+  private used = 0;
 
   constructor(
     private readonly loop: FdLoop,
@@ -76,14 +78,22 @@ export class FdReader extends EventEmitter implements ByteSource {
     return !this.paused && !this.ended && !this.destroyed;
   }
 
-  /** poll() said the fd is readable (or hung up, or failed): one read */
+  /**
+   * poll() said the fd is readable (or hung up, or failed): one read, into the free end of the
+   * current slab. Each chunk is a view of the slab that no later read overwrites (the relay keeps
+   * views until they are written); a slab with less than MIN_READ bytes free is left to the views
+   * still pointing into it, and a fresh one taken: one allocation per SLAB_SIZE bytes read, not
+   * one per read.
+   */
   ready(): void {
-    const buf = this.spare ?? Buffer.allocUnsafeSlow(READ_SIZE);
-    this.spare = undefined;
-    const n = this.loop.c.read(this.fd, buf);
+    if (this.slab === undefined || this.slab.length - this.used < MIN_READ) {
+      this.slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+      this.used = 0;
+    }
+    const free = this.slab.subarray(this.used);
+    const n = this.loop.c.read(this.fd, free);
     if (n < 0) {
       const e = this.loop.c.errno();
-      this.spare = buf;
       if (e === EAGAIN || e === EINTR) return;
       this.ended = true;
       this.emit("error", new FdError("read", e));
@@ -91,16 +101,11 @@ export class FdReader extends EventEmitter implements ByteSource {
     }
     if (n === 0) {
       this.ended = true;
-      this.spare = buf;
       this.emit("end");
       return;
     }
-    let chunk: Buffer;
-    if (n < COPY_BELOW) {
-      chunk = Buffer.from(buf.subarray(0, n));
-      this.spare = buf;
-    } else chunk = buf.subarray(0, n);
-    this.emit("data", chunk);
+    this.used += n;
+    this.emit("data", free.subarray(0, n));
   }
 }
 

@@ -265,3 +265,18 @@ test("server stream in handshake phase: the line, then RET_* in the same chunk",
   t.deepEqual(r.msgs.map((m) => m.kind), ["HANDSHAKE", "RET_SUBMIT"]);
   t.is(r.d.messageOffset, 10);
 });
+
+test("client stream: an outstanding control URB's setup in the table is a copy, not a view that would keep the read buffer alive", (t) => {
+  const table = new UrbTable();
+  const dec = new ClientStreamDecoder({ table });
+  const setup = Buffer.from([0x80, 6, 0, 1, 0, 0, 18, 0]);
+  // a read buffer of its own (not Node's shared pool, which a small copy may come from too)
+  const wire = encodeToBuffer({ kind: "CMD_SUBMIT", seqnum: 7, devid: 0x10002, direction: 1, ep: 0, transferFlags: 0, transferBufferLength: 18, startFrame: 0, numberOfPackets: 0, interval: 0, setup, payload: [] });
+  const chunk = Buffer.allocUnsafeSlow(64 * 1024).subarray(100, 100 + wire.length);
+  wire.copy(chunk);
+  dec.push(chunk);
+  t.is(dec.next()?.kind, "CMD_SUBMIT");
+  const kept = table.getSubmit(7)?.setup;
+  t.deepEqual(kept, setup);
+  t.not(kept!.buffer, chunk.buffer);
+});
