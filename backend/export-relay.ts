@@ -68,12 +68,14 @@ function exportRelayTraced(opts: ExportRelayOptions, trace: PcapngTrace | undefi
   };
   // the relay's own thread when nothing needs the event loop's streams (a trace file, the
   // fuzzing stage) and the link's fds can be polled
-  if (!trace && !opts.fuzz && relayThreadUsable())
+  if (!trace && !opts.fuzz && relayThreadUsable()) {
+    // started first: its start (a worker, its modules) overlaps the checks, usbip-host's module
+    // and bind; the device's data follow with start()
+    const thread = new RelayThread(new URL("../backend/export-relay-thread.js", import.meta.url));
+    let started = false;
     return runExport({
       ...opts,
       async body(ctx) {
-        // started now: its modules load while the device is handed to usbip-host
-        const thread = new RelayThread(new URL("../backend/export-relay-thread.js", import.meta.url), { sysfsRoot: ctx.sysfs.root, busid: ctx.busid, devid: ctx.devid } satisfies ExportRelayThreadData);
         let stub: number;
         try {
           stub = handOverFd(ctx.sysfs, `bus/usb/devices/${ctx.busid}/usbip_sockfd`, (fd) => String(fd));
@@ -84,16 +86,23 @@ function exportRelayTraced(opts: ExportRelayOptions, trace: PcapngTrace | undefi
           thread.cancel();
           throw e;
         }
-        thread.start({ fds: { clientIn: 0, clientOut: 1, serverIn: stub, serverOut: stub }, unlinkGraceMs: opts.unlinkGraceMs ?? UNLINK_GRACE_MS });
+        thread.start({ fds: { clientIn: 0, clientOut: 1, serverIn: stub, serverOut: stub }, unlinkGraceMs: opts.unlinkGraceMs ?? UNLINK_GRACE_MS, role: { sysfsRoot: ctx.sysfs.root, busid: ctx.busid, devid: ctx.devid } satisfies ExportRelayThreadData });
+        started = true;
         ctx.signal.then(() => thread.stop(), () => {});
         const r = await thread.done;
         ended(r, ctx.log);
         return r.reason;
       },
-    }).then((code) => {
-      if (violation !== undefined) throw violation;
-      return code;
-    });
+    })
+      .then((code) => {
+        if (violation !== undefined) throw violation;
+        return code;
+      })
+      .finally(() => {
+        // the export ended before its body started the thread (a check refused the device, …)
+        if (!started) thread.cancel();
+      });
+  }
   return runExport({
     ...opts,
     async body(ctx) {

@@ -39,6 +39,8 @@ export interface RelayThreadStart {
   serverPrefix?: Uint8Array;
   unlinkGraceMs?: number;
   unlinkDeadlineMs?: number;
+  /** the role's data, when it was not known yet as the thread was made (it replaces that) */
+  role?: unknown;
 }
 
 /** What the role's entry builds in the worker, from the role data. */
@@ -64,8 +66,12 @@ export class RelayThread {
   private exited = false;
   readonly done: Promise<RelayResult>;
 
-  /** Start the worker (`entry`: the role's module, which calls serveRelayThread) with the role's data. */
-  constructor(entry: URL, role: unknown) {
+  /**
+   * Start the worker (`entry`: the role's module, which calls serveRelayThread) with the role's
+   * data, or with none yet (then start() brings it): the sooner it is made, the more of its
+   * start overlaps the caller's own preparations.
+   */
+  constructor(entry: URL, role?: unknown) {
     this.wakeFd = libc().eventfd();
     this.worker = new Worker(entry, { workerData: { role, wakeFd: this.wakeFd, state: this.state.buffer } });
     this.done = new Promise<RelayResult>((resolve, reject) => {
@@ -159,12 +165,12 @@ export function serveRelayThread(role: (data: unknown) => RoleParts): void {
   if (port === null) throw new Error("serveRelayThread runs in a worker thread");
   const { role: roleData, wakeFd, state: stateBuffer } = workerData as { role: unknown; wakeFd: number; state: SharedArrayBuffer };
   const state = new Int32Array(stateBuffer);
-  const parts = role(roleData);
   let relay: UrbRelay | undefined;
   let loop: FdLoop | undefined;
   let client: { close: () => void } | undefined;
   port.on("message", (m: ToWorker) => {
     if (m.t === "start") {
+      const parts = role(m.role ?? roleData);
       const l = (loop = new FdLoop({ wakeFd, idleMs: () => (relay?.timersPending ? 5 : 500), afterBatch: () => publish() }));
       const clientIn = l.reader(m.fds.clientIn);
       const clientOut = l.writer(m.fds.clientOut);

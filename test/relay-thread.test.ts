@@ -35,11 +35,13 @@ function pair(): { fd: number; peer: net.Socket; got: Buffer[]; ended: Promise<v
   return { fd, peer, got, ended };
 }
 
-function rig(entry: URL, role: unknown, opts: { unlinkDeadlineMs?: number; unlinkGraceMs?: number } = {}) {
+/** `roleAtStart`: the role's data given with start(), the thread made without it (as the export does: its device is known later) */
+function rig(entry: URL, role: unknown, opts: { unlinkDeadlineMs?: number; unlinkGraceMs?: number; roleAtStart?: boolean } = {}) {
   const client = pair();
   const server = pair();
-  const thread = new RelayThread(entry, role);
-  thread.start({ fds: { clientIn: client.fd, clientOut: client.fd, serverIn: server.fd, serverOut: server.fd }, ...opts });
+  const { roleAtStart, ...timers } = opts;
+  const thread = roleAtStart ? new RelayThread(entry) : new RelayThread(entry, role);
+  thread.start({ fds: { clientIn: client.fd, clientOut: client.fd, serverIn: server.fd, serverOut: server.fd }, ...timers, ...(roleAtStart ? { role } : {}) });
   return { client, server, thread };
 }
 
@@ -138,14 +140,14 @@ test("thread: a hostile RET is refused with its rule and offset, nothing of it r
   r.server.peer.destroy();
 });
 
-test("thread, backend role: the device's endpoints come from sysfs in the thread; a CMD for an endpoint the device lacks never reaches usbip-host", async (t) => {
+test("thread, backend role (its device given with start, as the export does): the device's endpoints come from sysfs in the thread; a CMD for an endpoint the device lacks never reaches usbip-host", async (t) => {
   const root = fakeRoot();
   addDevice(root, { busid: "1-1", busnum: 1, devnum: 2, interfaces: [{ cls: "08" }] });
   const ep = "bus/usb/devices/1-1/1-1:1.0/ep_81";
   put(root, `${ep}/bEndpointAddress`, "81\n");
   put(root, `${ep}/type`, "Bulk\n");
   put(root, `${ep}/wMaxPacketSize`, "0200\n");
-  const r = rig(BACKEND, { sysfsRoot: root, busid: "1-1", devid: 0x10002 }, { unlinkGraceMs: 100 });
+  const r = rig(BACKEND, { sysfsRoot: root, busid: "1-1", devid: 0x10002 }, { unlinkGraceMs: 100, roleAtStart: true });
   r.client.peer.write(encodeToBuffer(IN64));
   await until("the CMD forwarded", () => r.server.got.length > 0);
   t.true(bytes(r.server.got).equals(encodeToBuffer(IN64)));
