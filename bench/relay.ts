@@ -10,10 +10,12 @@
  *     the relay's hot direction on blocking I/O (same decoders and checks; not usable as the
  *     product's data path, see blocking-relay-stage.ts), all checked byte-identical too; and the
  *     relay as the product runs it, on its thread's poll() loop (relay-thread-stage.ts), beside
- *     the same relay on the event loop (relay-stage.ts).
+ *     the same relay on the event loop (relay-stage.ts). Beside the relay thread's added latency
+ *     between real sockets, its floor: the same round trip through one C thread that polls,
+ *     reads and writes (bench/c/hop-latency.c), i.e. what crossing to another thread costs here.
  * The VM half (O_DIRECT disk reads direct vs. relays) is bench/vm.ts.
  */
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { closeSync, mkdtempSync, writeFileSync } from "node:fs";
 import net from "node:net";
@@ -179,6 +181,22 @@ const us = (x: number) => Math.round(x * 10) / 10;
 // the product's relay: its thread between sockets; the in-process figures above stay for the relay's own cost
 const threadLatency = { bareSocketP50us: us(pct(bareFds, 50)), bareSocketP99us: us(pct(bareFds, 99)), relayThreadP50us: us(pct(threaded, 50)), relayThreadP99us: us(pct(threaded, 99)), addedP50us: us(pct(threaded, 50) - pct(bareFds, 50)), addedP99us: us(pct(threaded, 99) - pct(bareFds, 99)), targetAddedP99us: 20, met: pct(threaded, 99) - pct(bareFds, 99) <= 20 };
 if (threaded.length !== COUNT || bareFds.length !== COUNT) checks.push("thread latency: URBs lost");
+// the floor under it: the same round trip through one C thread that polls, reads and writes
+// (bench/c/hop-latency.c, built here) — what crossing to another thread costs on this machine
+const hopBin = path.join(here, "hop-latency");
+const built = spawnSync("gcc", ["-O2", "-pthread", "-o", hopBin, path.join(here, "../../bench/c/hop-latency.c")], { encoding: "utf8" });
+let cThreadHop: Record<string, number> | string;
+if (built.status !== 0) cThreadHop = `not built: ${built.error?.message ?? built.stderr.trim().split("\n")[0]}`;
+else {
+  const r = spawnSync(hopBin, [String(COUNT)], { encoding: "utf8", timeout: 60_000 });
+  try {
+    cThreadHop = JSON.parse(r.stdout) as Record<string, number>;
+    if (!(typeof cThreadHop.addedP99us === "number" && cThreadHop.count === COUNT)) checks.push("hop-latency: implausible output");
+  } catch {
+    cThreadHop = `no result (exit ${r.status})`;
+    checks.push("hop-latency: no JSON");
+  }
+}
 
 // the product's relay is the thread's: the goal is on it; the event-loop relay stays beside it
 const ratio = median(threadRuns) / median(catRuns);
@@ -188,7 +206,7 @@ const result = {
   node: process.version,
   throughput: { bytesPerRun: stream.length, rounds, relayThreadMBps: Math.round(median(threadRuns)), relayThreadRatio: r3(ratio), eventLoopRelayMBps: Math.round(median(relayRuns)), eventLoopRelayRatio: r3(median(relayRuns) / median(catRuns)), catMBps: Math.round(median(catRuns)), nodePipeMBps: Math.round(median(nodeRuns)), nodePipeRatio: Math.round((median(nodeRuns) / median(catRuns)) * 1000) / 1000, nodeBlockingCopyMBps: Math.round(median(blockingRuns)), nodeBlockingCopyRatio: Math.round((median(blockingRuns) / median(catRuns)) * 1000) / 1000, blockingRelayMBps: Math.round(median(blockingRelayRuns)), blockingRelayRatio: Math.round((median(blockingRelayRuns) / median(catRuns)) * 1000) / 1000, eventLoopRelayVsFloor: r3(median(relayRuns) / median(nodeRuns)), ratio: r3(ratio), target: 0.8, met: ratio >= 0.8 },
   latency,
-  threadLatency,
+  threadLatency: { ...threadLatency, cThreadHop },
   checks: checks.length === 0 ? "ok" : checks,
 };
 process.stdout.write(JSON.stringify(result, null, 2) + "\n");
