@@ -42,7 +42,7 @@ export const benchAttach: Scenario = {
     makeImage(img, 4);
     const want = sha256(img, 1 << 20);
     const g = await massStorage("attachdisk", "dummy_udc.0", img);
-    const runs: Record<string, number[]> = { bare: [], kernel: [], relay: [], relayEventLoop: [], simOnly: [], kernelPackaged: [] };
+    const runs: Record<string, number[]> = { bare: [], kernel: [], relay: [], relayEventLoop: [], backendRelay: [], simOnly: [], kernelPackaged: [] };
     const deb = readdirSync(path.join(repo, "build")).find((f) => /^usbip-qrexec_.*\.deb$/.test(f));
     check(deb !== undefined, "no .deb in build/ (bench/attach.ts makes it)");
     rmSync("/run/tmp/attach-pkg", { recursive: true, force: true });
@@ -54,7 +54,8 @@ export const benchAttach: Scenario = {
       for (let r = 0; r <= rounds; r++) {
         // the extra last round only takes the kernel-mode timeline
         // relayEventLoop: the relay kept on the event loop (USBIP_QREXEC_RELAY_THREAD=0), for the cost of its thread's start
-        const order = r === rounds ? ["kernel"] : ["bare", "kernel", "relay", "relayEventLoop", "simOnly", "kernelPackaged"];
+        // backendRelay: the export in relay mode (its thread made before the device is bound), the import in kernel mode
+        const order = r === rounds ? ["kernel"] : ["bare", "kernel", "relay", "relayEventLoop", "backendRelay", "simOnly", "kernelPackaged"];
         for (const m of r % 2 === 0 ? order : order.reverse()) {
           if (m === "simOnly") {
             const t0 = process.hrtime.bigint();
@@ -82,7 +83,7 @@ export const benchAttach: Scenario = {
           // the last kernel-mode round logs each step with its time since the start (not timed itself: it is one more)
           const verbose = r === rounds;
           const env = { ...(verbose ? { USBIP_QREXEC_VERBOSE: "1" } : {}), ...(m === "relayEventLoop" ? { USBIP_QREXEC_RELAY_THREAD: "0" } : {}) };
-          const flow = kernelFlow(g.busid, statefile, { link: "direct", importArgs: ["--mode", m.startsWith("relay") ? "relay" : "kernel"], env, ...(m === "kernelPackaged" ? { cli: PACKAGED } : {}) });
+          const flow = kernelFlow(g.busid, statefile, { link: "direct", importArgs: ["--mode", m.startsWith("relay") ? "relay" : "kernel"], ...(m === "backendRelay" ? { exportArgs: ["--mode", "relay"] } : {}), env, ...(m === "kernelPackaged" ? { cli: PACKAGED } : {}) });
           if (verbose) flow.child.stderr!.on("data", (b: Buffer) => timeline.push(...b.toString().trim().split("\n").map((l) => `${Math.round(ms(t0))} ${l.slice(0, 100)}`)));
           const disk = await waitFor(`${m}: the imported disk`, () => importedDisk(), 30_000, 10);
           if (verbose) timeline.push(`${Math.round(ms(t0))} (disk visible)`);
