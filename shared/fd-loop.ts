@@ -8,9 +8,9 @@
  * The loop blocks only in poll(), with a timeout, and gives the thread's own event loop a turn
  * (setImmediate) when poll() times out, when the wake fd (an eventfd the owner writes after it
  * posts a message) is readable, and after TURN_MS of continuous work: the thread's timers and
- * messages are never late by much more than that. Reads go into the free end of a 1 MiB slab (the relay
- * keeps views of what it read until they are written, so no read overwrites an earlier one); writes are queued and leave in one writev() per
- * uncork. Every fd is made non-blocking: a peer that stops reading can hold up nothing but its
+ * messages are never late by much more than that. Reads go into the free end of a 1 MiB slab
+ * (the relay keeps views of what it read until they are written, so no read overwrites an
+ * earlier one); writes are queued and leave in one writev() per uncork. Every fd is made non-blocking: a peer that stops reading can hold up nothing but its
  * own backlog. The loop closes each fd once, when it is stopped (fd 0 and 1: see closeOnce).
  */
 import { EventEmitter } from "node:events";
