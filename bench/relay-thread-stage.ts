@@ -10,8 +10,8 @@ import { RelayThread } from "../relay/relay-thread.js";
 
 const [mine, theirs] = libc().socketpair();
 writeSync(mine, readFileSync(process.argv[2]!)); // never ended: the client side stays open
-const thread = new RelayThread(new URL("../frontend/import-relay-thread.js", import.meta.url), {});
-thread.start({ fds: { clientIn: theirs, clientOut: 1, serverIn: 0, serverOut: openSync("/dev/null", "w") } });
+const thread = new RelayThread(new URL("../frontend/import-relay-thread.js", import.meta.url));
+thread.start({ fds: { clientIn: theirs, clientOut: 1, serverIn: 0, serverOut: openSync("/dev/null", "w") }, role: {} });
 thread.done.then(
   (r) => {
     if (r.violation) {

@@ -28,6 +28,7 @@ import type { CmdSubmit, RetSubmit } from "../protocol/messages.js";
 import { UrbRelay } from "../relay/urb-relay.js";
 import { RelayThread } from "../relay/relay-thread.js";
 import { libc } from "../shared/libc.js";
+import { buildC } from "./c-program.js";
 
 const quick = process.argv.includes("--quick");
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -132,9 +133,9 @@ async function pingPongFds(withThread: boolean, count: number): Promise<number[]
   const [s1, s2] = libc().socketpair();
   const client = sock(c2);
   const server = withThread ? sock(s2) : client; // bare: the RET goes straight to the client's peer
-  const thread = withThread ? new RelayThread(new URL("../frontend/import-relay-thread.js", import.meta.url), {}) : undefined;
+  const thread = withThread ? new RelayThread(new URL("../frontend/import-relay-thread.js", import.meta.url)) : undefined;
   let bare: net.Socket | undefined;
-  if (thread) thread.start({ fds: { clientIn: c1, clientOut: c1, serverIn: s1, serverOut: s1 } });
+  if (thread) thread.start({ fds: { clientIn: c1, clientOut: c1, serverIn: s1, serverOut: s1 }, role: {} });
   else {
     bare = sock(c1);
     closeSync(s1);
@@ -183,12 +184,11 @@ const threadLatency = { bareSocketP50us: us(pct(bareFds, 50)), bareSocketP99us: 
 if (threaded.length !== COUNT || bareFds.length !== COUNT) checks.push("thread latency: URBs lost");
 // the floor under it: the same round trip through one C thread that polls, reads and writes
 // (bench/c/hop-latency.c, built here) — what crossing to another thread costs on this machine
-const hopBin = path.join(here, "hop-latency");
-const built = spawnSync("gcc", ["-O2", "-pthread", "-o", hopBin, path.join(here, "../../bench/c/hop-latency.c")], { encoding: "utf8" });
+const built = buildC("hop-latency");
 let cThreadHop: Record<string, number> | string;
-if (built.status !== 0) cThreadHop = `not built: ${built.error?.message ?? built.stderr.trim().split("\n")[0]}`;
+if (!("path" in built)) cThreadHop = `not built: ${built.why}`;
 else {
-  const r = spawnSync(hopBin, [String(COUNT)], { encoding: "utf8", timeout: 60_000 });
+  const r = spawnSync(built.path, [String(COUNT)], { encoding: "utf8", timeout: 60_000 });
   try {
     cThreadHop = JSON.parse(r.stdout) as Record<string, number>;
     if (!(typeof cThreadHop.addedP99us === "number" && cThreadHop.count === COUNT)) checks.push("hop-latency: implausible output");

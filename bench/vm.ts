@@ -18,11 +18,12 @@
 import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { buildC } from "./c-program.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 // the C copy hop (the ceiling for any relay process), built next to this script for the guest
-const hop = spawnSync("gcc", ["-O2", "-pthread", "-o", path.join(here, "copy-hop"), path.join(here, "../../bench/c/copy-hop.c")], { encoding: "utf8" });
-const hopNote = hop.status === 0 ? undefined : `copy-hop not built (${hop.error?.message ?? hop.stderr.trim().split("\n")[0]}): the cCopyHop mode is left out`;
+const hop = buildC("copy-hop");
+const hopNote = "path" in hop ? undefined : `copy-hop not built (${hop.why}): the cCopyHop mode is left out`;
 if (hopNote) process.stderr.write(`bench/vm: ${hopNote}\n`);
 // BENCH_VM_WORKLOADS=throughput or =queued runs one of the two
 const workloads = (process.env.BENCH_VM_WORKLOADS ?? "throughput,queued").split(",");

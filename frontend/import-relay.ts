@@ -182,7 +182,7 @@ function linkHandshake(hs: Pick<Handshake, "devid" | "speed">, rest: Buffer, log
  * before the handshake, so its modules load meanwhile.
  */
 async function importRelayThreaded(opts: ImportRelayOptions, sysfs: Sysfs, log: Logger, signal: TerminationSignal): Promise<number> {
-  const thread = new RelayThread(new URL("../frontend/import-relay-thread.js", import.meta.url), { policy: opts.policy });
+  const thread = new RelayThread(new URL("../frontend/import-relay-thread.js", import.meta.url));
   let started = false;
   try {
     const link = openLink();
@@ -193,7 +193,7 @@ async function importRelayThreaded(opts: ImportRelayOptions, sysfs: Sysfs, log: 
     for (let c = link.input.read() as Buffer | null; c !== null; c = link.input.read() as Buffer | null) prefix.push(c);
     return await runImport({ statefile: opts.statefile, log, sysfs, mode: "relay", remote: opts.remote ?? qrexecRemote(opts.statefile), signal, attachTimeoutMs: opts.attachTimeoutMs, onAttached: opts.onAttached }, async (vhci, after) => {
       const first = await attachHandoverFd(vhci, hs.devid, speed, after);
-      thread.start({ fds: { clientIn: first.fd, clientOut: first.fd, serverIn: 0, serverOut: 1 }, serverPrefix: Buffer.concat(prefix), unlinkDeadlineMs: UNLINK_DEADLINE_MS });
+      thread.start({ fds: { clientIn: first.fd, clientOut: first.fd, serverIn: 0, serverOut: 1 }, serverPrefix: Buffer.concat(prefix), unlinkDeadlineMs: UNLINK_DEADLINE_MS, role: { policy: opts.policy } });
       started = true;
       return relayAttachment(thread, first.port, signal, log, {
         detachClient: () => thread.detachClient(),

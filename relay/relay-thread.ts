@@ -39,8 +39,8 @@ export interface RelayThreadStart {
   serverPrefix?: Uint8Array;
   unlinkGraceMs?: number;
   unlinkDeadlineMs?: number;
-  /** the role's data, when it was not known yet as the thread was made (it replaces that) */
-  role?: unknown;
+  /** the role's data (the entry module builds the role's parts from it in the worker) */
+  role: unknown;
 }
 
 /** What the role's entry builds in the worker, from the role data. */
@@ -67,13 +67,13 @@ export class RelayThread {
   readonly done: Promise<RelayResult>;
 
   /**
-   * Start the worker (`entry`: the role's module, which calls serveRelayThread) with the role's
-   * data, or with none yet (then start() brings it): the sooner it is made, the more of its
-   * start overlaps the caller's own preparations.
+   * Start the worker (`entry`: the role's module, which calls serveRelayThread); the role's data
+   * come with start(), so the thread can be made before they are known: the sooner it is made,
+   * the more of its start overlaps the caller's own preparations.
    */
-  constructor(entry: URL, role?: unknown) {
+  constructor(entry: URL) {
     this.wakeFd = libc().eventfd();
-    this.worker = new Worker(entry, { workerData: { role, wakeFd: this.wakeFd, state: this.state.buffer } });
+    this.worker = new Worker(entry, { workerData: { wakeFd: this.wakeFd, state: this.state.buffer } });
     this.done = new Promise<RelayResult>((resolve, reject) => {
       this.worker.on("message", (m: FromWorker) => {
         if (m.t === "detached") this.detachAnswer?.(m.ok);
@@ -163,14 +163,14 @@ const WAKE = Buffer.from([1, 0, 0, 0, 0, 0, 0, 0]);
 export function serveRelayThread(role: (data: unknown) => RoleParts): void {
   const port = parentPort;
   if (port === null) throw new Error("serveRelayThread runs in a worker thread");
-  const { role: roleData, wakeFd, state: stateBuffer } = workerData as { role: unknown; wakeFd: number; state: SharedArrayBuffer };
+  const { wakeFd, state: stateBuffer } = workerData as { wakeFd: number; state: SharedArrayBuffer };
   const state = new Int32Array(stateBuffer);
   let relay: UrbRelay | undefined;
   let loop: FdLoop | undefined;
   let client: { close: () => void } | undefined;
   port.on("message", (m: ToWorker) => {
     if (m.t === "start") {
-      const parts = role(m.role ?? roleData);
+      const parts = role(m.role);
       const l = (loop = new FdLoop({ wakeFd, idleMs: () => (relay?.timersPending ? 5 : 500), afterBatch: () => publish() }));
       const clientIn = l.reader(m.fds.clientIn);
       const clientOut = l.writer(m.fds.clientOut);

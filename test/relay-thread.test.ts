@@ -35,13 +35,12 @@ function pair(): { fd: number; peer: net.Socket; got: Buffer[]; ended: Promise<v
   return { fd, peer, got, ended };
 }
 
-/** `roleAtStart`: the role's data given with start(), the thread made without it (as the export does: its device is known later) */
-function rig(entry: URL, role: unknown, opts: { unlinkDeadlineMs?: number; unlinkGraceMs?: number; roleAtStart?: boolean } = {}) {
+/** the role's data go with start(), as in the product (the export knows its device only then) */
+function rig(entry: URL, role: unknown, opts: { unlinkDeadlineMs?: number; unlinkGraceMs?: number } = {}) {
   const client = pair();
   const server = pair();
-  const { roleAtStart, ...timers } = opts;
-  const thread = roleAtStart ? new RelayThread(entry) : new RelayThread(entry, role);
-  thread.start({ fds: { clientIn: client.fd, clientOut: client.fd, serverIn: server.fd, serverOut: server.fd }, ...timers, ...(roleAtStart ? { role } : {}) });
+  const thread = new RelayThread(entry);
+  thread.start({ fds: { clientIn: client.fd, clientOut: client.fd, serverIn: server.fd, serverOut: server.fd }, ...opts, role });
   return { client, server, thread };
 }
 
@@ -147,7 +146,7 @@ test("thread, backend role (its device given with start, as the export does): th
   put(root, `${ep}/bEndpointAddress`, "81\n");
   put(root, `${ep}/type`, "Bulk\n");
   put(root, `${ep}/wMaxPacketSize`, "0200\n");
-  const r = rig(BACKEND, { sysfsRoot: root, busid: "1-1", devid: 0x10002 }, { unlinkGraceMs: 100, roleAtStart: true });
+  const r = rig(BACKEND, { sysfsRoot: root, busid: "1-1", devid: 0x10002 }, { unlinkGraceMs: 100 });
   r.client.peer.write(encodeToBuffer(IN64));
   await until("the CMD forwarded", () => r.server.got.length > 0);
   t.true(bytes(r.server.got).equals(encodeToBuffer(IN64)));
@@ -219,7 +218,7 @@ test("thread: client hand-over — the old client's answers are dropped, its soc
 });
 
 test("thread: cancelled before it started, its done rejects and nothing is left unhandled", async (t) => {
-  const thread = new RelayThread(FRONTEND, {});
+  const thread = new RelayThread(FRONTEND);
   thread.cancel();
   await t.throwsAsync(thread.done, { message: /exited .* before the relay ended/ });
   t.false(await thread.detachClient());
