@@ -1,21 +1,22 @@
 /**
- * A real device served from userspace through libusb (node-usb 2.x, the `usb` package): the
- * backend of `export DEVICE --mode userspace`. Kernel drivers are detached from its interfaces
- * and the interfaces claimed; every CMD_SUBMIT becomes an asynchronous libusb transfer (many in
- * flight per endpoint), completed in completion order; CMD_UNLINK cancels the transfer
- * (libusb_cancel_transfer). Control transfers go out with the frontend's raw setup packet,
- * except the requests usbip-host itself handles, which are done the same way here:
- * SET_CONFIGURATION, SET_INTERFACE, CLEAR_FEATURE(ENDPOINT_HALT) and the hub's
- * SET_FEATURE(PORT_RESET) (stub_rx.c tweak_special_requests). Isochronous endpoints: node-usb
- * 2.x cannot submit iso transfers, so the interfaces that have iso endpoints (in any alternate
- * setting) are claimed on a usbfs fd of our own instead (kernel-glue/usbfs-iso.ts), and their
- * SET_INTERFACE and iso URBs go through it. Where usbfs cannot be used (no koffi, a 32-bit
- * ABI), iso URBs are refused with -EINVAL and a log line.
+ * A real device served from userspace: the backend of `export DEVICE --mode userspace`. It is
+ * found and opened with libusb (node-usb 2.x, the `usb` package), which also detaches the kernel
+ * drivers, sets configurations and gives the drivers back. The URBs go through a usbfs fd of our
+ * own (kernel-glue/usbfs.ts) on which every interface is claimed: each CMD_SUBMIT is one
+ * USBDEVFS_SUBMITURB (many in flight per endpoint), reaped in completion order; CMD_UNLINK
+ * discards it. Control transfers go out with the frontend's raw setup packet, except the
+ * requests usbip-host itself handles, which are done the same way here: SET_CONFIGURATION,
+ * SET_INTERFACE, CLEAR_FEATURE(ENDPOINT_HALT) (usb_clear_halt) and the hub's
+ * SET_FEATURE(PORT_RESET) (stub_rx.c tweak_special_requests).
+ * Where usbfs cannot be used (no koffi, a 32-bit ABI), or USBIP_QREXEC_TRANSFERS=libusb asks for
+ * it (the benchmarks' comparison), bulk, interrupt and control URBs are libusb transfers instead;
+ * node-usb 2.x has no iso API, so the interfaces with iso endpoints then stay on the usbfs fd —
+ * or, without one, iso URBs are refused with -EINVAL and a log line.
  * close() releases the interfaces, resets the device and reattaches the kernel drivers.
  */
 import { createRequire } from "node:module";
 import type * as UsbModule from "usb";
-import { Direction, Errno, UsbSpeed } from "../protocol/constants.js";
+import { Direction, Errno, TransferFlag, UsbSpeed } from "../protocol/constants.js";
 import type { EndpointType } from "../protocol/client-decoder.js";
 import type { CmdSubmit, DeviceRecord, InterfaceRecord } from "../protocol/messages.js";
 import { UsbipError, GlueCode } from "../protocol/errors.js";
@@ -23,7 +24,8 @@ import type { SpeedString } from "../protocol/speed.js";
 import { parseSetup, Recipient, Request, RequestType, recipient, requestType, ENDPOINT_HALT, type Setup } from "../usb/setup.js";
 import { settled, type UrbDevice, type UrbHandle, type UrbResult } from "../device/urb-device.js";
 import type { Logger } from "../shared/log.js";
-import { UsbfsIso, USBFS_MAX_ISO_PACKETS, type IsoCompletion } from "../kernel-glue/usbfs-iso.js";
+import type { FdWatch } from "../shared/fd-loop.js";
+import { Usbfs, USBFS_MAX_ISO_PACKETS, USBFS_URB_ZERO_PACKET, UrbType, type UsbfsCompletion, type UsbfsHandle } from "../kernel-glue/usbfs.js";
 import { isoBytesPerInterval } from "../kernel-glue/endpoints.js";
 import { gatherIsoOut, scatterIsoIn } from "../usb/iso-layout.js";
 
@@ -50,12 +52,14 @@ export class LibusbDevice implements UrbDevice {
   private endpoints = new Map<number, EndpointType>();
   /** iso endpoints of the current settings: usb_submit_urb's bytes per interval */
   private isoLimits = new Map<number, number>();
-  /** interfaces with an iso endpoint in some alternate setting: claimed through `iso`, not libusb */
+  /** interfaces with an iso endpoint in some alternate setting: on `usbfs` even when the transfers are libusb's */
   private isoInterfaces = new Set<number>();
   /** the endpoints of those interfaces (every alternate setting) → their interface */
   private isoInterfaceOf = new Map<number, number>();
-  private iso: UsbfsIso | undefined;
-  private isoUnavailable: string | undefined;
+  /** our usbfs fd: every interface's URBs (allOnUsbfs), or the iso interfaces' only */
+  private usbfs: Usbfs | undefined;
+  private allOnUsbfs = false;
+  private usbfsUnavailable: string | undefined;
   private closed = false;
   private markGone!: () => void;
   private onDetach: ((d: UsbDevice) => void) | undefined;
@@ -86,12 +90,14 @@ export class LibusbDevice implements UrbDevice {
     }
     const d = new LibusbDevice(usb, dev, ((busnum << 16) | devnum) >>> 0, speed, busid, log);
     d.findIsoInterfaces();
-    if (d.isoInterfaces.size > 0) {
+    const viaLibusb = process.env.USBIP_QREXEC_TRANSFERS === "libusb";
+    if (!viaLibusb || d.isoInterfaces.size > 0) {
       try {
-        d.iso = UsbfsIso.open(busnum, devnum);
+        d.usbfs = Usbfs.open(busnum, devnum);
+        d.allOnUsbfs = !viaLibusb;
       } catch (e) {
-        d.isoUnavailable = (e as Error).message;
-        log.warn(`${busid}: isochronous endpoints will be refused: ${d.isoUnavailable}`);
+        d.usbfsUnavailable = (e as Error).message;
+        log.warn(`${busid}: URBs go through libusb${d.isoInterfaces.size > 0 ? ", isochronous ones are refused" : ""}: ${d.usbfsUnavailable}`);
       }
     }
     d.claimAll();
@@ -117,23 +123,31 @@ export class LibusbDevice implements UrbDevice {
     }
   }
 
+  /** Interface `n` is claimed on our usbfs fd (all of them, or with libusb's transfers the iso ones). */
+  private onUsbfs(n: number): boolean {
+    return this.usbfs !== undefined && (this.allOnUsbfs || this.isoInterfaces.has(n));
+  }
+
   /**
-   * A standard or class control request whose recipient is an interface claimed on the usbfs
-   * iso fd, or an endpoint of one (usbfs checks the recipient against the submitting fd's claims;
-   * vendor requests are not checked).
+   * A control request to send on the usbfs fd: every one when all URBs go there; with libusb's
+   * transfers, a standard or class request whose recipient is an iso interface claimed there, or
+   * an endpoint of one (usbfs checks the recipient against the submitting fd's claims; vendor
+   * requests are not checked).
    */
-  private forIsoFd(s: Setup): boolean {
-    if (this.iso === undefined || requestType(s) === RequestType.VENDOR) return false;
+  private forUsbfs(s: Setup): boolean {
+    if (this.usbfs === undefined) return false;
+    if (this.allOnUsbfs) return true;
+    if (requestType(s) === RequestType.VENDOR) return false;
     const r = recipient(s);
-    if (r === Recipient.INTERFACE) return this.iso.owns(s.wIndex & 0xff);
+    if (r === Recipient.INTERFACE) return this.usbfs.owns(s.wIndex & 0xff);
     if (r === Recipient.ENDPOINT) {
       const n = this.isoInterfaceOf.get(s.wIndex & 0xff);
-      return n !== undefined && this.iso.owns(n);
+      return n !== undefined && this.usbfs.owns(n);
     }
     return false;
   }
 
-  /** Detach kernel drivers from the current configuration's interfaces and claim them (iso ones through usbfs). */
+  /** Detach kernel drivers from the current configuration's interfaces and claim them (on usbfs, or with libusb). */
   private claimAll(): void {
     for (const iface of this.dev.interfaces ?? []) {
       const n = iface.interfaceNumber;
@@ -142,8 +156,8 @@ export class LibusbDevice implements UrbDevice {
           iface.detachKernelDriver();
           this.detached.add(n);
         }
-        if (this.iso !== undefined && this.isoInterfaces.has(n)) {
-          const r = this.iso.claim(n);
+        if (this.onUsbfs(n)) {
+          const r = this.usbfs!.claim(n);
           if (r !== 0) throw new Error(`usbfs claim: errno ${-r}`);
           continue;
         }
@@ -157,7 +171,7 @@ export class LibusbDevice implements UrbDevice {
 
   private async releaseAll(): Promise<void> {
     for (const iface of this.dev.interfaces ?? []) {
-      this.iso?.release(iface.interfaceNumber);
+      this.usbfs?.release(iface.interfaceNumber);
       if (!this.claimed.delete(iface.interfaceNumber)) continue;
       await new Promise<void>((r) => iface.release(() => r()));
     }
@@ -183,6 +197,12 @@ export class LibusbDevice implements UrbDevice {
       bNumInterfaces: ifaces.length,
       interfaces: ifaces.map((i) => ({ bInterfaceClass: i.bInterfaceClass, bInterfaceSubClass: i.bInterfaceSubClass, bInterfaceProtocol: i.bInterfaceProtocol })),
     };
+  }
+
+  pollBy(loop: { watch(w: FdWatch): void }): boolean {
+    if (!this.allOnUsbfs) return false;
+    this.usbfs!.pollBy(loop);
+    return true;
   }
 
   endpoint(ep: number, direction: Direction): EndpointType | undefined {
@@ -224,9 +244,15 @@ export class LibusbDevice implements UrbDevice {
     const type = this.endpoint(cmd.ep, cmd.direction);
     if (type === "iso") return this.isoTransfer(cmd, out);
     const usb = this.usb;
-    const address = cmd.ep | (cmd.direction === Direction.IN ? 0x80 : 0);
-    // IN: only the actual_length bytes libusb filled are sent, so the buffer need not be zeroed
-    const buf = cmd.direction === Direction.IN ? Buffer.allocUnsafe(cmd.transferBufferLength) : out;
+    const isIn = cmd.direction === Direction.IN;
+    const address = cmd.ep | (isIn ? 0x80 : 0);
+    // IN: only the actual_length bytes the device sent are answered, so the buffer need not be zeroed
+    const buf = isIn ? Buffer.allocUnsafe(cmd.transferBufferLength) : out;
+    if (this.allOnUsbfs) {
+      // URB_ZERO_PACKET is honoured on OUT only (usb_submit_urb refuses it on IN), as usbip-host passes it on
+      const flags = !isIn && (cmd.transferFlags & TransferFlag.ZERO_PACKET) !== 0 ? USBFS_URB_ZERO_PACKET : 0;
+      return this.viaUsbfs(this.usbfs!.submitTransfer(type === "interrupt" ? UrbType.INTERRUPT : UrbType.BULK, address, flags, buf), isIn, 0);
+    }
     return this.transfer(address, type === "interrupt" ? usb.LIBUSB_TRANSFER_TYPE_INTERRUPT : usb.LIBUSB_TRANSFER_TYPE_BULK, buf, cmd.direction === Direction.IN, 0);
   }
 
@@ -269,14 +295,28 @@ export class LibusbDevice implements UrbDevice {
   }
 
   /**
+   * A bulk, interrupt or control URB's usbfs completion as a URB result: usbfs's status is the
+   * URB's (a negative errno, as usbip-host sends it); `skip` bytes at the start of the buffer are
+   * a control transfer's setup packet.
+   */
+  private viaUsbfs(h: UsbfsHandle, isIn: boolean, skip: number): UrbHandle {
+    const result = h.result.then((c: UsbfsCompletion): UrbResult => {
+      if (c.status === Errno.ENODEV) this.markGone(); // (-ESHUTDOWN too when an endpoint is disabled: libusb's hotplug event tells an unplug)
+      const status = c.cancelled ? Errno.ECONNRESET : c.status;
+      return isIn ? { status, cancelled: c.cancelled, data: c.buffer.subarray(skip, skip + c.actualLength) } : { status, cancelled: c.cancelled, actualLength: c.actualLength };
+    });
+    return { result, cancel: () => h.cancel() };
+  }
+
+  /**
    * An iso URB through usbfs. usbfs lays the packets out back to back; the frontend's
    * descriptors name an offset each (back to back too for snd-usb-audio and uvcvideo, but not
    * necessarily), so OUT data is gathered from the offsets and IN data put back at them.
    */
   private isoTransfer(cmd: CmdSubmit, out: Buffer): UrbHandle {
     const packets = cmd.isoPackets ?? [];
-    if (this.iso === undefined) {
-      this.log.warn(`${this.busid}: isochronous URB on ep ${cmd.ep} refused (-EINVAL): ${this.isoUnavailable ?? "no usbfs fd"}; export this device with --mode kernel`);
+    if (this.usbfs === undefined) {
+      this.log.warn(`${this.busid}: isochronous URB on ep ${cmd.ep} refused (-EINVAL): ${this.usbfsUnavailable ?? "no usbfs fd"}; export this device with --mode kernel`);
       return settled({ status: Errno.EINVAL });
     }
     if (packets.length > USBFS_MAX_ISO_PACKETS) {
@@ -286,8 +326,8 @@ export class LibusbDevice implements UrbDevice {
     const isIn = cmd.direction === Direction.IN;
     const lengths = packets.map((p) => p.length);
     const buf = isIn ? Buffer.alloc(lengths.reduce((a, b) => a + b, 0)) : gatherIsoOut(packets, out);
-    const h = this.iso.submit(cmd.ep | (isIn ? 0x80 : 0), buf, lengths);
-    const result = h.result.then((c: IsoCompletion): UrbResult => {
+    const h = this.usbfs.submitIso(cmd.ep | (isIn ? 0x80 : 0), buf, lengths);
+    const result = h.result.then((c: UsbfsCompletion): UrbResult => {
       const isoPackets = c.packets;
       const status = c.cancelled ? Errno.ECONNRESET : c.status;
       if (!isIn) return { status, cancelled: c.cancelled, actualLength: isoPackets.reduce((a, p) => a + p.actualLength, 0), isoPackets, startFrame: c.startFrame };
@@ -303,12 +343,18 @@ export class LibusbDevice implements UrbDevice {
     const std = requestType(s) === RequestType.STANDARD;
     if (std && recipient(s) === Recipient.DEVICE && s.bRequest === Request.SET_CONFIGURATION) return { result: this.setConfiguration(s.wValue & 0xff), cancel() {} };
     if (std && recipient(s) === Recipient.INTERFACE && s.bRequest === Request.SET_INTERFACE) return { result: this.setInterface(s.wIndex & 0xff, s.wValue & 0xff), cancel() {} };
-    if (std && recipient(s) === Recipient.ENDPOINT && s.bRequest === Request.CLEAR_FEATURE && s.wValue === ENDPOINT_HALT && !this.forIsoFd(s)) {
+    if (std && recipient(s) === Recipient.ENDPOINT && s.bRequest === Request.CLEAR_FEATURE && s.wValue === ENDPOINT_HALT) {
+      // usb_clear_halt, as usbip-host does: the request, and the host side's data toggle reset
       const addr = s.wIndex & 0xff;
+      if (this.forUsbfs(s)) return { result: this.usbfs!.clearHalt(addr).then((r) => ({ status: r === 0 ? 0 : Errno.EPIPE })), cancel() {} };
       return { result: new Promise((resolve) => this.dev.__clearHalt(addr, (e) => resolve({ status: e ? Errno.EPIPE : 0 }))), cancel() {} };
     }
     if (std && recipient(s) === Recipient.DEVICE && s.bRequest === Request.SET_ADDRESS) return settled({ status: 0 }); // vhci-hcd never sends it
     if (s.bmRequestType === PORT_RESET.bmRequestType && s.bRequest === PORT_RESET.bRequest && s.wValue === PORT_RESET.wValue) {
+      if (this.allOnUsbfs) {
+        this.log.info(`${this.busid}: port reset → USBDEVFS_RESET`);
+        return { result: this.usbfs!.reset().then((r) => ({ status: r === 0 ? 0 : Errno.EPROTO })), cancel() {} };
+      }
       this.log.info(`${this.busid}: port reset → libusb_reset_device`);
       return { result: new Promise((resolve) => this.dev.reset((e) => resolve({ status: e ? Errno.EPROTO : 0 }))), cancel() {} };
     }
@@ -317,14 +363,7 @@ export class LibusbDevice implements UrbDevice {
     cmd.setup.copy(buf, 0);
     if (!isIn) out.copy(buf, 8);
     buf.writeUInt16LE(isIn ? s.wLength : out.length, 6);
-    if (this.iso !== undefined && this.forIsoFd(s)) {
-      const h = this.iso.submitControl(buf);
-      const result = h.result.then((c): UrbResult => {
-        const status = c.cancelled ? Errno.ECONNRESET : c.status;
-        return isIn ? { status, cancelled: c.cancelled, data: c.buffer.subarray(8, 8 + c.actualLength) } : { status, cancelled: c.cancelled, actualLength: c.actualLength };
-      });
-      return { result, cancel: () => h.cancel() };
-    }
+    if (this.forUsbfs(s)) return this.viaUsbfs(this.usbfs!.submitControl(buf), isIn, 8);
     return this.transfer(0, usb.LIBUSB_TRANSFER_TYPE_CONTROL, buf, isIn, 8);
   }
 
@@ -339,8 +378,8 @@ export class LibusbDevice implements UrbDevice {
   }
 
   private async setInterface(n: number, alt: number): Promise<UrbResult> {
-    if (this.iso?.owns(n)) {
-      const r = this.iso.setInterface(n, alt);
+    if (this.usbfs?.owns(n)) {
+      const r = this.usbfs.setInterface(n, alt);
       if (r === 0) {
         this.alt.set(n, alt);
         this.refreshEndpoints();
@@ -362,7 +401,7 @@ export class LibusbDevice implements UrbDevice {
     this.closed = true;
     if (this.onDetach) this.usb.removeListener("detach", this.onDetach);
     await this.releaseAll();
-    await this.iso?.close();
+    await this.usbfs?.close();
     // A session may end mid-transfer (the frontend killed during a READ): the device is then
     // mid-protocol (a bulk-only disk waiting to send the rest of the data), and a driver bound
     // now would hang in its first command until a timeout and its own reset (20 s for

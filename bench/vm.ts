@@ -64,6 +64,8 @@ if (workloads.includes("throughput")) {
       mbps: { gadgetLocal: disk.gadgetLocalMBps, ...m },
       vsDirect: Object.fromEntries(Object.keys(m).filter((k) => k !== "direct").map((k) => [k, ratio(m, k, "direct")])),
       vsCCopyHop: Object.fromEntries(Object.keys(m).filter((k) => k !== "cCopyHop" && k !== "direct").map((k) => [k, ratio(m, k, "cCopyHop")])),
+      // the userspace backend's usbfs loop against its earlier self (libusb transfers, libuv streams), same boot
+      userspaceVsLibusbTransfers: ratio(m, "userspace", "userspaceLibusb"),
       goals: { relaysVsCCopyHop: 0.9, userspaceVsCCopyHopAndUsbipHost: 0.8 },
       met: { relays: (vsHop.frontendRelay ?? 0) >= 0.9 && (vsHop.backendRelay ?? 0) >= 0.9, userspace: (vsHop.userspace ?? 0) >= 0.8 },
       maxInFlight: disk.maxInFlight,
@@ -83,7 +85,7 @@ if (workloads.includes("queued")) {
     // the relays must have seen the pipelining the workload asks for, or it measured something else
     for (const k of ["frontendRelay", "backendRelay", "userspace"]) if (queued.maxInFlight[k] !== undefined && queued.maxInFlight[k]! < 2) checks.push(`queued ${k}: at most ${queued.maxInFlight[k]} URB in flight`);
     // every mode measured against direct (the userspace backend's is its ratio to usbip-host)
-    const vs = (mb: Record<string, number>) => ({ frontendRelay: ratio(mb, "frontendRelay", "direct"), backendRelay: ratio(mb, "backendRelay", "direct"), ...Object.fromEntries(Object.keys(mb).filter((k) => !["direct", "userspace", "frontendRelay", "backendRelay"].includes(k)).map((k) => [k, ratio(mb, k, "direct")])), userspaceVsUsbipHost: ratio(mb, "userspace", "direct") });
+    const vs = (mb: Record<string, number>) => ({ frontendRelay: ratio(mb, "frontendRelay", "direct"), backendRelay: ratio(mb, "backendRelay", "direct"), ...Object.fromEntries(Object.keys(mb).filter((k) => !["direct", "userspace", "frontendRelay", "backendRelay"].includes(k)).map((k) => [k, ratio(mb, k, "direct")])), userspaceVsUsbipHost: ratio(mb, "userspace", "direct"), userspaceVsLibusbTransfers: ratio(mb, "userspace", "userspaceLibusb") });
     const read = vs(queued.readMBps);
     const write = vs(queued.writeMBps);
     const warmRead = vs(queued.warmReadMBps);

@@ -7,6 +7,7 @@ import type { Direction } from "../protocol/constants.js";
 import type { EndpointType } from "../protocol/client-decoder.js";
 import type { CmdSubmit, DeviceRecord, InterfaceRecord } from "../protocol/messages.js";
 import type { SpeedString } from "../protocol/speed.js";
+import type { FdWatch } from "../shared/fd-loop.js";
 
 export interface UrbResult {
   /** 0 or a negative Linux errno (-EPIPE for a stall, …) */
@@ -45,6 +46,11 @@ export interface UrbDevice {
   isoPacketLimit?(ep: number, direction: Direction): number | undefined;
   /** Start one transfer; `out` is the OUT payload (empty for IN). Never throws: errors are statuses. */
   submit(cmd: CmdSubmit, out: Buffer): UrbHandle;
+  /**
+   * A device whose completions are signalled on an fd (usbfs) lets the caller's poll() loop watch
+   * it (shared/fd-loop.ts): the link's bytes and the URBs then move in one loop. Returns whether it did.
+   */
+  pollBy?(loop: { watch(w: FdWatch): void }): boolean;
   /** Release the device (interfaces, kernel drivers); idempotent. */
   close(): Promise<void>;
 }

@@ -11,7 +11,7 @@
  * A frontend that stops reading its answers stops being read (more than STREAM_BUFFER bytes
  * waiting in the output pause the input until it drains): what waits for it stays bounded.
  */
-import type { Readable, Writable } from "node:stream";
+import type { ByteSink, ByteSource } from "../shared/byte-stream.js";
 import { ClientStreamDecoder } from "../protocol/client-decoder.js";
 import { Direction, Errno, TransferFlag } from "../protocol/constants.js";
 import { encode } from "../protocol/encoder.js";
@@ -62,8 +62,8 @@ export class UrbServer {
 
   constructor(
     private readonly device: UrbDevice,
-    private readonly input: Readable,
-    private readonly output: Writable,
+    private readonly input: ByteSource,
+    private readonly output: ByteSink,
     private readonly opts: { prefix?: Buffer; onMessage?: (m: CmdSubmit | CmdUnlink | ServerMessage) => void } = {},
   ) {
     this.dec = new ClientStreamDecoder({ phase: "urb", endpointType: (ep, dir) => device.endpoint(ep, dir) });

@@ -205,6 +205,19 @@ export class FdWriter extends EventEmitter implements ByteSink {
   }
 }
 
+/**
+ * Another fd the loop polls for its owner (the userspace backend's usbfs fd, whose POLLOUT says
+ * URBs completed): polled for `events` while wants() is true; ready() gets the revents. The loop
+ * gives the event loop a turn after a batch in which a watch was ready: what its owner settled
+ * (promises) goes on from there.
+ */
+export interface FdWatch {
+  readonly fd: number;
+  readonly events: number;
+  wants(): boolean;
+  ready(revents: number): void;
+}
+
 export interface FdLoopOptions {
   /** an eventfd (non-blocking) the owner writes after posting a message: wakes the loop */
   wakeFd?: number;
@@ -218,11 +231,12 @@ export class FdLoop {
   readonly c = libc();
   private readonly readers: FdReader[] = [];
   private readonly writers: FdWriter[] = [];
+  private readonly watches: FdWatch[] = [];
   private readonly closed = new Set<number>();
   private stopped = false;
   private pfd = Buffer.alloc(8 * 8);
   /** who asked for entry k of the pollfd list (undefined: the wake fd) */
-  private readonly waiting: Array<FdReader | FdWriter | undefined> = [];
+  private readonly waiting: Array<FdReader | FdWriter | FdWatch | undefined> = [];
   private readonly drained = Buffer.alloc(8);
 
   constructor(private readonly o: FdLoopOptions) {}
@@ -239,6 +253,11 @@ export class FdLoop {
     const w = new FdWriter(this, fd);
     this.writers.push(w);
     return w;
+  }
+
+  /** Poll `w.fd` too, for its owner (the loop neither reads, writes nor closes it). */
+  watch(w: FdWatch): void {
+    this.watches.push(w);
   }
 
   /** Start turning (on the next turn of the thread's event loop). */
@@ -280,7 +299,7 @@ export class FdLoop {
   }
 
   /** Entry `i` of the pollfd list (struct pollfd { int fd; short events; short revents; }); returns i + 1. */
-  private put(i: number, fd: number, events: number, who: FdReader | FdWriter | undefined): number {
+  private put(i: number, fd: number, events: number, who: FdReader | FdWriter | FdWatch | undefined): number {
     if (this.pfd.length < 8 * (i + 1)) {
       const bigger = Buffer.alloc(2 * this.pfd.length);
       this.pfd.copy(bigger);
@@ -309,6 +328,7 @@ export class FdLoop {
       let n = 0;
       for (const r of this.readers) if (r.wants && !this.closed.has(r.fd)) n = this.put(n, r.fd, POLLIN, r);
       for (const w of this.writers) if (w.wants && !this.closed.has(w.fd)) n = this.put(n, w.fd, POLLOUT, w);
+      for (const w of this.watches) if (w.wants()) n = this.put(n, w.fd, w.events, w);
       if (this.o.wakeFd !== undefined) n = this.put(n, this.o.wakeFd, POLLIN, undefined);
       if (n === 0) {
         // nothing to wait for (everything paused or done, no wake fd): a timer turns us again
@@ -328,7 +348,12 @@ export class FdLoop {
           this.c.read(this.o.wakeFd!, this.drained);
         } else if (who instanceof FdReader) {
           if (who.wants) who.ready();
-        } else if (revents & (POLLOUT | POLLERR | POLLHUP | POLLNVAL)) who.flush();
+        } else if (who instanceof FdWriter) {
+          if (revents & (POLLOUT | POLLERR | POLLHUP | POLLNVAL)) who.flush();
+        } else {
+          woken = true;
+          who.ready(revents);
+        }
       }
       this.o.afterBatch?.();
       if (woken || (batch % CLOCK_EVERY === 0 && performance.now() - began > TURN_MS)) break;

@@ -84,6 +84,60 @@ test("fd loop: 16 MiB through a socketpair with a reader that stalls, byte for b
   b.peer.destroy();
 });
 
+test("fd loop: a watched fd is polled only while its owner wants it; ready() gets the revents, and what it settles runs while bytes keep moving through the loop", async (t) => {
+  const c = libc();
+  const a = pair();
+  const b = pair();
+  const [w, w2] = c.socketpair();
+  const loop = new FdLoop({ idleMs: () => 1 });
+  const input = loop.reader(a.fd);
+  const output = loop.writer(b.fd);
+  input.on("data", (chunk: Buffer) => output.write(chunk));
+  input.resume();
+  let wanted = false;
+  let readies = 0;
+  let seen = 0;
+  let settle: (() => void) | undefined;
+  loop.watch({
+    fd: w,
+    events: 1 /* POLLIN */,
+    wants: () => wanted,
+    ready: (revents) => {
+      readies++;
+      seen |= revents;
+      wanted = false; // what an owner does once it has taken what was ready
+      settle?.();
+    },
+  });
+  loop.start();
+  // the fd is readable from here on, but nobody wants it: never polled, never ready
+  new net.Socket({ fd: w2, readable: false, writable: true }).end(Buffer.from("x"));
+  // keep the loop busy: a stream of bytes through it the whole time
+  let pumping = true;
+  const pumpBytes = async () => {
+    while (pumping) {
+      a.peer.write(randomBytes(64 * 1024));
+      await new Promise((r) => setImmediate(r));
+    }
+  };
+  const busy = pumpBytes();
+  await new Promise((r) => setTimeout(r, 100));
+  t.is(readies, 0, "not wanted: not polled");
+  const settled = new Promise<void>((r) => (settle = r));
+  wanted = true;
+  await settled; // resolved in ready(): its continuation runs although bytes keep coming
+  t.is(readies, 1);
+  t.is(seen & 1, 1, "POLLIN in the revents");
+  pumping = false;
+  await busy;
+  await new Promise((r) => setTimeout(r, 50));
+  t.is(readies, 1, "not wanted again: not polled again");
+  loop.stop();
+  c.close(w);
+  a.peer.destroy();
+  b.peer.destroy();
+});
+
 test("thread, frontend role: generated valid traffic passes unchanged in both directions", async (t) => {
   const valid = urbSession.map((s) => {
     for (const m of s.server) if (m.kind === "RET_SUBMIT") m.errorCount = Math.min(Math.abs(m.errorCount) % 3, m.numberOfPackets);

@@ -27,8 +27,12 @@ const ALL_MODES: Mode[] = [
   { name: "frontendRelay", importMode: "relay", exportMode: "kernel" },
   { name: "backendRelay", importMode: "kernel", exportMode: "relay" },
   { name: "bothRelays", importMode: "relay", exportMode: "relay" },
-  // the device served from userspace through libusb instead of usbip-host
+  // the device served from userspace instead of usbip-host: its URBs on our usbfs fd, reaped in
+  // the poll() loop that moves the link's bytes (backend/serve-link.ts)
   { name: "userspace", importMode: "kernel", exportMode: "userspace" },
+  // the same with its URBs as node-usb's (libusb's) transfers and the link on libuv's streams:
+  // the userspace backend as it was before, measured beside it
+  { name: "userspaceLibusb", importMode: "kernel", exportMode: "userspace", env: { USBIP_QREXEC_TRANSFERS: "libusb" } },
   // kernel modes over qrexec-sim's socket link: a plain Node copy loop, no decoding — the cost
   // of one userspace Node hop, to set the relays' cost against
   { name: "nodeCopyHop", importMode: "kernel", exportMode: "kernel", link: "socket" },
@@ -46,6 +50,8 @@ const ALL_MODES: Mode[] = [
 const EXTRA_MODES: Mode[] = [
   { name: "frontendRelayEventLoop", importMode: "relay", exportMode: "kernel", env: { USBIP_QREXEC_RELAY_THREAD: "0" } },
   { name: "backendRelayEventLoop", importMode: "kernel", exportMode: "relay", env: { USBIP_QREXEC_RELAY_THREAD: "0" } },
+  // usbfs URBs, but the link on libuv's streams and the completions polled on koffi's worker thread
+  { name: "userspaceStreams", importMode: "kernel", exportMode: "userspace", env: { USBIP_QREXEC_FD_LOOP: "0" } },
 ];
 
 /** BENCH_MODES=direct,frontendRelay runs a subset (experiments); the benches run them all. */

@@ -1,8 +1,8 @@
 /**
- * The userspace backend's iso path below node-usb: the usbfs ioctl numbers and struct layout
+ * The userspace backend's URB path below node-usb: the usbfs ioctl numbers and struct layout
  * against the C header (compiled with gcc here), koffi's ioctl() and poll() on a FIFO, and the
  * two buffer layouts of an iso URB (USB/IP's offsets, usbfs's back-to-back packets). The
- * transfers themselves are proven in the VM (scenario-usb-audio.ts, userspace mode).
+ * transfers themselves are proven in the VM (every userspace-mode scenario).
  */
 import test from "ava";
 import fc from "fast-check";
@@ -10,7 +10,7 @@ import { execFileSync } from "node:child_process";
 import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { USBFS_IOCTL, USBFS_URB_LAYOUT } from "../kernel-glue/usbfs-iso.js";
+import { UrbType, USBFS_IOCTL, USBFS_URB_LAYOUT, USBFS_URB_ZERO_PACKET } from "../kernel-glue/usbfs.js";
 import { libc, POLLIN, POLLOUT } from "../shared/libc.js";
 import { gatherIsoOut, packedOffsets, scatterIsoIn, type IsoSlot } from "../usb/iso-layout.js";
 
@@ -29,7 +29,8 @@ ${Object.keys(USBFS_IOCTL).map((k) => `  printf("${k} %lu\\n", (unsigned long)US
   printf("size %zu\\n", sizeof(struct usbdevfs_urb));
   printf("descSize %zu\\n", sizeof(struct usbdevfs_iso_packet_desc));
 ${fields.map((f) => `  printf("${f} %zu\\n", offsetof(struct usbdevfs_urb, ${f}));`).join("\n")}
-  printf("ISO %d ASAP %d\\n", USBDEVFS_URB_TYPE_ISO, USBDEVFS_URB_ISO_ASAP);
+${Object.keys(UrbType).map((k) => `  printf("TYPE_${k} %d\\n", USBDEVFS_URB_TYPE_${k});`).join("\n")}
+  printf("ZERO_PACKET %d\\n", USBDEVFS_URB_ZERO_PACKET);
   return 0;
 }
 `,
@@ -43,6 +44,8 @@ ${fields.map((f) => `  printf("${f} %zu\\n", offsetof(struct usbdevfs_urb, ${f})
     );
     for (const [k, v] of Object.entries(USBFS_IOCTL)) t.is(v, Number(got.get(k)), `USBDEVFS_${k}`);
     for (const [k, v] of Object.entries(USBFS_URB_LAYOUT)) t.is(v as number, Number(got.get(k)), `usbdevfs_urb.${k}`);
+    for (const [k, v] of Object.entries(UrbType)) t.is(v as number, Number(got.get(`TYPE_${k}`)), `USBDEVFS_URB_TYPE_${k}`);
+    t.is(USBFS_URB_ZERO_PACKET, Number(got.get("ZERO_PACKET")), "USBDEVFS_URB_ZERO_PACKET");
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -1,21 +1,23 @@
 /**
- * Isochronous transfers through usbfs (/dev/bus/usb/BBB/DDD), for the userspace backend: libusb
- * has an iso API but node-usb 2.x does not expose it, so the interfaces with iso endpoints are
- * claimed on a second usbfs fd of the device (and the control requests addressed to them sent
- * on it too) and their URBs submitted with USBDEVFS_SUBMITURB
- * (type ISO, ISO_ASAP), reaped with USBDEVFS_REAPURBNDELAY when poll() says some completed
- * (usbfs signals POLLOUT for a completed URB, POLLHUP/POLLERR once the device is gone), and
- * cancelled with USBDEVFS_DISCARDURB. Wire facts (include/uapi/linux/usbdevice_fs.h, 64-bit):
+ * URBs on a device's usbfs node (/dev/bus/usb/BBB/DDD), for the userspace backend: the
+ * interfaces are claimed on an fd of our own and every URB — bulk, interrupt, control, iso —
+ * submitted with USBDEVFS_SUBMITURB, reaped with USBDEVFS_REAPURBNDELAY when poll() says some
+ * completed (usbfs signals POLLOUT for a completed URB, POLLHUP/POLLERR once the device is
+ * gone), cancelled with USBDEVFS_DISCARDURB. No libusb event thread and no copy of libusb's
+ * transfer state between: one ioctl submits, one reaps. (node-usb 2.x has no iso API at all;
+ * when this fd cannot be had, the backend falls back to node-usb's transfers.)
+ * Wire facts (include/uapi/linux/usbdevice_fs.h, 64-bit):
  *
  *   struct usbdevfs_urb (56 bytes)          struct usbdevfs_iso_packet_desc (12 bytes, from 56)
- *     0 u8 type (0 = ISO)                      0 u32 length
+ *     0 u8 type (0 ISO 1 INT 2 CTRL 3 BULK)    0 u32 length
  *     1 u8 endpoint (address, 0x80 = IN)       4 u32 actual_length
  *     4 s32 status                             8 u32 status (a negative errno)
- *     8 u32 flags (0x02 = ISO_ASAP)
- *    16 ptr buffer                         usbfs lays the packets out back to back in the buffer
- *    24 s32 buffer_length                  (packet i at the sum of the lengths before it), and
- *    28 s32 actual_length                  takes 1..128 packets per URB (devio.c).
- *    32 s32 start_frame
+ *     8 u32 flags (0x02 ISO_ASAP,
+ *                  0x40 ZERO_PACKET)       usbfs lays iso packets out back to back in the buffer
+ *    16 ptr buffer                         (packet i at the sum of the lengths before it), and
+ *    24 s32 buffer_length                  takes 1..128 packets per URB (devio.c). A control
+ *    28 s32 actual_length                  URB's buffer is the 8-byte setup packet, then the
+ *    32 s32 start_frame                    data stage; wLength must equal buffer_length - 8.
  *    36 s32 number_of_packets
  *    40 s32 error_count
  *    44 u32 signr (0: no signal)
@@ -24,14 +26,17 @@
 import { closeSync, openSync } from "node:fs";
 import { GlueError, GlueErrorCode } from "./errors.js";
 import { libc, POLLERR, POLLHUP, POLLOUT, type Libc } from "../shared/libc.js";
+import type { FdWatch } from "../shared/fd-loop.js";
 
 const URB_SIZE = 56;
 const DESC_SIZE = 12;
 /** devio.c: number_of_packets must be 1..128 */
 export const USBFS_MAX_ISO_PACKETS = 128;
-const URB_TYPE_ISO = 0;
-const URB_TYPE_CONTROL = 2;
+/** usbdevfs_urb.type */
+export const UrbType = { ISO: 0, INTERRUPT: 1, CONTROL: 2, BULK: 3 } as const;
 const URB_ISO_ASAP = 0x02;
+/** usbdevfs_urb.flags: end a bulk OUT transfer whose length is a multiple of the packet size with a zero-length packet (URB_ZERO_PACKET) */
+export const USBFS_URB_ZERO_PACKET = 0x40;
 const EAGAIN = 11;
 const ENODEV = 19;
 
@@ -45,12 +50,14 @@ export const USBFS_IOCTL = {
   REAPURBNDELAY: ioc(1, 13, 8),
   CLAIMINTERFACE: ioc(2, 15, 4),
   RELEASEINTERFACE: ioc(2, 16, 4),
+  RESET: ioc(0, 20, 0),
+  CLEAR_HALT: ioc(2, 21, 4),
 } as const;
-const { SETINTERFACE, SUBMITURB, DISCARDURB, REAPURBNDELAY, CLAIMINTERFACE, RELEASEINTERFACE } = USBFS_IOCTL;
+const { SETINTERFACE, SUBMITURB, DISCARDURB, REAPURBNDELAY, CLAIMINTERFACE, RELEASEINTERFACE, RESET, CLEAR_HALT } = USBFS_IOCTL;
 /** struct usbdevfs_urb's field offsets on 64-bit ABIs, and its iso descriptors' */
 export const USBFS_URB_LAYOUT = { size: URB_SIZE, type: 0, endpoint: 1, status: 4, flags: 8, buffer: 16, buffer_length: 24, actual_length: 28, start_frame: 32, number_of_packets: 36, error_count: 40, signr: 44, usercontext: 48, iso_frame_desc: 56, descSize: DESC_SIZE } as const;
 
-export interface IsoCompletion {
+export interface UsbfsCompletion {
   /** the URB's status: 0, or a negative errno (-ECONNRESET after a discard, -ENODEV, …) */
   status: number;
   /** the URB's actual_length (a control URB's data stage; iso: the packets' sum) */
@@ -63,23 +70,27 @@ export interface IsoCompletion {
   cancelled: boolean;
 }
 
-export interface IsoHandle {
-  readonly result: Promise<IsoCompletion>;
+export interface UsbfsHandle {
+  readonly result: Promise<UsbfsCompletion>;
   cancel(): void;
 }
+
+const NO_PACKETS: readonly number[] = [];
 
 interface Pending {
   urb: Buffer;
   buffer: Buffer;
   count: number;
   discarded: boolean;
-  resolve: (c: IsoCompletion) => void;
+  resolve: (c: UsbfsCompletion) => void;
 }
 
-export class UsbfsIso {
+export class Usbfs {
   private readonly pending = new Map<bigint, Pending>();
   private readonly claimed = new Set<number>();
   private pumping: Promise<void> | undefined;
+  /** a poll() loop of the caller's watches the fd (pollBy): no poll of our own */
+  private polledBy = false;
   private fd: number;
   private gone = false;
 
@@ -92,22 +103,28 @@ export class UsbfsIso {
   }
 
   /** Open the device's usbfs node; throws a GlueError naming why (koffi missing, permissions, a 32-bit ABI). */
-  static open(busnum: number, devnum: number): UsbfsIso {
-    if (process.arch !== "x64" && process.arch !== "arm64" && process.arch !== "riscv64" && process.arch !== "ppc64" && process.arch !== "loong64") throw new GlueError(GlueErrorCode.LIBUSB, `usbfs iso transfers are implemented for 64-bit ABIs only, not ${process.arch}`);
+  static open(busnum: number, devnum: number): Usbfs {
+    if (process.arch !== "x64" && process.arch !== "arm64" && process.arch !== "riscv64" && process.arch !== "ppc64" && process.arch !== "loong64") throw new GlueError(GlueErrorCode.LIBUSB, `usbfs transfers are implemented for 64-bit ABIs only, not ${process.arch}`);
     const c = libc();
     const node = `/dev/bus/usb/${String(busnum).padStart(3, "0")}/${String(devnum).padStart(3, "0")}`;
     let fd: number;
     try {
       fd = openSync(node, "r+");
     } catch (e) {
-      throw new GlueError(GlueErrorCode.LIBUSB, `cannot open ${node} for iso transfers: ${(e as Error).message}`);
+      throw new GlueError(GlueErrorCode.LIBUSB, `cannot open ${node}: ${(e as Error).message}`);
     }
-    return new UsbfsIso(c, fd, node);
+    return new Usbfs(c, fd, node);
   }
 
   private call(request: number, arg: Buffer | null): number {
     if (this.fd < 0) return -ENODEV;
     return this.c.ioctl(this.fd, request, arg) < 0 ? -this.c.errno() : 0;
+  }
+
+  /** an ioctl that waits for the device, on koffi's worker thread: 0, or -1 when it failed (errno is that thread's, not ours to read) */
+  private async callAsync(request: number, arg: Buffer | null): Promise<number> {
+    if (this.fd < 0) return -ENODEV;
+    return (await this.c.ioctlAsync(this.fd, request, arg)) < 0 ? -1 : 0;
   }
 
   /** USBDEVFS_CLAIMINTERFACE: 0 or a negative errno (-EBUSY: a driver or another fd has it). */
@@ -142,22 +159,50 @@ export class UsbfsIso {
    * Submit one iso URB on endpoint `address` with `lengths.length` packets laid out back to back
    * in `buffer` (OUT: the data; IN: room for it). A refusal settles at once with its errno.
    */
-  submit(address: number, buffer: Buffer, lengths: readonly number[]): IsoHandle {
-    return this.submitUrb(URB_TYPE_ISO, address, URB_ISO_ASAP, buffer, lengths);
+  submitIso(address: number, buffer: Buffer, lengths: readonly number[]): UsbfsHandle {
+    return this.submitUrb(UrbType.ISO, address, URB_ISO_ASAP, buffer, lengths);
+  }
+
+  /** A bulk or interrupt URB on endpoint `address` (OUT: `buffer` is the data; IN: room for it). */
+  submitTransfer(type: typeof UrbType.BULK | typeof UrbType.INTERRUPT, address: number, flags: number, buffer: Buffer): UsbfsHandle {
+    return this.submitUrb(type, address, flags, buffer, NO_PACKETS);
   }
 
   /**
    * A control transfer on this fd: a URB of type CONTROL on endpoint 0 whose buffer is the 8-byte
-   * setup packet followed by the data stage (IN: room for wLength bytes). For requests addressed
-   * to an interface claimed here or to one of its endpoints (a UAC1 SET_CUR sampling frequency to
-   * the iso endpoint, GET_INTERFACE): usbfs checks a standard or class request's recipient against
-   * the interfaces the submitting fd claimed, and libusb's fd did not claim these.
+   * setup packet followed by the data stage (IN: room for wLength bytes). usbfs checks a standard
+   * or class request's recipient (an interface, an endpoint) against the interfaces the
+   * submitting fd claimed.
    */
-  submitControl(buffer: Buffer): IsoHandle {
-    return this.submitUrb(URB_TYPE_CONTROL, 0, 0, buffer, []);
+  submitControl(buffer: Buffer): UsbfsHandle {
+    return this.submitUrb(UrbType.CONTROL, 0, 0, buffer, NO_PACKETS);
   }
 
-  private submitUrb(type: number, address: number, flags: number, buffer: Buffer, lengths: readonly number[]): IsoHandle {
+  /**
+   * USBDEVFS_CLEAR_HALT (usb_clear_halt: CLEAR_FEATURE(ENDPOINT_HALT) to the device, and the host
+   * side's data toggle reset): 0 or negative. It waits for the device (up to usbcore's
+   * 5 s control timeout), so it runs off the event loop.
+   */
+  clearHalt(address: number): Promise<number> {
+    const b = Buffer.alloc(4);
+    b.writeUInt32LE(address, 0);
+    return this.callAsync(CLEAR_HALT, b);
+  }
+
+  /**
+   * USBDEVFS_RESET (usb_reset_device), the interfaces given up around it as libusb does: a reset
+   * unbinds usbfs from the interfaces it holds and would let it rebind them later; released
+   * first, they stay driverless, and are claimed again after. 0 or negative.
+   */
+  async reset(): Promise<number> {
+    const held = [...this.claimed];
+    for (const n of held) this.release(n);
+    const r = await this.callAsync(RESET, null);
+    for (const n of held) this.claim(n);
+    return r;
+  }
+
+  private submitUrb(type: number, address: number, flags: number, buffer: Buffer, lengths: readonly number[]): UsbfsHandle {
     const count = lengths.length;
     const urb = Buffer.alloc(URB_SIZE + DESC_SIZE * count);
     urb.writeUInt8(type, 0);
@@ -170,7 +215,7 @@ export class UsbfsIso {
     const key = this.c.address(urb);
     urb.writeBigUInt64LE(key, 48);
     let entry!: Pending;
-    const result = new Promise<IsoCompletion>((resolve) => (entry = { urb, buffer, count, discarded: false, resolve }));
+    const result = new Promise<UsbfsCompletion>((resolve) => (entry = { urb, buffer, count, discarded: false, resolve }));
     const r = this.gone ? -ENODEV : this.call(SUBMITURB, urb);
     if (r !== 0) {
       entry.resolve({ status: r, actualLength: 0, buffer, packets: lengths.map(() => ({ actualLength: 0, status: r })), startFrame: 0, cancelled: false });
@@ -193,9 +238,27 @@ export class UsbfsIso {
     return this.pending.size;
   }
 
-  /** Keep one poll() in flight on a worker thread while any URB is. */
+  /**
+   * Let the caller's poll() loop (shared/fd-loop.ts) watch the fd instead of a poll() of our own
+   * on koffi's worker thread: completions are reaped in the same loop that moves the link's
+   * bytes, with no thread between. Call before the first URB.
+   */
+  pollBy(loop: { watch(w: FdWatch): void }): void {
+    this.polledBy = true;
+    loop.watch({
+      fd: this.fd,
+      events: POLLOUT,
+      wants: () => this.pending.size > 0 && this.fd >= 0,
+      ready: (revents) => {
+        this.reap();
+        if ((revents & (POLLERR | POLLHUP)) !== 0) this.failAll(-ENODEV);
+      },
+    });
+  }
+
+  /** Keep one poll() in flight on a worker thread while any URB is (unless a loop of the caller's polls the fd). */
   private pump(): void {
-    if (this.pumping !== undefined || this.pending.size === 0 || this.fd < 0) return;
+    if (this.polledBy || this.pumping !== undefined || this.pending.size === 0 || this.fd < 0) return;
     this.pumping = this.c.pollAsync(this.fd, POLLOUT, 250).then(
       (revents) => {
         this.pumping = undefined;
@@ -225,7 +288,7 @@ export class UsbfsIso {
       if (e === undefined) continue;
       this.pending.delete(key);
       const u = e.urb;
-      const packets: IsoCompletion["packets"] = [];
+      const packets: UsbfsCompletion["packets"] = [];
       for (let i = 0; i < e.count; i++) packets.push({ actualLength: u.readUInt32LE(URB_SIZE + DESC_SIZE * i + 4), status: u.readInt32LE(URB_SIZE + DESC_SIZE * i + 8) });
       const status = u.readInt32LE(4);
       e.resolve({ status, actualLength: u.readInt32LE(28), buffer: e.buffer, packets, startFrame: u.readInt32LE(32), cancelled: e.discarded && status !== 0 });
