@@ -6,9 +6,9 @@
  * A device whose completions come on an fd (usbfs: LibusbDevice.pollBy) is served by one poll()
  * loop on this thread (shared/fd-loop.ts) that reads the link, writes the answers and reaps the
  * URBs — no libuv stream between, no thread hop per completion. The loop gives the event loop a
- * turn whenever URBs were reaped (their promises settle there), after TURN_MS of continuous work,
- * and every IDLE_MS while nothing happens: signals, the detach request and libusb's hotplug
- * event are never later than that. USBIP_QREXEC_FD_LOOP=0 keeps the link on libuv's streams
+ * turn after every batch of events (the URBs' promises settle there: a reaped completion, a
+ * request answered at once) and every IDLE_MS while nothing happens: signals, the detach
+ * request and libusb's hotplug event are never later than that. USBIP_QREXEC_FD_LOOP=0 keeps the link on libuv's streams
  * (the benchmarks' comparison).
  */
 import type { UrbDevice } from "../device/urb-device.js";
@@ -25,7 +25,10 @@ const IDLE_MS = 10;
 const FLUSH_MS = 2000;
 
 export async function serveOnLink(device: UrbDevice, log: Logger, stop: Promise<unknown>, what: string): Promise<number> {
-  const r = process.env.USBIP_QREXEC_FD_LOOP !== "0" && device.pollBy !== undefined && pollable(0) && pollable(1) ? await serveOnFdLoop(device, log, stop, what) : await serveOnStreams(device, log, stop, what);
+  // the loop only when the device's completions come on an fd it polls: a device that settles
+  // its URBs on the event loop (a model, libusb's transfers) would wait for the loop's turns
+  const loop = new FdLoop({ idleMs: () => IDLE_MS, yieldAfterEvents: true });
+  const r = process.env.USBIP_QREXEC_FD_LOOP !== "0" && pollable(0) && pollable(1) && device.pollBy?.(loop) === true ? await serveOnFdLoop(loop, device, log, stop, what) : await serveOnStreams(device, log, stop, what);
   log.info(`session ended (${r.reason}): ${JSON.stringify(r.stats)}`);
   if (r.violation) throw new RelayViolationError(r.violation, "frontend");
   return 0;
@@ -41,13 +44,11 @@ async function serveOnStreams(device: UrbDevice, log: Logger, stop: Promise<unkn
   return server.done;
 }
 
-async function serveOnFdLoop(device: UrbDevice, log: Logger, stop: Promise<unknown>, what: string): Promise<UrbServerResult> {
+async function serveOnFdLoop(loop: FdLoop, device: UrbDevice, log: Logger, stop: Promise<unknown>, what: string): Promise<UrbServerResult> {
   await sendHandshake(1, device); // one write(2), before the loop makes fd 1 non-blocking
-  const loop = new FdLoop({ idleMs: () => IDLE_MS });
   const input = loop.reader(0);
   const output = loop.writer(1);
-  const polled = device.pollBy!(loop);
-  log.info(`${what}: devid ${device.devid} speed ${device.speed}; serving URBs${polled ? " (one poll loop: link and usbfs)" : ""}`);
+  log.info(`${what}: devid ${device.devid} speed ${device.speed}; serving URBs (one poll loop: the link and usbfs)`);
   const server = new UrbServer(device, input, output);
   server.start();
   loop.start();

@@ -41,6 +41,10 @@ export interface UrbServerResult {
 interface InFlight {
   cmd: CmdSubmit;
   handle: UrbHandle;
+  /** its endpoint's queue (see `queues`) */
+  key: number;
+  /** the device's result, once it settled (it is answered when every earlier URB of its endpoint is) */
+  result?: UrbResult;
   /** seqnum of the CMD_UNLINK that asked to cancel it */
   unlinkedBy?: number;
 }
@@ -54,8 +58,8 @@ export class UrbServer {
   private readonly recent = new RecentSeqnums();
   /** the device as the CMD_* rules see it (made once: checked on every URB) */
   private readonly view: DeviceView;
-  /** per endpoint (ep | dir << 4; 0 for the control endpoint): the answer of the URB submitted last, to keep answers in order */
-  private readonly tails = new Map<number, Promise<void>>();
+  /** per endpoint (ep | dir << 4; 0 for the control endpoint): its URBs not yet answered, in submission order */
+  private readonly queues = new Map<number, InFlight[]>();
   private finished = false;
   private resolveDone!: (r: UrbServerResult) => void;
   readonly done: Promise<UrbServerResult>;
@@ -113,19 +117,31 @@ export class UrbServer {
     this.opts.onMessage?.(cmd);
     const out = cmd.direction === Direction.OUT ? (cmd.payload.length === 1 ? cmd.payload[0]! : Buffer.concat(cmd.payload)) : Buffer.alloc(0);
     const handle = this.device.submit(cmd, out);
-    const entry: InFlight = { cmd, handle };
-    this.inflight.set(cmd.seqnum, entry);
-    this.stats.submitted++;
-    if (this.inflight.size > this.stats.maxInFlight) this.stats.maxInFlight = this.inflight.size;
     // An HCD completes the URBs of one endpoint in submission order (usbtest's queued-control
     // case checks it): a transfer that fails at once must not overtake earlier ones.
     const key = cmd.ep === 0 ? 0 : cmd.ep | (cmd.direction << 4); // ep 0 is one pipe for both directions
-    const settledResult = handle.result.catch((): UrbResult => ({ status: Errno.EPROTO }));
-    const answered = Promise.all([this.tails.get(key), settledResult]).then(([, r]) => this.completed(entry, r));
-    this.tails.set(key, answered);
-    void answered.then(() => {
-      if (this.tails.get(key) === answered) this.tails.delete(key);
-    });
+    const entry: InFlight = { cmd, handle, key };
+    this.inflight.set(cmd.seqnum, entry);
+    this.stats.submitted++;
+    if (this.inflight.size > this.stats.maxInFlight) this.stats.maxInFlight = this.inflight.size;
+    let queue = this.queues.get(key);
+    if (queue === undefined) this.queues.set(key, (queue = []));
+    queue.push(entry);
+    handle.result.then(
+      (r) => this.settled(entry, r),
+      () => this.settled(entry, { status: Errno.EPROTO }),
+    );
+  }
+
+  /** `e`'s result is in: answer it and the settled URBs after it, unless an earlier one of its endpoint is still out. */
+  private settled(e: InFlight, r: UrbResult): void {
+    e.result = r;
+    const queue = this.queues.get(e.key)!;
+    while (queue.length > 0 && queue[0]!.result !== undefined) {
+      const head = queue.shift()!;
+      this.completed(head, head.result!);
+    }
+    if (queue.length === 0) this.queues.delete(e.key);
   }
 
   private completed(e: InFlight, r: UrbResult): void {

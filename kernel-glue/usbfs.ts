@@ -89,6 +89,8 @@ export class Usbfs {
   private readonly pending = new Map<bigint, Pending>();
   private readonly claimed = new Set<number>();
   private pumping: Promise<void> | undefined;
+  /** where REAPURBNDELAY writes the reaped URB's address */
+  private readonly reaped = Buffer.alloc(8);
   /** a poll() loop of the caller's watches the fd (pollBy): no poll of our own */
   private polledBy = false;
   private fd: number;
@@ -275,7 +277,7 @@ export class Usbfs {
 
   /** Reap every completed URB (REAPURBNDELAY until EAGAIN). */
   private reap(): void {
-    const out = Buffer.alloc(8);
+    const out = this.reaped;
     for (;;) {
       const r = this.call(REAPURBNDELAY, out);
       if (r === -EAGAIN) return;

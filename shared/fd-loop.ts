@@ -225,6 +225,13 @@ export interface FdLoopOptions {
   idleMs: () => number;
   /** after each batch of reads and writes (e.g. to publish counters) */
   afterBatch?: () => void;
+  /**
+   * Give the event loop a turn after every batch in which anything happened: for an owner whose
+   * work on a read goes on in promises (the URB server: a device's result settles one), which
+   * run only once the loop's turn returns. Without it they would wait for a watch, TURN_MS or an
+   * idle poll's timeout.
+   */
+  yieldAfterEvents?: boolean;
 }
 
 export class FdLoop {
@@ -356,7 +363,7 @@ export class FdLoop {
         }
       }
       this.o.afterBatch?.();
-      if (woken || (batch % CLOCK_EVERY === 0 && performance.now() - began > TURN_MS)) break;
+      if (woken || this.o.yieldAfterEvents === true || (batch % CLOCK_EVERY === 0 && performance.now() - began > TURN_MS)) break;
     }
     if (!this.stopped) setImmediate(() => this.turn());
   }
