@@ -22,10 +22,10 @@ import type { CmdSubmit, DeviceRecord, InterfaceRecord } from "../protocol/messa
 import { UsbipError, GlueCode } from "../protocol/errors.js";
 import type { SpeedString } from "../protocol/speed.js";
 import { parseSetup, Recipient, Request, RequestType, recipient, requestType, ENDPOINT_HALT, type Setup } from "../usb/setup.js";
-import { settled, type UrbDevice, type UrbHandle, type UrbResult } from "../device/urb-device.js";
+import { callbackHandle, settled, type UrbDevice, type UrbHandle, type UrbResult } from "../device/urb-device.js";
 import type { Logger } from "../shared/log.js";
 import type { FdWatch } from "../shared/fd-loop.js";
-import { Usbfs, USBFS_MAX_ISO_PACKETS, USBFS_URB_ZERO_PACKET, UrbType, type UsbfsCompletion, type UsbfsHandle } from "../kernel-glue/usbfs.js";
+import { Usbfs, USBFS_MAX_ISO_PACKETS, USBFS_URB_ISO_ASAP, USBFS_URB_ZERO_PACKET, UrbType, type UsbfsCompletion } from "../kernel-glue/usbfs.js";
 import { isoBytesPerInterval } from "../kernel-glue/endpoints.js";
 import { gatherIsoOut, scatterIsoIn } from "../usb/iso-layout.js";
 
@@ -43,6 +43,7 @@ function loadUsb(): Usb {
 
 /** USB_RT_PORT SET_FEATURE(USB_PORT_FEAT_RESET): vhci-hcd's port reset, which usbip-host turns into usb_reset_device(). */
 const PORT_RESET = { bmRequestType: 0x23, bRequest: Request.SET_FEATURE, wValue: 4 };
+const NO_PACKETS: readonly number[] = [];
 const TRANSFER_TIMEOUT = 0; // no timeout: the frontend decides (unlink), as with usbip-host
 
 export class LibusbDevice implements UrbDevice {
@@ -251,7 +252,7 @@ export class LibusbDevice implements UrbDevice {
     if (this.allOnUsbfs) {
       // URB_ZERO_PACKET is honoured on OUT only (usb_submit_urb refuses it on IN), as usbip-host passes it on
       const flags = !isIn && (cmd.transferFlags & TransferFlag.ZERO_PACKET) !== 0 ? USBFS_URB_ZERO_PACKET : 0;
-      return this.viaUsbfs(this.usbfs!.submitTransfer(type === "interrupt" ? UrbType.INTERRUPT : UrbType.BULK, address, flags, buf), isIn, 0);
+      return this.viaUsbfs(type === "interrupt" ? UrbType.INTERRUPT : UrbType.BULK, address, flags, buf, NO_PACKETS, (c) => this.transferResult(c, isIn, 0));
     }
     return this.transfer(address, type === "interrupt" ? usb.LIBUSB_TRANSFER_TYPE_INTERRUPT : usb.LIBUSB_TRANSFER_TYPE_BULK, buf, cmd.direction === Direction.IN, 0);
   }
@@ -294,18 +295,21 @@ export class LibusbDevice implements UrbDevice {
     };
   }
 
+  /** A URB on the usbfs fd; its completion, mapped by `result`, is told to a listener as soon as it is reaped. */
+  private viaUsbfs(type: number, address: number, flags: number, buffer: Buffer, lengths: readonly number[], result: (c: UsbfsCompletion) => UrbResult): UrbHandle {
+    const usbfs = this.usbfs!;
+    return callbackHandle((settle) => usbfs.submit(type, address, flags, buffer, lengths, (c) => settle(result(c))));
+  }
+
   /**
    * A bulk, interrupt or control URB's usbfs completion as a URB result: usbfs's status is the
    * URB's (a negative errno, as usbip-host sends it); `skip` bytes at the start of the buffer are
    * a control transfer's setup packet.
    */
-  private viaUsbfs(h: UsbfsHandle, isIn: boolean, skip: number): UrbHandle {
-    const result = h.result.then((c: UsbfsCompletion): UrbResult => {
-      if (c.status === Errno.ENODEV) this.markGone(); // (-ESHUTDOWN too when an endpoint is disabled: libusb's hotplug event tells an unplug)
-      const status = c.cancelled ? Errno.ECONNRESET : c.status;
-      return isIn ? { status, cancelled: c.cancelled, data: c.buffer.subarray(skip, skip + c.actualLength) } : { status, cancelled: c.cancelled, actualLength: c.actualLength };
-    });
-    return { result, cancel: () => h.cancel() };
+  private transferResult(c: UsbfsCompletion, isIn: boolean, skip: number): UrbResult {
+    if (c.status === Errno.ENODEV) this.markGone(); // (-ESHUTDOWN too when an endpoint is disabled: libusb's hotplug event tells an unplug)
+    const status = c.cancelled ? Errno.ECONNRESET : c.status;
+    return isIn ? { status, cancelled: c.cancelled, data: c.buffer.subarray(skip, skip + c.actualLength) } : { status, cancelled: c.cancelled, actualLength: c.actualLength };
   }
 
   /**
@@ -326,15 +330,13 @@ export class LibusbDevice implements UrbDevice {
     const isIn = cmd.direction === Direction.IN;
     const lengths = packets.map((p) => p.length);
     const buf = isIn ? Buffer.alloc(lengths.reduce((a, b) => a + b, 0)) : gatherIsoOut(packets, out);
-    const h = this.usbfs.submitIso(cmd.ep | (isIn ? 0x80 : 0), buf, lengths);
-    const result = h.result.then((c: UsbfsCompletion): UrbResult => {
+    return this.viaUsbfs(UrbType.ISO, cmd.ep | (isIn ? 0x80 : 0), USBFS_URB_ISO_ASAP, buf, lengths, (c): UrbResult => {
       const isoPackets = c.packets;
       const status = c.cancelled ? Errno.ECONNRESET : c.status;
       if (!isIn) return { status, cancelled: c.cancelled, actualLength: isoPackets.reduce((a, p) => a + p.actualLength, 0), isoPackets, startFrame: c.startFrame };
       const data = scatterIsoIn(packets, c.buffer, isoPackets.map((p) => p.actualLength), cmd.transferBufferLength);
       return { status, cancelled: c.cancelled, data, isoPackets, startFrame: c.startFrame };
     });
-    return { result, cancel: () => h.cancel() };
   }
 
   private control(cmd: CmdSubmit, out: Buffer): UrbHandle {
@@ -363,7 +365,7 @@ export class LibusbDevice implements UrbDevice {
     cmd.setup.copy(buf, 0);
     if (!isIn) out.copy(buf, 8);
     buf.writeUInt16LE(isIn ? s.wLength : out.length, 6);
-    if (this.forUsbfs(s)) return this.viaUsbfs(this.usbfs!.submitControl(buf), isIn, 8);
+    if (this.forUsbfs(s)) return this.viaUsbfs(UrbType.CONTROL, 0, 0, buf, NO_PACKETS, (c) => this.transferResult(c, isIn, 8));
     return this.transfer(0, usb.LIBUSB_TRANSFER_TYPE_CONTROL, buf, isIn, 8);
   }
 

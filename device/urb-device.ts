@@ -32,6 +32,12 @@ export interface UrbHandle {
   readonly result: Promise<UrbResult>;
   /** Ask for cancellation; `result` then settles, with `cancelled` set if it took effect. */
   cancel(): void;
+  /**
+   * Hear the result synchronously, when the device has it (at once if it has), instead of through
+   * `result`'s promise: a device whose completions come from a poll() loop (usbfs) answers in
+   * the same turn, with no promise per URB. Optional; the caller then leaves `result` alone.
+   */
+  listen?(cb: (r: UrbResult) => void): void;
 }
 
 export interface UrbDevice {
@@ -53,6 +59,33 @@ export interface UrbDevice {
   pollBy?(loop: { watch(w: FdWatch): void }): boolean;
   /** Release the device (interfaces, kernel drivers); idempotent. */
   close(): Promise<void>;
+}
+
+/**
+ * A handle for a transfer that reports its result through a callback (`start` gets the function
+ * to call, and may call it at once): listen() hears it synchronously; `result` is made only when
+ * someone asks for it.
+ */
+export function callbackHandle(start: (settle: (r: UrbResult) => void) => { cancel(): void }): UrbHandle {
+  let got: UrbResult | undefined;
+  let listener: ((r: UrbResult) => void) | undefined;
+  let resolve: ((r: UrbResult) => void) | undefined;
+  let promise: Promise<UrbResult> | undefined;
+  const started = start((r) => {
+    got = r;
+    listener?.(r);
+    resolve?.(r);
+  });
+  return {
+    get result() {
+      return (promise ??= got !== undefined ? Promise.resolve(got) : new Promise<UrbResult>((res) => (resolve = res)));
+    },
+    cancel: () => started.cancel(),
+    listen(cb) {
+      if (got !== undefined) cb(got);
+      else listener = cb;
+    },
+  };
 }
 
 /** A handle whose result is already known. */

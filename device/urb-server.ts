@@ -127,10 +127,12 @@ export class UrbServer {
     let queue = this.queues.get(key);
     if (queue === undefined) this.queues.set(key, (queue = []));
     queue.push(entry);
-    handle.result.then(
-      (r) => this.settled(entry, r),
-      () => this.settled(entry, { status: Errno.EPROTO }),
-    );
+    if (handle.listen !== undefined) handle.listen((r) => this.settled(entry, r));
+    else
+      handle.result.then(
+        (r) => this.settled(entry, r),
+        () => this.settled(entry, { status: Errno.EPROTO }),
+      );
   }
 
   /** `e`'s result is in: answer it and the settled URBs after it, unless an earlier one of its endpoint is still out. */

@@ -34,7 +34,8 @@ const DESC_SIZE = 12;
 export const USBFS_MAX_ISO_PACKETS = 128;
 /** usbdevfs_urb.type */
 export const UrbType = { ISO: 0, INTERRUPT: 1, CONTROL: 2, BULK: 3 } as const;
-const URB_ISO_ASAP = 0x02;
+/** usbdevfs_urb.flags: an iso URB starts in the next free frame */
+export const USBFS_URB_ISO_ASAP = 0x02;
 /** usbdevfs_urb.flags: end a bulk OUT transfer whose length is a multiple of the packet size with a zero-length packet (URB_ZERO_PACKET) */
 export const USBFS_URB_ZERO_PACKET = 0x40;
 const EAGAIN = 11;
@@ -70,23 +71,17 @@ export interface UsbfsCompletion {
   cancelled: boolean;
 }
 
-export interface UsbfsHandle {
-  readonly result: Promise<UsbfsCompletion>;
-  cancel(): void;
-}
-
-const NO_PACKETS: readonly number[] = [];
-
 interface Pending {
   urb: Buffer;
   buffer: Buffer;
   count: number;
   discarded: boolean;
-  resolve: (c: UsbfsCompletion) => void;
+  done: (c: UsbfsCompletion) => void;
 }
 
 export class Usbfs {
-  private readonly pending = new Map<bigint, Pending>();
+  /** URBs submitted and not yet reaped, by the address of their struct usbdevfs_urb */
+  private readonly pending = new Map<number, Pending>();
   private readonly claimed = new Set<number>();
   private pumping: Promise<void> | undefined;
   /** where REAPURBNDELAY writes the reaped URB's address */
@@ -158,29 +153,6 @@ export class Usbfs {
   }
 
   /**
-   * Submit one iso URB on endpoint `address` with `lengths.length` packets laid out back to back
-   * in `buffer` (OUT: the data; IN: room for it). A refusal settles at once with its errno.
-   */
-  submitIso(address: number, buffer: Buffer, lengths: readonly number[]): UsbfsHandle {
-    return this.submitUrb(UrbType.ISO, address, URB_ISO_ASAP, buffer, lengths);
-  }
-
-  /** A bulk or interrupt URB on endpoint `address` (OUT: `buffer` is the data; IN: room for it). */
-  submitTransfer(type: typeof UrbType.BULK | typeof UrbType.INTERRUPT, address: number, flags: number, buffer: Buffer): UsbfsHandle {
-    return this.submitUrb(type, address, flags, buffer, NO_PACKETS);
-  }
-
-  /**
-   * A control transfer on this fd: a URB of type CONTROL on endpoint 0 whose buffer is the 8-byte
-   * setup packet followed by the data stage (IN: room for wLength bytes). usbfs checks a standard
-   * or class request's recipient (an interface, an endpoint) against the interfaces the
-   * submitting fd claimed.
-   */
-  submitControl(buffer: Buffer): UsbfsHandle {
-    return this.submitUrb(UrbType.CONTROL, 0, 0, buffer, NO_PACKETS);
-  }
-
-  /**
    * USBDEVFS_CLEAR_HALT (usb_clear_halt: CLEAR_FEATURE(ENDPOINT_HALT) to the device, and the host
    * side's data toggle reset): 0 or negative. It waits for the device (up to usbcore's
    * 5 s control timeout), so it runs off the event loop.
@@ -204,7 +176,16 @@ export class Usbfs {
     return r;
   }
 
-  private submitUrb(type: number, address: number, flags: number, buffer: Buffer, lengths: readonly number[]): UsbfsHandle {
+  /**
+   * Submit one URB of `type` on endpoint `address` (0x80: IN); `done` is called with its
+   * completion when it is reaped (or at once, when usbfs refuses it), synchronously: what it
+   * answers leaves in the same turn of the loop. The buffer: OUT, the data; IN, room for it.
+   * Iso: `lengths` are the packets' (laid out back to back in the buffer), flags ISO_ASAP.
+   * Control (endpoint 0): the 8-byte setup packet, then the data stage (IN: room for wLength
+   * bytes); usbfs checks a standard or class request's recipient (an interface, an endpoint)
+   * against the interfaces this fd claimed.
+   */
+  submit(type: number, address: number, flags: number, buffer: Buffer, lengths: readonly number[], done: (c: UsbfsCompletion) => void): { cancel(): void } {
     const count = lengths.length;
     const urb = Buffer.alloc(URB_SIZE + DESC_SIZE * count);
     urb.writeUInt8(type, 0);
@@ -214,19 +195,17 @@ export class Usbfs {
     urb.writeInt32LE(buffer.length, 24);
     urb.writeInt32LE(count, 36);
     for (let i = 0; i < count; i++) urb.writeUInt32LE(lengths[i]!, URB_SIZE + DESC_SIZE * i);
-    const key = this.c.address(urb);
-    urb.writeBigUInt64LE(key, 48);
-    let entry!: Pending;
-    const result = new Promise<UsbfsCompletion>((resolve) => (entry = { urb, buffer, count, discarded: false, resolve }));
+    // REAPURBNDELAY gives back the address of the struct we submitted: the URB's key
+    const key = Number(this.c.address(urb));
+    const entry: Pending = { urb, buffer, count, discarded: false, done };
     const r = this.gone ? -ENODEV : this.call(SUBMITURB, urb);
     if (r !== 0) {
-      entry.resolve({ status: r, actualLength: 0, buffer, packets: lengths.map(() => ({ actualLength: 0, status: r })), startFrame: 0, cancelled: false });
-      return { result, cancel() {} };
+      done({ status: r, actualLength: 0, buffer, packets: lengths.map(() => ({ actualLength: 0, status: r })), startFrame: 0, cancelled: false });
+      return { cancel() {} };
     }
     this.pending.set(key, entry);
     this.pump();
     return {
-      result,
       cancel: () => {
         if (!this.pending.has(key) || entry.discarded) return;
         entry.discarded = true;
@@ -285,7 +264,7 @@ export class Usbfs {
         if (r === -ENODEV) this.failAll(-ENODEV);
         return;
       }
-      const key = out.readBigUInt64LE(0);
+      const key = out.readUInt32LE(0) + out.readUInt32LE(4) * 0x1_0000_0000;
       const e = this.pending.get(key);
       if (e === undefined) continue;
       this.pending.delete(key);
@@ -293,7 +272,7 @@ export class Usbfs {
       const packets: UsbfsCompletion["packets"] = [];
       for (let i = 0; i < e.count; i++) packets.push({ actualLength: u.readUInt32LE(URB_SIZE + DESC_SIZE * i + 4), status: u.readInt32LE(URB_SIZE + DESC_SIZE * i + 8) });
       const status = u.readInt32LE(4);
-      e.resolve({ status, actualLength: u.readInt32LE(28), buffer: e.buffer, packets, startFrame: u.readInt32LE(32), cancelled: e.discarded && status !== 0 });
+      e.done({ status, actualLength: u.readInt32LE(28), buffer: e.buffer, packets, startFrame: u.readInt32LE(32), cancelled: e.discarded && status !== 0 });
     }
   }
 
@@ -302,7 +281,7 @@ export class Usbfs {
     this.gone = true;
     for (const [k, e] of this.pending) {
       this.pending.delete(k);
-      e.resolve({ status, actualLength: 0, buffer: e.buffer, packets: Array.from({ length: e.count }, () => ({ actualLength: 0, status })), startFrame: 0, cancelled: false });
+      e.done({ status, actualLength: 0, buffer: e.buffer, packets: Array.from({ length: e.count }, () => ({ actualLength: 0, status })), startFrame: 0, cancelled: false });
     }
   }
 

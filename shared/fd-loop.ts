@@ -207,9 +207,10 @@ export class FdWriter extends EventEmitter implements ByteSink {
 
 /**
  * Another fd the loop polls for its owner (the userspace backend's usbfs fd, whose POLLOUT says
- * URBs completed): polled for `events` while wants() is true; ready() gets the revents. The loop
- * gives the event loop a turn after a batch in which a watch was ready: what its owner settled
- * (promises) goes on from there.
+ * URBs completed): polled for `events` while wants() is true; ready() gets the revents, with the
+ * loop's writers corked (what it writes leaves in one writev each). The loop gives the event
+ * loop a turn after a batch in which a watch was ready: what its owner settled (promises) goes on
+ * from there.
  */
 export interface FdWatch {
   readonly fd: number;
@@ -358,8 +359,14 @@ export class FdLoop {
         } else if (who instanceof FdWriter) {
           if (revents & (POLLOUT | POLLERR | POLLHUP | POLLNVAL)) who.flush();
         } else {
+          // what the watch's owner writes in ready() (the RETs of the URBs it reaped) leaves in one writev per fd
           woken = true;
-          who.ready(revents);
+          for (const w of this.writers) w.cork();
+          try {
+            who.ready(revents);
+          } finally {
+            for (const w of this.writers) w.uncork();
+          }
         }
       }
       this.o.afterBatch?.();

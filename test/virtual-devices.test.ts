@@ -16,7 +16,7 @@ import type { CmdSubmit } from "../protocol/messages.js";
 import { encodeToBuffer } from "../protocol/encoder.js";
 import { UrbServer } from "../device/urb-server.js";
 import { STREAM_BUFFER } from "../shared/backpressure.js";
-import type { UrbDevice, UrbResult } from "../device/urb-device.js";
+import { callbackHandle, type UrbDevice, type UrbHandle, type UrbResult } from "../device/urb-device.js";
 import { MassStorageDevice } from "../device/mass-storage.js";
 import { HidKeyboard, reportsFor } from "../device/hid-keyboard.js";
 import { UsbHost } from "../host/usb-host.js";
@@ -49,15 +49,32 @@ class ManualDevice implements UrbDevice {
   readonly devid = DEVID;
   readonly speed = "480" as const;
   readonly pending = new Map<number, { resolve: (r: UrbResult) => void; cancelled: boolean }>();
-  /** @param settleOnCancel a cancel completes the transfer at once (-ECONNRESET), as libusb's does */
-  constructor(private readonly settleOnCancel = false) {}
+  /**
+   * @param settleOnCancel a cancel completes the transfer at once (-ECONNRESET), as libusb's does
+   * @param viaCallback results told through listen() as usbfs URBs are (device/urb-device.ts callbackHandle), not through a promise
+   */
+  constructor(
+    private readonly settleOnCancel = false,
+    private readonly viaCallback = false,
+  ) {}
   record() {
     return { path: "/x", busid: "m", busnum: 0x7f, devnum: 1, speed: 3, idVendor: 1, idProduct: 2, bcdDevice: 0, bDeviceClass: 0, bDeviceSubClass: 0, bDeviceProtocol: 0, bConfigurationValue: 1, bNumConfigurations: 1, bNumInterfaces: 0, interfaces: [] };
   }
   endpoint(ep: number, dir: Direction) {
     return ep === 0 ? ("control" as const) : ep === 1 && dir === Direction.IN ? ("bulk" as const) : undefined;
   }
-  submit(cmd: CmdSubmit) {
+  submit(cmd: CmdSubmit): UrbHandle {
+    if (this.viaCallback)
+      return callbackHandle((settle) => {
+        const entry = { resolve: settle, cancelled: false };
+        this.pending.set(cmd.seqnum, entry);
+        return {
+          cancel: () => {
+            entry.cancelled = true;
+            if (this.settleOnCancel) settle({ status: Errno.ECONNRESET, cancelled: true });
+          },
+        };
+      });
     let entry!: { resolve: (r: UrbResult) => void; cancelled: boolean };
     const result = new Promise<UrbResult>((resolve) => (entry = { resolve, cancelled: false }));
     this.pending.set(cmd.seqnum, entry);
@@ -72,8 +89,9 @@ class ManualDevice implements UrbDevice {
   async close() {}
 }
 
-test("UrbServer: unlink of a URB in flight cancels it: RET_UNLINK -ECONNRESET and no RET_SUBMIT", async (t) => {
-  const dev = new ManualDevice();
+for (const [viaCallback, settleOnCancel] of [[false, false], [true, false], [true, true]] as const)
+test(`UrbServer: unlink of a URB in flight cancels it: RET_UNLINK -ECONNRESET and no RET_SUBMIT (results ${viaCallback ? "told through listen()" : "as promises"}${settleOnCancel ? ", the cancel settling it at once" : ""})`, async (t) => {
+  const dev = new ManualDevice(settleOnCancel, viaCallback);
   const { host } = wire(dev, false);
   let victim = 0;
   const submitted = host.submit(1, Direction.IN, 512, { onSeqnum: (s) => (victim = s) });
@@ -82,7 +100,7 @@ test("UrbServer: unlink of a URB in flight cancels it: RET_UNLINK -ECONNRESET an
   await new Promise((r) => setImmediate(r));
   const p = dev.pending.get(victim)!;
   t.true(p.cancelled, "the device was asked to cancel");
-  p.resolve({ status: Errno.ECONNRESET, cancelled: true });
+  if (!settleOnCancel) p.resolve({ status: Errno.ECONNRESET, cancelled: true });
   t.is(await unlinked, Errno.ECONNRESET);
   t.is((await submitted).status, Errno.ECONNRESET); // answered by the RET_UNLINK, not a RET_SUBMIT
 });
@@ -339,8 +357,9 @@ test("list's iso marker: an isochronous endpoint in any alternate setting of the
   t.false(hasIsochronous(raw(true).subarray(0, 18)));
 });
 
-test("UrbServer: answers on one endpoint keep submission order even when the device completes out of order", async (t) => {
-  const dev = new ManualDevice();
+for (const viaCallback of [false, true])
+test(`UrbServer: answers on one endpoint keep submission order even when the device completes out of order (results ${viaCallback ? "told through listen()" : "as promises"})`, async (t) => {
+  const dev = new ManualDevice(false, viaCallback);
   const { host } = wire(dev, false);
   const seqs: number[] = [];
   const order: number[] = [];
@@ -383,4 +402,28 @@ test("keyboard model: an interrupt IN URB waiting for a keystroke is cancelled b
   t.is((await waiting).status, Errno.ECONNRESET);
   t.is(kbd.typed, 0);
   await kbd.close();
+});
+
+test("callbackHandle: a result told before or after listen() reaches the listener once, synchronously; `result` settles with it whenever it is asked for", async (t) => {
+  let settle!: (r: UrbResult) => void;
+  let cancels = 0;
+  const h = callbackHandle((s) => ((settle = s), { cancel: () => cancels++ }));
+  const heard: UrbResult[] = [];
+  h.listen!((r) => heard.push(r));
+  settle({ status: 0, actualLength: 3 });
+  t.deepEqual(heard, [{ status: 0, actualLength: 3 }], "heard in the same turn");
+  t.deepEqual(await h.result, { status: 0, actualLength: 3 }, "the promise made after the fact has it");
+  h.cancel();
+  t.is(cancels, 1);
+  // settled at once, inside start (a refused submit): a later listener hears it at once
+  const early = callbackHandle((s) => (s({ status: Errno.EPIPE }), { cancel() {} }));
+  const got: number[] = [];
+  early.listen!((r) => got.push(r.status));
+  t.deepEqual(got, [Errno.EPIPE]);
+  // asked for the promise first, settled later
+  let later!: (r: UrbResult) => void;
+  const h2 = callbackHandle((s) => ((later = s), { cancel() {} }));
+  const p = h2.result;
+  later({ status: Errno.ENODEV });
+  t.is((await p).status, Errno.ENODEV);
 });
