@@ -20,7 +20,7 @@ export async function exportUserspace(o: { device: string; log: Logger; sysfs?: 
     prep.started();
     try {
       const gone = device.gone.then(() => o.log.warn(`${busid} is gone (unplugged): ending the export`));
-      return await serveOnLink(device, o.log, Promise.race([prep.signal.promise, gone]), `${busid} from userspace (libusb)`);
+      return await serveOnLink(device, o.log, Promise.race([prep.signal.promise, gone]), `${busid} from userspace (${device.via})`);
     } finally {
       await device.close(); // resets the device before its drivers get it back (see LibusbDevice.close)
     }

@@ -200,6 +200,11 @@ export class LibusbDevice implements UrbDevice {
     };
   }
 
+  /** where the URBs go: our usbfs fd, or (usbfs unavailable, or USBIP_QREXEC_TRANSFERS=libusb) libusb's transfers */
+  get via(): "usbfs" | "libusb" {
+    return this.allOnUsbfs ? "usbfs" : "libusb";
+  }
+
   pollBy(loop: { watch(w: FdWatch): void }): boolean {
     if (!this.allOnUsbfs) return false;
     this.usbfs!.pollBy(loop);

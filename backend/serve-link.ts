@@ -5,10 +5,12 @@
  *
  * A device whose completions come on an fd (usbfs: LibusbDevice.pollBy) is served by one poll()
  * loop on this thread (shared/fd-loop.ts) that reads the link, writes the answers and reaps the
- * URBs — no libuv stream between, no thread hop per completion. The loop gives the event loop a
- * turn after every batch of events (the URBs' promises settle there: a reaped completion, a
- * request answered at once) and every IDLE_MS while nothing happens: signals, the detach
- * request and libusb's hotplug event are never later than that. USBIP_QREXEC_FD_LOOP=0 keeps the link on libuv's streams
+ * URBs — no libuv stream between, no thread hop, no promise per completion: a reaped URB is
+ * answered in the same turn (UrbHandle.listen), as is a request the device answers at once
+ * (settled()). The event loop gets a turn after TURN_MS of continuous work and every IDLE_MS
+ * while nothing happens: signals, the detach request, libusb's hotplug event and the few
+ * requests that wait on it (SET_CONFIGURATION through libusb, CLEAR_HALT and the port reset on
+ * koffi's worker thread) are never later than that. USBIP_QREXEC_FD_LOOP=0 keeps the link on libuv's streams
  * (the benchmarks' comparison).
  */
 import type { UrbDevice } from "../device/urb-device.js";
@@ -27,7 +29,7 @@ const FLUSH_MS = 2000;
 export async function serveOnLink(device: UrbDevice, log: Logger, stop: Promise<unknown>, what: string): Promise<number> {
   // the loop only when the device's completions come on an fd it polls: a device that settles
   // its URBs on the event loop (a model, libusb's transfers) would wait for the loop's turns
-  const loop = new FdLoop({ idleMs: () => IDLE_MS, yieldAfterEvents: true });
+  const loop = new FdLoop({ idleMs: () => IDLE_MS });
   const r = process.env.USBIP_QREXEC_FD_LOOP !== "0" && pollable(0) && pollable(1) && device.pollBy?.(loop) === true ? await serveOnFdLoop(loop, device, log, stop, what) : await serveOnStreams(device, log, stop, what);
   log.info(`session ended (${r.reason}): ${JSON.stringify(r.stats)}`);
   if (r.violation) throw new RelayViolationError(r.violation, "frontend");

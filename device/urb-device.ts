@@ -88,7 +88,10 @@ export function callbackHandle(start: (settle: (r: UrbResult) => void) => { canc
   };
 }
 
-/** A handle whose result is already known. */
+/** A handle whose result is already known (heard at once by listen()). */
 export function settled(r: UrbResult): UrbHandle {
-  return { result: Promise.resolve(r), cancel() {} };
+  return callbackHandle((settle) => {
+    settle(r);
+    return { cancel() {} };
+  });
 }

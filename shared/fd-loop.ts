@@ -208,9 +208,8 @@ export class FdWriter extends EventEmitter implements ByteSink {
 /**
  * Another fd the loop polls for its owner (the userspace backend's usbfs fd, whose POLLOUT says
  * URBs completed): polled for `events` while wants() is true; ready() gets the revents, with the
- * loop's writers corked (what it writes leaves in one writev each). The loop gives the event
- * loop a turn after a batch in which a watch was ready: what its owner settled (promises) goes on
- * from there.
+ * loop's writers corked (what it writes leaves in one writev each). Its owner's work must be done
+ * in ready() itself: promises it settles run only when the thread's event loop gets its turn.
  */
 export interface FdWatch {
   readonly fd: number;
@@ -226,13 +225,7 @@ export interface FdLoopOptions {
   idleMs: () => number;
   /** after each batch of reads and writes (e.g. to publish counters) */
   afterBatch?: () => void;
-  /**
-   * Give the event loop a turn after every batch in which anything happened: for an owner whose
-   * work on a read goes on in promises (the URB server: a device's result settles one), which
-   * run only once the loop's turn returns. Without it they would wait for a watch, TURN_MS or an
-   * idle poll's timeout.
-   */
-  yieldAfterEvents?: boolean;
+
 }
 
 export class FdLoop {
@@ -360,7 +353,6 @@ export class FdLoop {
           if (revents & (POLLOUT | POLLERR | POLLHUP | POLLNVAL)) who.flush();
         } else {
           // what the watch's owner writes in ready() (the RETs of the URBs it reaped) leaves in one writev per fd
-          woken = true;
           for (const w of this.writers) w.cork();
           try {
             who.ready(revents);
@@ -370,7 +362,7 @@ export class FdLoop {
         }
       }
       this.o.afterBatch?.();
-      if (woken || this.o.yieldAfterEvents === true || (batch % CLOCK_EVERY === 0 && performance.now() - began > TURN_MS)) break;
+      if (woken || (batch % CLOCK_EVERY === 0 && performance.now() - began > TURN_MS)) break;
     }
     if (!this.stopped) setImmediate(() => this.turn());
   }

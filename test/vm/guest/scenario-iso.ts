@@ -157,7 +157,7 @@ async function microphoneThroughUserspace(importMode: "kernel" | "relay", restar
     if (i === restarts - 1) notes.push(`${restarts} restarts, the last: ${rate(c)}`);
   }
   const log = flow.stderr();
-  check(log.includes("from userspace (libusb)"), `the export did not serve from userspace: ${log.trim().split("\n").slice(-5).join(" | ")}`);
+  check(log.includes("from userspace (usbfs)") && log.includes("one poll loop"), `the export did not serve from userspace through usbfs in its poll loop: ${log.trim().split("\n").slice(-5).join(" | ")}`);
   check(!/isochronous .*refused|iso.*will be refused/.test(log), `the userspace backend refused iso: ${log.match(/.*refused.*/)?.[0]}`);
   const d = cli(["detach", "--statefile", statefile]);
   check((await d.exited).code === 0, `detach failed: ${d.stderr().trim()}`);

@@ -36,10 +36,12 @@ export async function usbtestFlow(cases: number[], importMode: "kernel" | "relay
   const g = await sourceSink("ss", "dummy_udc.0");
   const statefile = "/run/tmp/state-usbtest";
   try {
-    const flow = kernelFlow(g.busid, statefile, { importArgs: ["--mode", importMode], exportArgs: ["--mode", exportMode] });
+    const flow = kernelFlow(g.busid, statefile, { importArgs: ["--mode", importMode], exportArgs: ["--mode", exportMode, ...(exportMode === "userspace" ? ["--verbose"] : [])] });
     const { port, local } = await waitImported(statefile, flow);
     const failures = await runUsbtest(local, cases);
     check(failures.length === 0, `usbtest failures: ${failures.join(", ")}`);
+    // the userspace backend's URBs went to usbfs from its poll loop, not to a fallback
+    if (exportMode === "userspace") check(/from userspace \(usbfs\).*one poll loop/.test(flow.stderr()), `the userspace export did not serve through usbfs in its poll loop: ${flow.stderr().trim().split("\n").slice(-4).join(" | ")}`);
     const d = cli(["detach", "--statefile", statefile]);
     check((await d.exited).code === 0, `detach failed: ${d.stderr()}`);
     await checkCleanedUp({ port, statefile, busid: g.busid, interfaceDriver: "usbtest", flow });

@@ -5,7 +5,7 @@
  *    disk into vhci-hcd: /dev/sdX reads back the image; `usbip detach` ends the session;
  *  - our `connect --tcp` imports a gadget disk from Debian's `usbipd` (kernel and relay mode):
  *    checksummed read, detach --statefile frees the port;
- *  - our `serve DEVICE` (usbip-host, TCP socket handed over; or libusb) and `connect`: the gadget disk
+ *  - our `serve DEVICE` (usbip-host, TCP socket handed over; or served from userspace) and `connect`: the gadget disk
  *    reads back and is given back to usb-storage afterwards; and after `serve` is killed with
  *    SIGKILL mid-read, its orphan guard gives the device back.
  */
@@ -145,7 +145,7 @@ export const tcpScenarios: Scenario[] = [
     },
   },
   { name: "serve DEVICE (usbip-host, the TCP socket handed to the stub) and connect: the gadget disk reads back, then is given back to usb-storage", run: () => serveDevice("kernel") },
-  { name: "serve DEVICE --mode userspace (libusb) and connect: the gadget disk reads back, then is given back to usb-storage", run: () => serveDevice("userspace") },
+  { name: "serve DEVICE --mode userspace (usbfs) and connect: the gadget disk reads back, then is given back to usb-storage", run: () => serveDevice("userspace") },
   ...(["kernel", "userspace"] as const).map((mode) => ({
     name: `serve DEVICE --mode ${mode} killed with SIGKILL during a read: connect ends, port free, its guard gives the device back to usb-storage, no process left, the disk reads back`,
     run: () => killServer(mode),

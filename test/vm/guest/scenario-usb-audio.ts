@@ -185,7 +185,7 @@ async function playAndCheck(busid: string, statefile: string, flow: ReturnType<t
  * else could have carried it).
  */
 function checkServedFromUserspace(log: string, share: number): void {
-  check(log.includes("from userspace (libusb)"), `the export did not serve from userspace: ${log.trim().split("\n").slice(-5).join(" | ")}`);
+  check(log.includes("from userspace (usbfs)") && log.includes("one poll loop"), `the export did not serve from userspace through usbfs in its poll loop: ${log.trim().split("\n").slice(-5).join(" | ")}`);
   check(!/isochronous .*refused|iso.*will be refused/.test(log), `the userspace backend refused iso: ${log.match(/.*refused.*/)?.[0]}`);
   const stats = /session ended \([a-z]+\): (\{.*\})/.exec(log);
   check(stats !== null, "the export logged no session statistics");

@@ -14,8 +14,8 @@ import { check, diskOf, processesMatching, waitFor } from "./lib.js";
 import { kernelFlow, vhciPorts, waitImported } from "./flows.js";
 
 export const userspaceScenarios: Scenario[] = [
-  { name: "userspace mode (libusb): gadget disk reads back, 1 MiB write lands, detach --busid gives it back to usb-storage", run: () => storageFlow("backend", { importMode: "kernel", exportMode: "userspace" }) },
-  { name: "userspace mode (libusb): usbtest 0-14, 17-21, 24, 27-29 (unlink cases included)", run: () => usbtestFlow(USBTEST_CASES, "kernel", "userspace") },
+  { name: "userspace mode (usbfs): gadget disk reads back, 1 MiB write lands, detach --busid gives it back to usb-storage", run: () => storageFlow("backend", { importMode: "kernel", exportMode: "userspace" }) },
+  { name: "userspace mode (usbfs): usbtest 0-14, 17-21, 24, 27-29 (unlink cases included)", run: () => usbtestFlow(USBTEST_CASES, "kernel", "userspace") },
   { name: "userspace mode: unplugging the device ends the export by itself and frees the frontend's port", run: unplugDuringExport },
 ];
 

@@ -65,7 +65,7 @@ const CORE = [
   /^both relays with --trace/,
   /^(frontend|backend|both) relays?: usbtest/,
   /refuses a malicious (backend|frontend)/,
-  /^userspace mode \(libusb\): (gadget disk|usbtest)/,
+  /^userspace mode \(usbfs\): (gadget disk|usbtest)/,
   /^virtual mass-storage \(export --virtual\) through vhci-hcd/,
   /^virtual HID keyboard/,
   /^serve --tcp: Debian's/,
