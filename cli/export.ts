@@ -34,15 +34,16 @@ use-after-free in Linux 6.1) is not hit. A violation ends the export with
 status 2. Works with separate stdin/stdout or the single socket.
 
 userspace mode: no usbip-host; the device is opened with libusb (node-usb),
-its kernel drivers detached and its interfaces claimed, and the URBs run as
-asynchronous libusb transfers (CMD_* validated as in relay mode; CMD_UNLINK
-cancels the transfer; SET_CONFIGURATION, SET_INTERFACE, CLEAR_FEATURE(HALT)
-and port reset done through libusb, as usbip-host does). Isochronous
-interfaces (webcams, audio; 'usbip-qrexec list' marks such devices [iso]) are
-claimed on a usbfs fd of their own and their URBs submitted to usbfs (at most
-128 packets per URB). A device that is itself imported through vhci-hcd can
-be passed on in this mode only (usbip-host refuses it). The drivers are
-reattached when the export ends.
+its kernel drivers detached and its interfaces claimed on a usbfs fd of our
+own, and every URB (control, bulk, interrupt, isochronous: webcams and audio,
+which 'usbip-qrexec list' marks [iso], at most 128 packets per URB) is
+submitted to usbfs by us, from the same poll() loop that reads and writes the
+link (CMD_* validated as in relay mode; CMD_UNLINK discards the URB;
+SET_CONFIGURATION, SET_INTERFACE, CLEAR_FEATURE(HALT) and port reset done as
+usbip-host does them). USBIP_QREXEC_TRANSFERS=libusb runs the non-iso URBs as
+libusb transfers instead. A device that is itself imported through vhci-hcd
+can be passed on in this mode only (usbip-host refuses it). The device is
+reset and its drivers reattached when the export ends.
 
 virtual devices (--virtual, no DEVICE, no root, no kernel module): a device
 model served over the link. hid-keyboard[:TEXT] is a boot keyboard that types

@@ -19,7 +19,7 @@ connect' (or 'attach').
                   mode: bound to usbip-host when imported, the TCP socket
                   handed to the kernel, given back to its driver when the
                   connection ends (needs root); with --mode userspace served
-                  through libusb instead (see 'export --help')
+                  from userspace through usbfs instead (see 'export --help')
 One connection per device: an imported device is refused to others with
 ST_DEV_BUSY, an unknown busid with ST_NODEV. Runs until SIGTERM or SIGINT.
 Prints "listening on HOST:PORT" on stderr once it listens.

@@ -27,7 +27,7 @@ export async function manPage(cli, version) {
     "[\\fIARGS\\fR...]",
     ".SH DESCRIPTION",
     "A userspace USB/IP engine for Qubes OS: the backend exports a USB device over a qrexec link",
-    "(the kernel's usbip-host, a validating relay in front of it, or libusb), the frontend imports it",
+    "(the kernel's usbip-host, a validating relay in front of it, or its own usbfs URBs), the frontend imports it",
     "(the kernel's vhci-hcd, or a validating relay that checks every URB before the kernel sees it).",
     "The qubes.USB, qubes.USBAttach and qubes.USBDetach services in /etc/qubes-rpc call it.",
     "Each command's text below is what \\fBusbip-qrexec\\fR \\fICOMMAND\\fR \\fB--help\\fR prints.",

@@ -72,7 +72,7 @@ export async function stageFiles(stage, { udevDir, docDir, copyright }) {
   put("node_modules/usb/package.json", path.join(usbDir, "package.json"));
   put("node_modules/usb/LICENSE", path.join(usbDir, "LICENSE"));
   for (const f of ["package.json", "LICENSE", "index.js", "node-gyp-build.js"]) put(`node_modules/node-gyp-build/${f}`, path.join(lib, "node_modules/node-gyp-build", f));
-  // koffi (ioctl/poll for the userspace backend's iso transfers): its loader and this target's prebuilt addon only
+  // koffi (ioctl/poll: the userspace backend's usbfs URBs, the relay thread's loop): its loader and this target's prebuilt addon only
   const koffiArch = { x64: "linux_x64", arm64: "linux_arm64", ia32: "linux_ia32" }[process.arch];
   for (const f of ["package.json", "LICENSE.txt", "index.js"]) put(`node_modules/koffi/${f}`, path.join(lib, "node_modules/koffi", f));
   put(`node_modules/koffi/build/koffi/${koffiArch}/koffi.node`, path.join(lib, "node_modules/koffi/build/koffi", koffiArch, "koffi.node"));
@@ -159,7 +159,7 @@ export const description = {
   summary: "USB/IP passthrough between VMs over a qrexec stream",
   body: [
     "A userspace USB/IP engine: exports a USB device over a qrexec link (kernel usbip-host,",
-    "a validating relay, or libusb) and imports it (kernel vhci-hcd, or the validating relay",
+    "a validating relay, or its own usbfs URBs) and imports it (kernel vhci-hcd, or the validating relay",
     "that checks every URB before the kernel sees it). Drop-in qubes.USB* services that",
     "replace qubes-usb-proxy.",
   ],
