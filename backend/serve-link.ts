@@ -29,8 +29,8 @@ const FLUSH_MS = 2000;
 export async function serveOnLink(device: UrbDevice, log: Logger, stop: Promise<unknown>, what: string): Promise<number> {
   // the loop only when the device's completions come on an fd it polls: a device that settles
   // its URBs on the event loop (a model, libusb's transfers) would wait for the loop's turns
-  const loop = new FdLoop({ idleMs: () => IDLE_MS });
-  const r = process.env.USBIP_QREXEC_FD_LOOP !== "0" && pollable(0) && pollable(1) && device.pollBy?.(loop) === true ? await serveOnFdLoop(loop, device, log, stop, what) : await serveOnStreams(device, log, stop, what);
+  const loop = device.pollBy !== undefined && process.env.USBIP_QREXEC_FD_LOOP !== "0" && pollable(0) && pollable(1) ? new FdLoop({ idleMs: () => IDLE_MS }) : undefined;
+  const r = loop !== undefined && device.pollBy!(loop) ? await serveOnFdLoop(loop, device, log, stop, what) : await serveOnStreams(device, log, stop, what);
   log.info(`session ended (${r.reason}): ${JSON.stringify(r.stats)}`);
   if (r.violation) throw new RelayViolationError(r.violation, "frontend");
   return 0;
