@@ -259,7 +259,7 @@ export class LibusbDevice implements UrbDevice {
       const flags = !isIn && (cmd.transferFlags & TransferFlag.ZERO_PACKET) !== 0 ? USBFS_URB_ZERO_PACKET : 0;
       return this.viaUsbfs(type === "interrupt" ? UrbType.INTERRUPT : UrbType.BULK, address, flags, buf, NO_PACKETS, (c) => this.transferResult(c, isIn, 0));
     }
-    return this.transfer(address, type === "interrupt" ? usb.LIBUSB_TRANSFER_TYPE_INTERRUPT : usb.LIBUSB_TRANSFER_TYPE_BULK, buf, cmd.direction === Direction.IN, 0);
+    return this.transfer(address, type === "interrupt" ? usb.LIBUSB_TRANSFER_TYPE_INTERRUPT : usb.LIBUSB_TRANSFER_TYPE_BULK, buf, isIn, 0);
   }
 
   /**

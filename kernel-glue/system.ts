@@ -10,11 +10,11 @@ import { promisify } from "node:util";
 import { GlueError, GlueErrorCode } from "./errors.js";
 import { libc, MSG_DONTWAIT, MSG_PEEK, POLLIN, POLLNVAL } from "../shared/libc.js";
 import type { Sysfs } from "./sysfs.js";
+import { usbfsNode, USBFS_IOCTL } from "./usbfs.js";
 
 export { watchHangup, type HangupWatch } from "./hangup-watcher.js";
 
 /** _IO('U', 20) */
-const USBDEVFS_RESET = (0x55 << 8) | 20;
 const EINTR = 4;
 const EAGAIN = 11;
 const ENOTSOCK = 88;
@@ -30,10 +30,6 @@ export async function ensureModule(sysfs: Sysfs, name: string): Promise<void> {
   }
 }
 
-/** The usbfs node of a device; USBIP_QREXEC_DEV moves /dev (unit tests). */
-export function usbfsNode(busnum: number, devnum: number): string {
-  return `${process.env.USBIP_QREXEC_DEV ?? "/dev"}/bus/usb/${String(busnum).padStart(3, "0")}/${String(devnum).padStart(3, "0")}`;
-}
 
 /** USBDEVFS_RESET on /dev/bus/usb/BBB/DDD (on a worker thread: a reset takes a while). */
 export async function resetDevice(busnum: number, devnum: number): Promise<void> {
@@ -45,7 +41,7 @@ export async function resetDevice(busnum: number, devnum: number): Promise<void>
     throw new GlueError(GlueErrorCode.SYSFS, `reset of ${node} failed: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
   try {
-    const r = await libc().ioctlAsync(fd, USBDEVFS_RESET, null);
+    const r = await libc().ioctlAsync(fd, USBFS_IOCTL.RESET, null);
     // errno lives on the worker thread that ran the call: the failure is named, not numbered
     if (r < 0) throw new GlueError(GlueErrorCode.SYSFS, `reset of ${node} failed: USBDEVFS_RESET refused`);
   } finally {

@@ -43,7 +43,7 @@ const ENODEV = 19;
 
 /** _IOC(dir, 'U', nr, size): dir 1 = write (_IOW), 2 = read (_IOR), as asm-generic/ioctl.h */
 const ioc = (dir: number, nr: number, size: number) => ((dir << 30) | (size << 16) | (0x55 << 8) | nr) >>> 0;
-/** the usbfs ioctls used here (test/usbfs-iso.test.ts compares them with the C header's) */
+/** the usbfs ioctls used here (test/usbfs.test.ts compares them with the C header's) */
 export const USBFS_IOCTL = {
   SETINTERFACE: ioc(2, 4, 8),
   SUBMITURB: ioc(2, 10, URB_SIZE),
@@ -57,6 +57,11 @@ export const USBFS_IOCTL = {
 const { SETINTERFACE, SUBMITURB, DISCARDURB, REAPURBNDELAY, CLAIMINTERFACE, RELEASEINTERFACE, RESET, CLEAR_HALT } = USBFS_IOCTL;
 /** struct usbdevfs_urb's field offsets on 64-bit ABIs, and its iso descriptors' */
 export const USBFS_URB_LAYOUT = { size: URB_SIZE, type: 0, endpoint: 1, status: 4, flags: 8, buffer: 16, buffer_length: 24, actual_length: 28, start_frame: 32, number_of_packets: 36, error_count: 40, signr: 44, usercontext: 48, iso_frame_desc: 56, descSize: DESC_SIZE } as const;
+
+/** The usbfs node of a device; USBIP_QREXEC_DEV moves /dev (unit tests). */
+export function usbfsNode(busnum: number, devnum: number): string {
+  return `${process.env.USBIP_QREXEC_DEV ?? "/dev"}/bus/usb/${String(busnum).padStart(3, "0")}/${String(devnum).padStart(3, "0")}`;
+}
 
 export interface UsbfsCompletion {
   /** the URB's status: 0, or a negative errno (-ECONNRESET after a discard, -ENODEV, …) */
@@ -103,7 +108,7 @@ export class Usbfs {
   static open(busnum: number, devnum: number): Usbfs {
     if (process.arch !== "x64" && process.arch !== "arm64" && process.arch !== "riscv64" && process.arch !== "ppc64" && process.arch !== "loong64") throw new GlueError(GlueErrorCode.LIBUSB, `usbfs transfers are implemented for 64-bit ABIs only, not ${process.arch}`);
     const c = libc();
-    const node = `/dev/bus/usb/${String(busnum).padStart(3, "0")}/${String(devnum).padStart(3, "0")}`;
+    const node = usbfsNode(busnum, devnum);
     let fd: number;
     try {
       fd = openSync(node, "r+");
@@ -213,10 +218,6 @@ export class Usbfs {
         this.call(DISCARDURB, urb);
       },
     };
-  }
-
-  get inFlight(): number {
-    return this.pending.size;
   }
 
   /**
