@@ -25,6 +25,7 @@ import { parseSetup, Recipient, Request, RequestType, recipient, requestType, EN
 import { callbackHandle, settled, type UrbDevice, type UrbHandle, type UrbResult } from "../device/urb-device.js";
 import type { Logger } from "../shared/log.js";
 import type { FdWatch } from "../shared/fd-loop.js";
+import { Slab } from "../shared/slab.js";
 import { Usbfs, USBFS_MAX_ISO_PACKETS, USBFS_URB_ISO_ASAP, USBFS_URB_ZERO_PACKET, UrbType, type UsbfsCompletion } from "../kernel-glue/usbfs.js";
 import { isoBytesPerInterval } from "../kernel-glue/endpoints.js";
 import { gatherIsoOut, scatterIsoIn } from "../usb/iso-layout.js";
@@ -47,6 +48,8 @@ const NO_PACKETS: readonly number[] = [];
 const TRANSFER_TIMEOUT = 0; // no timeout: the frontend decides (unlink), as with usbip-host
 
 export class LibusbDevice implements UrbDevice {
+  /** room for the IN URBs' data, cut from slabs (shared/slab.ts): the collector's work per URB kept small */
+  private readonly inBuffers = new Slab();
   private readonly detached = new Set<number>();
   private readonly claimed = new Set<number>();
   private readonly alt = new Map<number, number>();
@@ -253,7 +256,7 @@ export class LibusbDevice implements UrbDevice {
     const isIn = cmd.direction === Direction.IN;
     const address = cmd.ep | (isIn ? 0x80 : 0);
     // IN: only the actual_length bytes the device sent are answered, so the buffer need not be zeroed
-    const buf = isIn ? Buffer.allocUnsafe(cmd.transferBufferLength) : out;
+    const buf = isIn ? this.inBuffers.take(cmd.transferBufferLength) : out;
     if (this.allOnUsbfs) {
       // URB_ZERO_PACKET is honoured on OUT only (usb_submit_urb refuses it on IN), as usbip-host passes it on
       const flags = !isIn && (cmd.transferFlags & TransferFlag.ZERO_PACKET) !== 0 ? USBFS_URB_ZERO_PACKET : 0;

@@ -7,7 +7,8 @@
  *     flight: pipelining decides.
  * Each through the direct kernel path, the frontend relay, the backend relay, both, the
  * userspace backend, a Node copy hop, a C copy hop (bench/c/copy-hop.c, built here: the
- * cheapest userspace hop there is) and the same hop in Node off the event loop (bench/koffi-hop.ts). Prints JSON with every ratio against a baseline measured in
+ * cheapest userspace hop there is), the same hop in Node off the event loop (bench/koffi-hop.ts)
+ * and a C userspace backend on usbfs (bench/c/usbfs-server.c: the floor of any userspace backend). Prints JSON with every ratio against a baseline measured in
  * the same boot, and the goals: on the disk the relays against the C hop (≥ 0.9: the same number
  * of userspace hops) and the userspace backend against the C hop + usbip-host (≥ 0.8); queued,
  * the relays against the direct path (≥ 0.9) and the userspace backend against usbip-host
@@ -25,6 +26,9 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const hop = buildC("copy-hop");
 const hopNote = "path" in hop ? undefined : `copy-hop not built (${hop.why}): the cCopyHop mode is left out`;
 if (hopNote) process.stderr.write(`bench/vm: ${hopNote}\n`);
+// the C usbfs server (the floor for any userspace backend), the same way
+const server = buildC("usbfs-server");
+if (!("path" in server)) process.stderr.write(`bench/vm: usbfs-server not built (${server.why}): the cUsbfsServer modes are left out\n`);
 // BENCH_VM_WORKLOADS=throughput or =queued runs one of the two
 const workloads = (process.env.BENCH_VM_WORKLOADS ?? "throughput,queued").split(",");
 const scenarios = workloads.map((w) => `bench: ${w}`);
@@ -66,6 +70,8 @@ if (workloads.includes("throughput")) {
       vsCCopyHop: Object.fromEntries(Object.keys(m).filter((k) => k !== "cCopyHop" && k !== "direct").map((k) => [k, ratio(m, k, "cCopyHop")])),
       // the userspace backend's usbfs loop against its earlier self (libusb transfers, libuv streams), same boot
       userspaceVsLibusbTransfers: ratio(m, "userspace", "userspaceLibusb"),
+      // the userspace backend against the thinnest one in C on the same usbfs (bench/c/usbfs-server.c)
+      userspaceVsCUsbfsServer: ratio(m, "userspace", "cUsbfsServer"),
       goals: { relaysVsCCopyHop: 0.9, userspaceVsCCopyHopAndUsbipHost: 0.8 },
       met: { relays: (vsHop.frontendRelay ?? 0) >= 0.9 && (vsHop.backendRelay ?? 0) >= 0.9, userspace: (vsHop.userspace ?? 0) >= 0.8 },
       maxInFlight: disk.maxInFlight,
@@ -85,7 +91,7 @@ if (workloads.includes("queued")) {
     // the relays must have seen the pipelining the workload asks for, or it measured something else
     for (const k of ["frontendRelay", "backendRelay", "userspace"]) if (queued.maxInFlight[k] !== undefined && queued.maxInFlight[k]! < 2) checks.push(`queued ${k}: at most ${queued.maxInFlight[k]} URB in flight`);
     // every mode measured against direct (the userspace backend's is its ratio to usbip-host)
-    const vs = (mb: Record<string, number>) => ({ frontendRelay: ratio(mb, "frontendRelay", "direct"), backendRelay: ratio(mb, "backendRelay", "direct"), ...Object.fromEntries(Object.keys(mb).filter((k) => !["direct", "userspace", "frontendRelay", "backendRelay"].includes(k)).map((k) => [k, ratio(mb, k, "direct")])), userspaceVsUsbipHost: ratio(mb, "userspace", "direct"), userspaceVsLibusbTransfers: ratio(mb, "userspace", "userspaceLibusb") });
+    const vs = (mb: Record<string, number>) => ({ frontendRelay: ratio(mb, "frontendRelay", "direct"), backendRelay: ratio(mb, "backendRelay", "direct"), ...Object.fromEntries(Object.keys(mb).filter((k) => !["direct", "userspace", "frontendRelay", "backendRelay"].includes(k)).map((k) => [k, ratio(mb, k, "direct")])), userspaceVsUsbipHost: ratio(mb, "userspace", "direct"), userspaceVsLibusbTransfers: ratio(mb, "userspace", "userspaceLibusb"), userspaceVsCUsbfsServer: ratio(mb, "userspace", "cUsbfsServer") });
     const read = vs(queued.readMBps);
     const write = vs(queued.writeMBps);
     const warmRead = vs(queued.warmReadMBps);

@@ -22,6 +22,9 @@ import { RecentSeqnums } from "../protocol/recent-seqnums.js";
 import { pauseWhileBacklogged } from "../shared/backpressure.js";
 import type { UrbDevice, UrbHandle, UrbResult } from "./urb-device.js";
 
+/** the OUT payload of an IN URB and the data of an answer without any: one shared empty buffer */
+const EMPTY = Buffer.alloc(0);
+
 export interface UrbServerStats {
   submitted: number;
   completed: number;
@@ -115,7 +118,7 @@ export class UrbServer {
   private submit(cmd: CmdSubmit, at: number): void {
     checkCmdSubmit(cmd, this.view, at);
     this.opts.onMessage?.(cmd);
-    const out = cmd.direction === Direction.OUT ? (cmd.payload.length === 1 ? cmd.payload[0]! : Buffer.concat(cmd.payload)) : Buffer.alloc(0);
+    const out = cmd.direction === Direction.OUT ? (cmd.payload.length === 1 ? cmd.payload[0]! : Buffer.concat(cmd.payload)) : EMPTY;
     const handle = this.device.submit(cmd, out);
     // An HCD completes the URBs of one endpoint in submission order (usbtest's queued-control
     // case checks it): a transfer that fails at once must not overtake earlier ones.
@@ -169,7 +172,7 @@ export class UrbServer {
 
   private sendSubmit(e: InFlight, r: UrbResult): void {
     const isIn = e.cmd.direction === Direction.IN;
-    const data = isIn ? (r.data ?? Buffer.alloc(0)).subarray(0, e.cmd.transferBufferLength) : undefined;
+    const data = isIn ? (r.data ?? EMPTY).subarray(0, e.cmd.transferBufferLength) : undefined;
     // what an HCD does: a short IN transfer with URB_SHORT_NOT_OK completes with -EREMOTEIO
     const status = r.status === 0 && isIn && data!.length < e.cmd.transferBufferLength && (e.cmd.transferFlags & TransferFlag.SHORT_NOT_OK) !== 0 ? Errno.EREMOTEIO : r.status;
     const actualLength = isIn ? data!.length : r.status === 0 ? Math.min(r.actualLength ?? e.cmd.transferBufferLength, e.cmd.transferBufferLength) : (r.actualLength ?? 0);
@@ -236,7 +239,7 @@ export class UrbServer {
 export function isoRetSubmit(cmd: CmdSubmit, r: UrbResult): RetSubmit {
   const sent = cmd.isoPackets ?? [];
   const isIn = cmd.direction === Direction.IN;
-  const data = r.data ?? Buffer.alloc(0);
+  const data = r.data ?? EMPTY;
   const packets = sent.map((p, i) => {
     const got = r.isoPackets?.[i];
     // a packet the device said nothing of moved nothing (-EXDEV: "not transferred", as usb_submit_urb presets it)

@@ -27,6 +27,7 @@ import { closeSync, openSync } from "node:fs";
 import { GlueError, GlueErrorCode } from "./errors.js";
 import { libc, POLLERR, POLLHUP, POLLOUT, type Libc } from "../shared/libc.js";
 import type { FdWatch } from "../shared/fd-loop.js";
+import { Slab } from "../shared/slab.js";
 
 const URB_SIZE = 56;
 const DESC_SIZE = 12;
@@ -38,6 +39,8 @@ export const UrbType = { ISO: 0, INTERRUPT: 1, CONTROL: 2, BULK: 3 } as const;
 export const USBFS_URB_ISO_ASAP = 0x02;
 /** usbdevfs_urb.flags: end a bulk OUT transfer whose length is a multiple of the packet size with a zero-length packet (URB_ZERO_PACKET) */
 export const USBFS_URB_ZERO_PACKET = 0x40;
+/** the completion's packets of a URB that has none (every bulk, interrupt and control URB) */
+const NO_PACKETS: UsbfsCompletion["packets"] = Object.freeze([]) as unknown as UsbfsCompletion["packets"];
 const EAGAIN = 11;
 const ENODEV = 19;
 
@@ -89,6 +92,8 @@ export class Usbfs {
   private readonly pending = new Map<number, Pending>();
   private readonly claimed = new Set<number>();
   private pumping: Promise<void> | undefined;
+  /** the URBs' structs, cut from slabs (kept until reaped: usbfs writes the results into them) */
+  private readonly structs = new Slab(64 << 10, 8);
   /** where REAPURBNDELAY writes the reaped URB's address */
   private readonly reaped = Buffer.alloc(8);
   /** a poll() loop of the caller's watches the fd (pollBy): no poll of our own */
@@ -192,16 +197,19 @@ export class Usbfs {
    */
   submit(type: number, address: number, flags: number, buffer: Buffer, lengths: readonly number[], done: (c: UsbfsCompletion) => void): { cancel(): void } {
     const count = lengths.length;
-    const urb = Buffer.alloc(URB_SIZE + DESC_SIZE * count);
+    const urb = this.structs.takeZeroed(URB_SIZE + DESC_SIZE * count);
     urb.writeUInt8(type, 0);
     urb.writeUInt8(address, 1);
     urb.writeUInt32LE(flags, 8);
-    urb.writeBigUInt64LE(buffer.length > 0 ? this.c.address(buffer) : 0n, 16);
+    // the buffer's address as two 32-bit halves (little-endian ABIs): no BigInt per URB
+    const at = buffer.length > 0 ? this.c.address(buffer) : 0;
+    urb.writeUInt32LE(at % 0x1_0000_0000, 16);
+    urb.writeUInt32LE(Math.floor(at / 0x1_0000_0000), 20);
     urb.writeInt32LE(buffer.length, 24);
     urb.writeInt32LE(count, 36);
     for (let i = 0; i < count; i++) urb.writeUInt32LE(lengths[i]!, URB_SIZE + DESC_SIZE * i);
     // REAPURBNDELAY gives back the address of the struct we submitted: the URB's key
-    const key = Number(this.c.address(urb));
+    const key = this.c.address(urb);
     const entry: Pending = { urb, buffer, count, discarded: false, done };
     const r = this.gone ? -ENODEV : this.call(SUBMITURB, urb);
     if (r !== 0) {
@@ -270,7 +278,7 @@ export class Usbfs {
       if (e === undefined) continue;
       this.pending.delete(key);
       const u = e.urb;
-      const packets: UsbfsCompletion["packets"] = [];
+      const packets: UsbfsCompletion["packets"] = e.count === 0 ? NO_PACKETS : [];
       for (let i = 0; i < e.count; i++) packets.push({ actualLength: u.readUInt32LE(URB_SIZE + DESC_SIZE * i + 4), status: u.readInt32LE(URB_SIZE + DESC_SIZE * i + 8) });
       const status = u.readInt32LE(4);
       e.done({ status, actualLength: u.readInt32LE(28), buffer: e.buffer, packets, startFrame: u.readInt32LE(32), cancelled: e.discarded && status !== 0 });

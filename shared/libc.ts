@@ -78,8 +78,12 @@ export interface Libc {
   shutdown(fd: number, how: number): number;
   /** the calling thread's errno after the last failed call made through this module */
   errno(): number;
-  /** the address of a Buffer's memory, as the kernel will see it in a struct */
-  address(b: Buffer): bigint;
+  /**
+   * The address of a Buffer's memory, as the kernel will see it in a struct: its backing store's
+   * (asked of koffi once per ArrayBuffer) plus the view's offset. A Number: user addresses on
+   * the 64-bit ABIs we run on fit in 2^53.
+   */
+  address(b: Buffer): number;
 }
 
 let loaded: Libc | undefined;
@@ -183,7 +187,7 @@ export function libc(): Libc {
     close: (fd) => close(fd),
     dup2: (from, to) => dup2(from, to),
     errno,
-    address: (b) => koffi.address(b),
+    address: (b) => baseAddress(b.buffer) + b.byteOffset,
   };
   return loaded;
 }

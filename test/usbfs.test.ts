@@ -10,8 +10,10 @@ import { execFileSync } from "node:child_process";
 import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { createRequire } from "node:module";
 import { UrbType, USBFS_IOCTL, USBFS_URB_LAYOUT, USBFS_URB_ZERO_PACKET } from "../kernel-glue/usbfs.js";
 import { libc, POLLIN, POLLOUT } from "../shared/libc.js";
+import { Slab } from "../shared/slab.js";
 import { gatherIsoOut, packedOffsets, scatterIsoIn, type IsoSlot } from "../usb/iso-layout.js";
 
 test("usbfs ioctl numbers and struct usbdevfs_urb's layout are the kernel header's", (t) => {
@@ -121,4 +123,10 @@ test("iso IN: received bytes go back to each packet's USB/IP offset, only actual
   const b = Buffer.from([1, 2, 3, 4]);
   t.is(scatterIsoIn([{ offset: 0, length: 2 }, { offset: 2, length: 2 }], b, [2, 1], 4), b);
   t.deepEqual([...scatterIsoIn([{ offset: 0, length: 2 }, { offset: 4, length: 2 }], b, [1, 2], 6)], [1, 0, 0, 0, 3, 4]);
+});
+
+test("libc().address: a view's address is koffi's for that view (backing store + offset), for slab views too", (t) => {
+  const koffi = createRequire(import.meta.url)("koffi") as { address(v: unknown): bigint };
+  const big = Buffer.allocUnsafeSlow(1 << 16);
+  for (const view of [big, big.subarray(1), big.subarray(4096, 8192), new Slab(1 << 16).take(100), Buffer.from("pool")]) t.is(libc().address(view), Number(koffi.address(view)));
 });

@@ -21,6 +21,9 @@ import { checkCleanedUp, cli, kernelFlow, waitImported } from "./flows.js";
 export type Mode = { name: string; importMode: "kernel" | "relay"; exportMode: "kernel" | "relay" | "userspace"; link?: "socket" | "direct"; exportWrap?: string[]; env?: NodeJS.ProcessEnv };
 // bench/c/copy-hop.c, built by bench/vm.ts before the boot (absent: that mode is left out, said in the JSON)
 const COPY_HOP = fileURLToPath(new URL("../../../bench/copy-hop", import.meta.url));
+// bench/c/usbfs-server.c, the same way: the thinnest userspace backend on usbfs there is
+const USBFS_SERVER = fileURLToPath(new URL("../../../bench/usbfs-server", import.meta.url));
+const KOFFI_USBFS_SERVER = fileURLToPath(new URL("../../../bench/koffi-usbfs-server.js", import.meta.url));
 const KOFFI_HOP = fileURLToPath(new URL("../../../bench/koffi-hop.js", import.meta.url));
 const ALL_MODES: Mode[] = [
   { name: "direct", importMode: "kernel", exportMode: "kernel" },
@@ -33,6 +36,19 @@ const ALL_MODES: Mode[] = [
   // the same with its URBs as node-usb's (libusb's) transfers and the link on libuv's streams:
   // the userspace backend as it was before, measured beside it
   { name: "userspaceLibusb", importMode: "kernel", exportMode: "userspace", env: { USBIP_QREXEC_TRANSFERS: "libusb" } },
+  // the floor of any userspace backend on usbfs: a C program serving the URBs with one thread's
+  // poll() on the link and the usbfs fd (bench/c/usbfs-server.c), in place of the export — with
+  // its URB buffers malloc()ed (usbfs allocates and copies each URB's data) and mmap()ed from
+  // the usbfs fd (usbfs's zero-copy buffers)
+  ...(existsSync(USBFS_SERVER)
+    ? [
+        { name: "cUsbfsServer", importMode: "kernel", exportMode: "userspace", exportWrap: [USBFS_SERVER] } as Mode,
+        { name: "cUsbfsServerMmap", importMode: "kernel", exportMode: "userspace", exportWrap: [USBFS_SERVER], env: { USBFS_SERVER_MMAP: "1" } } as Mode,
+      ]
+    : []),
+  // the same in Node (bench/koffi-usbfs-server.ts: koffi's poll, ioctl, read and writev, no
+  // validation): the floor of a userspace backend written in Node
+  { name: "koffiUsbfsServer", importMode: "kernel", exportMode: "userspace", exportWrap: [process.execPath, KOFFI_USBFS_SERVER] },
   // kernel modes over qrexec-sim's socket link: a plain Node copy loop, no decoding — the cost
   // of one userspace Node hop, to set the relays' cost against
   { name: "nodeCopyHop", importMode: "kernel", exportMode: "kernel", link: "socket" },
@@ -101,9 +117,9 @@ export async function forEachMode(o: ModeLoop): Promise<ModeLoopResult> {
   return { maxInFlight, syscalls };
 }
 
-/** The data path's userspace processes: ours (not the CLI waiting in detach) and the C hop. */
+/** The data path's userspace processes: ours (not the CLI waiting in detach) and the C programs. */
 function dataPathPids(): string[] {
-  return [...processesMatching("usbip-qrexec"), ...processesMatching("bench/copy-hop")].map((p) => p.split(" ")[0]!);
+  return [...processesMatching("usbip-qrexec"), ...processesMatching("bench/copy-hop"), ...processesMatching("bench/usbfs-server"), ...processesMatching("bench/koffi-usbfs-server")].map((p) => p.split(" ")[0]!).filter((p, i, all) => all.indexOf(p) === i);
 }
 
 /** `run` with strace -f -c attached to the data path; the calls per syscall and their total. */
