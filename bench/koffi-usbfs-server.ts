@@ -14,6 +14,11 @@ import { openSync, readdirSync, readFileSync } from "node:fs";
 import { EAGAIN, EINTR, libc, POLLERR, POLLHUP, POLLIN, POLLOUT } from "../shared/libc.js";
 import { USBFS_IOCTL, UrbType } from "../kernel-glue/usbfs.js";
 
+// a failure is one line (no stack trace), as the C server's
+process.on("uncaughtException", (e) => {
+  process.stderr.write(`usbfs-server: ${e.message}\n`);
+  process.exit(1);
+});
 const c = libc();
 const ioc = (dir: number, nr: number, size: number) => ((dir << 30) | (size << 16) | (0x55 << 8) | nr) >>> 0;
 /** _IOR('U', 27, struct usbdevfs_disconnect_claim { u32 interface; u32 flags; char driver[256]; }) */

@@ -1,10 +1,12 @@
 /**
  * Buffers cut from a few large ones: one allocation (one ArrayBuffer for V8 to track and
- * collect) per SLAB bytes handed out instead of one per buffer. What is cut out is never handed
- * out again: a slab is freed by the collector once no view of it is left, so memory stays
- * bounded by what callers still hold. For the userspace backend's per-URB buffers (an IN URB's
- * room for its data, its struct usbdevfs_urb): measured, a fresh Buffer per URB put the
- * collector at a third of the URB server's time.
+ * collect) per slab's worth of bytes handed out instead of one per buffer. What is cut out is
+ * never handed out again: a slab is freed by the collector once no view of it is left, so what
+ * stays allocated is bounded by the slabs callers still hold a view of (a URB pending for hours,
+ * an interrupt IN waiting for a key press, keeps its whole slab: at most one slab per such URB).
+ * For the userspace backend's per-URB buffers (an IN URB's room for its data, its struct
+ * usbdevfs_urb): measured natively, a fresh Buffer per URB put the collector at a third of the
+ * URB server's time.
  */
 export class Slab {
   private slab: Buffer | undefined;

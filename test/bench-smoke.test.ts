@@ -6,6 +6,8 @@ import test from "ava";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import path from "node:path";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { repoRoot } from "./helpers/fixtures.js";
 import { runCli } from "./helpers/cli.js";
 
@@ -57,3 +59,26 @@ for (const oneThread of [false]) {
     t.is(out.digest("hex"), createHash("sha256").update(data).digest("hex"));
   });
 }
+
+test("the usbfs servers bench:vm sets beside the userspace backend: the C one builds without a warning, both refuse a command line without `export BUSID` (exit 64, usage) and fail on a busid that does not exist", async (t) => {
+  const exe = path.join(mkdtempSync(path.join(tmpdir(), "usbfs-server-")), "usbfs-server");
+  const gcc = await promisify(execFile)("gcc", ["-O2", "-Wall", "-Wextra", "-Werror", "-o", exe, path.join(repoRoot, "bench/c/usbfs-server.c")]).then(
+    () => "",
+    (e: Error & { stderr?: string }) => e.stderr ?? e.message,
+  );
+  t.is(gcc, "");
+  for (const argv of [[exe], [process.execPath, path.join(repoRoot, "dist/bench/koffi-usbfs-server.js")]]) {
+    const usage = await promisify(execFile)(argv[0]!, [...argv.slice(1), "node", "cli.js", "list"]).then(
+      () => ({ code: 0, stderr: "" }),
+      (e: { code: number; stderr: string }) => e,
+    );
+    t.is(usage.code, 64, argv.join(" "));
+    t.regex(usage.stderr, /usage: .*usbfs-server \.\.\. export BUSID/);
+    const missing = await promisify(execFile)(argv[0]!, [...argv.slice(1), "node", "cli.js", "export", "9-9.9"]).then(
+      () => ({ code: 0, stderr: "" }),
+      (e: { code: number; stderr: string }) => e,
+    );
+    t.not(missing.code, 0, `${argv.join(" ")} export 9-9.9`);
+    t.regex(missing.stderr, /^usbfs-server: .*9-9\.9.*\n$/, "one line naming what is missing");
+  }
+});
