@@ -22,11 +22,11 @@ import type { CmdSubmit, DeviceRecord, InterfaceRecord } from "../protocol/messa
 import { UsbipError, GlueCode } from "../protocol/errors.js";
 import type { SpeedString } from "../protocol/speed.js";
 import { parseSetup, Recipient, Request, RequestType, recipient, requestType, ENDPOINT_HALT, type Setup } from "../usb/setup.js";
-import { callbackHandle, settled, type UrbDevice, type UrbHandle, type UrbResult } from "../device/urb-device.js";
+import { SettleableHandle, settled, type UrbDevice, type UrbHandle, type UrbResult } from "../device/urb-device.js";
 import type { Logger } from "../shared/log.js";
 import type { FdWatch } from "../shared/fd-loop.js";
 import { Slab } from "../shared/slab.js";
-import { Usbfs, USBFS_MAX_ISO_PACKETS, USBFS_URB_ISO_ASAP, USBFS_URB_ZERO_PACKET, UrbType, type UsbfsCompletion } from "../kernel-glue/usbfs.js";
+import { Usbfs, USBFS_MAX_ISO_PACKETS, USBFS_URB_ISO_ASAP, USBFS_URB_ZERO_PACKET, UrbType, type UsbfsCompletion, type UsbfsListener } from "../kernel-glue/usbfs.js";
 import { isoBytesPerInterval } from "../kernel-glue/endpoints.js";
 import { gatherIsoOut, scatterIsoIn } from "../usb/iso-layout.js";
 
@@ -260,7 +260,7 @@ export class LibusbDevice implements UrbDevice {
     if (this.allOnUsbfs) {
       // URB_ZERO_PACKET is honoured on OUT only (usb_submit_urb refuses it on IN), as usbip-host passes it on
       const flags = !isIn && (cmd.transferFlags & TransferFlag.ZERO_PACKET) !== 0 ? USBFS_URB_ZERO_PACKET : 0;
-      return this.viaUsbfs(type === "interrupt" ? UrbType.INTERRUPT : UrbType.BULK, address, flags, buf, NO_PACKETS, (c) => this.transferResult(c, isIn, 0));
+      return this.transferViaUsbfs(type === "interrupt" ? UrbType.INTERRUPT : UrbType.BULK, address, flags, buf, isIn, 0);
     }
     return this.transfer(address, type === "interrupt" ? usb.LIBUSB_TRANSFER_TYPE_INTERRUPT : usb.LIBUSB_TRANSFER_TYPE_BULK, buf, isIn, 0);
   }
@@ -305,8 +305,16 @@ export class LibusbDevice implements UrbDevice {
 
   /** A URB on the usbfs fd; its completion, mapped by `result`, is told to a listener as soon as it is reaped. */
   private viaUsbfs(type: number, address: number, flags: number, buffer: Buffer, lengths: readonly number[], result: (c: UsbfsCompletion) => UrbResult): UrbHandle {
-    const usbfs = this.usbfs!;
-    return callbackHandle((settle) => usbfs.submit(type, address, flags, buffer, lengths, (c) => settle(result(c))));
+    const h = new MappedUsbfsUrb(result);
+    h.canceller = this.usbfs!.submit(type, address, flags, buffer, lengths, h);
+    return h;
+  }
+
+  /** A bulk, interrupt or control URB on the usbfs fd (the hot path: no closure per URB). */
+  private transferViaUsbfs(type: number, address: number, flags: number, buffer: Buffer, isIn: boolean, skip: number): UrbHandle {
+    const h = new UsbfsTransfer(this, isIn, skip);
+    h.canceller = this.usbfs!.submit(type, address, flags, buffer, NO_PACKETS, h);
+    return h;
   }
 
   /**
@@ -314,7 +322,7 @@ export class LibusbDevice implements UrbDevice {
    * URB's (a negative errno, as usbip-host sends it); `skip` bytes at the start of the buffer are
    * a control transfer's setup packet.
    */
-  private transferResult(c: UsbfsCompletion, isIn: boolean, skip: number): UrbResult {
+  transferResult(c: UsbfsCompletion, isIn: boolean, skip: number): UrbResult {
     if (c.status === Errno.ENODEV) this.markGone(); // (-ESHUTDOWN too when an endpoint is disabled: libusb's hotplug event tells an unplug)
     const status = c.cancelled ? Errno.ECONNRESET : c.status;
     return isIn ? { status, cancelled: c.cancelled, data: c.buffer.subarray(skip, skip + c.actualLength) } : { status, cancelled: c.cancelled, actualLength: c.actualLength };
@@ -373,7 +381,7 @@ export class LibusbDevice implements UrbDevice {
     cmd.setup.copy(buf, 0);
     if (!isIn) out.copy(buf, 8);
     buf.writeUInt16LE(isIn ? s.wLength : out.length, 6);
-    if (this.forUsbfs(s)) return this.viaUsbfs(UrbType.CONTROL, 0, 0, buf, NO_PACKETS, (c) => this.transferResult(c, isIn, 8));
+    if (this.forUsbfs(s)) return this.transferViaUsbfs(UrbType.CONTROL, 0, 0, buf, isIn, 8);
     return this.transfer(0, usb.LIBUSB_TRANSFER_TYPE_CONTROL, buf, isIn, 8);
   }
 
@@ -437,5 +445,31 @@ export class LibusbDevice implements UrbDevice {
     } catch {
       /* already gone (unplugged) */
     }
+  }
+}
+
+/** A usbfs URB whose completion `map` turns into a URB result (iso). */
+class MappedUsbfsUrb extends SettleableHandle implements UsbfsListener {
+  constructor(private readonly map: (c: UsbfsCompletion) => UrbResult) {
+    super();
+  }
+
+  completed(c: UsbfsCompletion): void {
+    this.settle(this.map(c));
+  }
+}
+
+/** A bulk, interrupt or control usbfs URB: its completion as LibusbDevice.transferResult says. */
+class UsbfsTransfer extends SettleableHandle implements UsbfsListener {
+  constructor(
+    private readonly device: LibusbDevice,
+    private readonly isIn: boolean,
+    private readonly skip: number,
+  ) {
+    super();
+  }
+
+  completed(c: UsbfsCompletion): void {
+    this.settle(this.device.transferResult(c, this.isIn, this.skip));
   }
 }

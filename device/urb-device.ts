@@ -62,30 +62,46 @@ export interface UrbDevice {
 }
 
 /**
+ * A handle settled by a call to settle(): listen() hears the result synchronously; `result` is
+ * made only when someone asks for it. An object with methods, not a set of closures: one is
+ * made per URB on the userspace backend's hot path.
+ */
+export class SettleableHandle implements UrbHandle {
+  private got: UrbResult | undefined;
+  private listener: ((r: UrbResult) => void) | undefined;
+  private resolve: ((r: UrbResult) => void) | undefined;
+  private promise: Promise<UrbResult> | undefined;
+  /** what cancel() asks (set by whoever started the transfer) */
+  canceller: { cancel(): void } | undefined;
+
+  get result(): Promise<UrbResult> {
+    return (this.promise ??= this.got !== undefined ? Promise.resolve(this.got) : new Promise<UrbResult>((res) => (this.resolve = res)));
+  }
+
+  cancel(): void {
+    this.canceller?.cancel();
+  }
+
+  listen(cb: (r: UrbResult) => void): void {
+    if (this.got !== undefined) cb(this.got);
+    else this.listener = cb;
+  }
+
+  settle(r: UrbResult): void {
+    this.got = r;
+    this.listener?.(r);
+    this.resolve?.(r);
+  }
+}
+
+/**
  * A handle for a transfer that reports its result through a callback (`start` gets the function
- * to call, and may call it at once): listen() hears it synchronously; `result` is made only when
- * someone asks for it.
+ * to call, and may call it at once).
  */
 export function callbackHandle(start: (settle: (r: UrbResult) => void) => { cancel(): void }): UrbHandle {
-  let got: UrbResult | undefined;
-  let listener: ((r: UrbResult) => void) | undefined;
-  let resolve: ((r: UrbResult) => void) | undefined;
-  let promise: Promise<UrbResult> | undefined;
-  const started = start((r) => {
-    got = r;
-    listener?.(r);
-    resolve?.(r);
-  });
-  return {
-    get result() {
-      return (promise ??= got !== undefined ? Promise.resolve(got) : new Promise<UrbResult>((res) => (resolve = res)));
-    },
-    cancel: () => started.cancel(),
-    listen(cb) {
-      if (got !== undefined) cb(got);
-      else listener = cb;
-    },
-  };
+  const h = new SettleableHandle();
+  h.canceller = start((r) => h.settle(r));
+  return h;
 }
 
 /** A handle whose result is already known (heard at once by listen()). */

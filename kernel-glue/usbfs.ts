@@ -79,13 +79,29 @@ export interface UsbfsCompletion {
   cancelled: boolean;
 }
 
-interface Pending {
-  urb: Buffer;
-  buffer: Buffer;
-  count: number;
-  discarded: boolean;
-  done: (c: UsbfsCompletion) => void;
+/** Who hears a URB's completion (an object, not a closure: one per URB on the hot path). */
+export interface UsbfsListener {
+  completed(c: UsbfsCompletion): void;
 }
+
+/** A URB submitted and not yet reaped; cancel() discards it. */
+class Pending {
+  discarded = false;
+  constructor(
+    private readonly owner: Usbfs,
+    readonly key: number,
+    readonly urb: Buffer,
+    readonly buffer: Buffer,
+    readonly count: number,
+    readonly listener: UsbfsListener,
+  ) {}
+
+  cancel(): void {
+    this.owner.discard(this);
+  }
+}
+
+const NOT_PENDING = { cancel(): void {} };
 
 export class Usbfs {
   /** URBs submitted and not yet reaped, by the address of their struct usbdevfs_urb */
@@ -187,7 +203,7 @@ export class Usbfs {
   }
 
   /**
-   * Submit one URB of `type` on endpoint `address` (0x80: IN); `done` is called with its
+   * Submit one URB of `type` on endpoint `address` (0x80: IN); `listener` is told its
    * completion when it is reaped (or at once, when usbfs refuses it), synchronously: what it
    * answers leaves in the same turn of the loop. The buffer: OUT, the data; IN, room for it.
    * Iso: `lengths` are the packets' (laid out back to back in the buffer), flags ISO_ASAP.
@@ -195,7 +211,7 @@ export class Usbfs {
    * bytes); usbfs checks a standard or class request's recipient (an interface, an endpoint)
    * against the interfaces this fd claimed.
    */
-  submit(type: number, address: number, flags: number, buffer: Buffer, lengths: readonly number[], done: (c: UsbfsCompletion) => void): { cancel(): void } {
+  submit(type: number, address: number, flags: number, buffer: Buffer, lengths: readonly number[], listener: UsbfsListener): { cancel(): void } {
     const count = lengths.length;
     const urb = this.structs.takeZeroed(URB_SIZE + DESC_SIZE * count);
     urb.writeUInt8(type, 0);
@@ -210,22 +226,23 @@ export class Usbfs {
     for (let i = 0; i < count; i++) urb.writeUInt32LE(lengths[i]!, URB_SIZE + DESC_SIZE * i);
     // REAPURBNDELAY gives back the address of the struct we submitted: the URB's key
     const key = this.c.address(urb);
-    const entry: Pending = { urb, buffer, count, discarded: false, done };
     const r = this.gone ? -ENODEV : this.call(SUBMITURB, urb);
     if (r !== 0) {
-      done({ status: r, actualLength: 0, buffer, packets: lengths.map(() => ({ actualLength: 0, status: r })), startFrame: 0, cancelled: false });
-      return { cancel() {} };
+      listener.completed({ status: r, actualLength: 0, buffer, packets: lengths.map(() => ({ actualLength: 0, status: r })), startFrame: 0, cancelled: false });
+      return NOT_PENDING;
     }
+    const entry = new Pending(this, key, urb, buffer, count, listener);
     this.pending.set(key, entry);
     this.pump();
-    return {
-      cancel: () => {
-        if (!this.pending.has(key) || entry.discarded) return;
-        entry.discarded = true;
-        // EINVAL: it completed meanwhile and waits to be reaped; it is then answered as completed
-        this.call(DISCARDURB, urb);
-      },
-    };
+    return entry;
+  }
+
+  /** Pending.cancel(): USBDEVFS_DISCARDURB, once, while it is pending. */
+  discard(entry: Pending): void {
+    if (this.pending.get(entry.key) !== entry || entry.discarded) return;
+    entry.discarded = true;
+    // EINVAL: it completed meanwhile and waits to be reaped; it is then answered as completed
+    this.call(DISCARDURB, entry.urb);
   }
 
   /**
@@ -281,7 +298,7 @@ export class Usbfs {
       const packets: UsbfsCompletion["packets"] = e.count === 0 ? NO_PACKETS : [];
       for (let i = 0; i < e.count; i++) packets.push({ actualLength: u.readUInt32LE(URB_SIZE + DESC_SIZE * i + 4), status: u.readInt32LE(URB_SIZE + DESC_SIZE * i + 8) });
       const status = u.readInt32LE(4);
-      e.done({ status, actualLength: u.readInt32LE(28), buffer: e.buffer, packets, startFrame: u.readInt32LE(32), cancelled: e.discarded && status !== 0 });
+      e.listener.completed({ status, actualLength: u.readInt32LE(28), buffer: e.buffer, packets, startFrame: u.readInt32LE(32), cancelled: e.discarded && status !== 0 });
     }
   }
 
@@ -290,7 +307,7 @@ export class Usbfs {
     this.gone = true;
     for (const [k, e] of this.pending) {
       this.pending.delete(k);
-      e.done({ status, actualLength: 0, buffer: e.buffer, packets: Array.from({ length: e.count }, () => ({ actualLength: 0, status })), startFrame: 0, cancelled: false });
+      e.listener.completed({ status, actualLength: 0, buffer: e.buffer, packets: Array.from({ length: e.count }, () => ({ actualLength: 0, status })), startFrame: 0, cancelled: false });
     }
   }
 

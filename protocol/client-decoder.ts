@@ -158,7 +158,10 @@ export class ClientStreamDecoder extends StreamDecoder<ClientMessage> {
     // canonical unless number_of_packets was written other than as the descriptor count (the
     // setup bytes and every other field are kept as received); a view when the header was whole
     // in one chunk, else peek's copy
-    if (s32(h, p + 32) === np) this._canonicalHeader = h.subarray(p, p + URB_HEADER_SIZE);
+    if (s32(h, p + 32) === np) {
+      this._canonicalHeader = h;
+      this._canonicalAt = p;
+    }
     q.skip(URB_HEADER_SIZE);
     if (dataLen > 0) msg.payload = q.takeSegments(dataLen);
     if (isoLen > 0) q.skip(isoLen);

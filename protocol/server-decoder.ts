@@ -197,7 +197,10 @@ export class ServerStreamDecoder extends StreamDecoder<ServerMessage> {
     this.lastUnlink = undefined;
     this.afterOutRet = urb.direction === Direction.OUT;
     // canonical: number_of_packets as the descriptor count, the 8 padding bytes zero
-    if (s32(h, p + 32) === msg.numberOfPackets && u32(h, p + 40) === 0 && u32(h, p + 44) === 0) this._canonicalHeader = h.subarray(p, p + URB_HEADER_SIZE);
+    if (s32(h, p + 32) === msg.numberOfPackets && u32(h, p + 40) === 0 && u32(h, p + 44) === 0) {
+      this._canonicalHeader = h;
+      this._canonicalAt = p;
+    }
     q.skip(URB_HEADER_SIZE);
     if (dataLen > 0) msg.payload = q.takeSegments(dataLen);
     if (isoLen > 0) q.skip(isoLen);

@@ -7,6 +7,7 @@ import { ByteQueue } from "./byte-queue.js";
 import { ErrorCode, ProtocolError } from "./errors.js";
 import { type DecodeLimits, resolveLimits } from "./limits.js";
 import { UrbTable } from "./urb-table.js";
+import { URB_HEADER_SIZE } from "./constants.js";
 
 /** Stream phases: OP (TCP, usbipd), handshake (qrexec), URB, or closed (no more bytes allowed). */
 export type Phase = "op" | "handshake" | "urb" | "closed";
@@ -26,8 +27,14 @@ export abstract class StreamDecoder<M> {
   private _error: ProtocolError | null = null;
   private _messageOffset = 0;
   private _count = 0;
-  /** set by step() for a CMD_SUBMIT / RET_SUBMIT whose header is canonical (see canonicalHeader) */
+  /**
+   * set by step() for a CMD_SUBMIT / RET_SUBMIT whose header is canonical (see canonicalHeader):
+   * the buffer holding it and where it starts there; the view is made only when asked for (the
+   * URB server never asks: one view fewer per URB). Neither a pushed chunk nor peek's copy is
+   * written again, so the bytes stay until the view is made.
+   */
   protected _canonicalHeader: Buffer | undefined;
+  protected _canonicalAt = 0;
 
   protected constructor(phase: Phase, opts: StreamDecoderOptions) {
     this.limits = resolveLimits(opts.limits);
@@ -56,7 +63,7 @@ export abstract class StreamDecoder<M> {
    * packets from a non-Linux client): then encode.
    */
   get canonicalHeader(): Buffer | undefined {
-    return this._canonicalHeader;
+    return this._canonicalHeader?.subarray(this._canonicalAt, this._canonicalAt + URB_HEADER_SIZE);
   }
   /** Messages decoded so far. */
   get count(): number {

@@ -70,8 +70,25 @@ const EXTRA_MODES: Mode[] = [
   { name: "userspaceStreams", importMode: "kernel", exportMode: "userspace", env: { USBIP_QREXEC_FD_LOOP: "0" } },
 ];
 
+/**
+ * `BENCH_AB_TREE=DIR` (experiments): another build of ours (DIR/bin/usbip-qrexec.js, e.g. a
+ * worktree of an earlier commit with its dist/ built; the guest sees the host's / read-only)
+ * as the export of two more modes, userspaceAB and backendRelayAB: a change to the backend
+ * measured against the build before it in one boot.
+ */
+const AB_TREE = process.env.BENCH_AB_TREE;
+const AB_MODES: Mode[] = AB_TREE
+  ? (["userspace", "relay"] as const).map((exportMode) => ({
+      name: exportMode === "userspace" ? "userspaceAB" : "backendRelayAB",
+      importMode: "kernel",
+      exportMode,
+      // the wrap gets `node CLI export …`: the other build's CLI takes CLI's place
+      exportWrap: ["sh", "-c", `n=$1; shift 2; exec "$n" ${path.join(AB_TREE, "bin/usbip-qrexec.js")} "$@"`, "sh"],
+    }))
+  : [];
+
 /** BENCH_MODES=direct,frontendRelay runs a subset (experiments); the benches run them all. */
-export const MODES = process.env.BENCH_MODES ? [...ALL_MODES, ...EXTRA_MODES].filter((m) => process.env.BENCH_MODES!.split(",").includes(m.name)) : ALL_MODES;
+export const MODES = process.env.BENCH_MODES ? [...ALL_MODES, ...EXTRA_MODES, ...AB_MODES].filter((m) => process.env.BENCH_MODES!.split(",").includes(m.name)) : [...ALL_MODES, ...AB_MODES];
 
 export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
