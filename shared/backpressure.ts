@@ -17,7 +17,8 @@ const waiting = new WeakSet<ByteSource>();
 
 /** Call after writing to `out` what `src` brought: pauses `src` if `out` is backlogged. */
 export function pauseWhileBacklogged(src: ByteSource, out: ByteSink): void {
-  if (waiting.has(src) || out.writableLength <= STREAM_BUFFER || !out.writableNeedDrain) return;
+  // the common case first (called per message): nothing backlogged
+  if (out.writableLength <= STREAM_BUFFER || !out.writableNeedDrain || waiting.has(src)) return;
   waiting.add(src);
   src.pause();
   out.once("drain", () => {
