@@ -62,7 +62,7 @@ const results = mkdtempSync(path.join(tmpdir(), "usbip-qrexec-vm-"));
 // BENCH_* variables (bench knobs), VM_CYCLES (the attach/detach cycle count) and VM_REPEAT (run
 // the selected scenarios that many times, to chase a flaky one) pass into the guest
 const benchEnv = Object.entries(process.env).filter(([k, v]) => (k.startsWith("BENCH_") || k === "VM_CYCLES" || k === "VM_REPEAT" || k === "VM_SET") && /^[\w ,./=:+-]*$/.test(v ?? "")).map(([k, v]) => `${k}='${v}' `).join("");
-const guestCmd = `${benchEnv}/usr/bin/node ${path.join(repo, "dist/test/vm/guest/main.js")} --results /run/results ${requested.map((s) => `'${s}'`).join(" ")}`;
+const guestCmd = `${benchEnv}/usr/bin/node ${path.join(repo, "dist/test/vm/guest/main.js")} --results /run/results ${requested.map((s) => `'${s.replace(/'/g, "'\\''")}'`).join(" ")}`; // sh quoting: a ' in a name is '\''
 let initrd: string;
 try {
   initrd = buildInitramfs(kernel, cacheDir, guestCmd);
