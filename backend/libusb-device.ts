@@ -22,7 +22,7 @@ import type { CmdSubmit, DeviceRecord, InterfaceRecord } from "../protocol/messa
 import { UsbipError, GlueCode } from "../protocol/errors.js";
 import type { SpeedString } from "../protocol/speed.js";
 import { parseSetup, Recipient, Request, RequestType, recipient, requestType, ENDPOINT_HALT, type Setup } from "../usb/setup.js";
-import { SettleableHandle, settled, type UrbDevice, type UrbHandle, type UrbResult } from "../device/urb-device.js";
+import { callbackHandle, SettleableHandle, settled, type UrbDevice, type UrbHandle, type UrbResult } from "../device/urb-device.js";
 import type { Logger } from "../shared/log.js";
 import type { FdWatch } from "../shared/fd-loop.js";
 import { Slab } from "../shared/slab.js";
@@ -303,11 +303,9 @@ export class LibusbDevice implements UrbDevice {
     };
   }
 
-  /** A URB on the usbfs fd; its completion, mapped by `result`, is told to a listener as soon as it is reaped. */
+  /** A URB on the usbfs fd (iso); its completion, mapped by `result`, is told to a listener as soon as it is reaped. */
   private viaUsbfs(type: number, address: number, flags: number, buffer: Buffer, lengths: readonly number[], result: (c: UsbfsCompletion) => UrbResult): UrbHandle {
-    const h = new MappedUsbfsUrb(result);
-    h.canceller = this.usbfs!.submit(type, address, flags, buffer, lengths, h);
-    return h;
+    return callbackHandle((settle) => this.usbfs!.submit(type, address, flags, buffer, lengths, { completed: (c) => settle(result(c)) }));
   }
 
   /** A bulk, interrupt or control URB on the usbfs fd (the hot path: no closure per URB). */
@@ -445,17 +443,6 @@ export class LibusbDevice implements UrbDevice {
     } catch {
       /* already gone (unplugged) */
     }
-  }
-}
-
-/** A usbfs URB whose completion `map` turns into a URB result (iso). */
-class MappedUsbfsUrb extends SettleableHandle implements UsbfsListener {
-  constructor(private readonly map: (c: UsbfsCompletion) => UrbResult) {
-    super();
-  }
-
-  completed(c: UsbfsCompletion): void {
-    this.settle(this.map(c));
   }
 }
 

@@ -12,7 +12,7 @@
  */
 import { openSync, readdirSync, readFileSync } from "node:fs";
 import { EAGAIN, EINTR, libc, POLLERR, POLLHUP, POLLIN, POLLOUT } from "../shared/libc.js";
-import { USBFS_IOCTL, UrbType } from "../kernel-glue/usbfs.js";
+import { USBFS_IOCTL, UrbType, usbfsNode } from "../kernel-glue/usbfs.js";
 
 // a failure is one line (no stack trace), as the C server's
 process.on("uncaughtException", (e) => {
@@ -37,7 +37,7 @@ if (!process.argv.includes("export") || busid === undefined) {
 const sys = (f: string) => readFileSync(`/sys/bus/usb/devices/${f}`, "utf8").trim();
 const busnum = Number(sys(`${busid}/busnum`));
 const devnum = Number(sys(`${busid}/devnum`));
-const fd = openSync(`/dev/bus/usb/${String(busnum).padStart(3, "0")}/${String(devnum).padStart(3, "0")}`, "r+");
+const fd = openSync(usbfsNode(busnum, devnum), "r+");
 
 // the active configuration's interfaces and their endpoints' types (ep | in << 4)
 const epType = new Map<number, number>();
@@ -102,9 +102,10 @@ function flush(): void {
 
 function reap(): void {
   while (call(USBFS_IOCTL.REAPURBNDELAY, reaped) === 0) {
-    const u = inFlight.get(Number(reaped.readBigUInt64LE(0)));
+    const key = Number(reaped.readBigUInt64LE(0));
+    const u = inFlight.get(key);
     if (u === undefined) continue;
-    inFlight.delete(Number(reaped.readBigUInt64LE(0)));
+    inFlight.delete(key);
     bySeq.delete(u.seqnum);
     if (u.unlinkedBy !== undefined) ret(4, u.unlinkedBy, -ECONNRESET, 0);
     else ret(3, u.seqnum, u.struct.readInt32LE(4), u.struct.readInt32LE(28), u.dirIn ? u.buf.subarray(u.control ? 8 : 0) : undefined);

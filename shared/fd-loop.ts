@@ -225,7 +225,6 @@ export interface FdLoopOptions {
   idleMs: () => number;
   /** after each batch of reads and writes (e.g. to publish counters) */
   afterBatch?: () => void;
-
 }
 
 export class FdLoop {
